@@ -1,0 +1,85 @@
+//! Live road speeds: the newest window of every segment, and a segment's history.
+
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use egret_pipeline::SegmentWindow;
+use egret_pipeline::live::{confidence, jam_factor};
+use serde::{Deserialize, Serialize};
+
+/// One entry of `GET /api/v1/segments`, exactly the fields contract-v1 names.
+#[derive(Serialize)]
+struct SegmentState<'a> {
+    segment_id: &'a str,
+    window_start_ms: i64,
+    window_end_ms: i64,
+    mean_speed_kmh: f64,
+    median_speed_kmh: f64,
+    travel_time_s: f64,
+    sample_count: u32,
+    free_flow_kmh: f64,
+    jam_factor: f64,
+    confidence: f64,
+    is_final: bool,
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.live.snapshot();
+    let city = state.live.city();
+    let segments: Vec<SegmentState<'_>> = snapshot
+        .latest
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| w.as_ref().map(|w| (&city.segments[i], w)))
+        .map(|(s, w)| SegmentState {
+            segment_id: &s.segment_id,
+            window_start_ms: w.window_start_ms,
+            window_end_ms: w.window_end_ms,
+            mean_speed_kmh: round1(w.mean_speed_kmh),
+            median_speed_kmh: round1(w.median_speed_kmh),
+            travel_time_s: round1(w.travel_time_s),
+            sample_count: w.sample_count,
+            free_flow_kmh: s.free_flow_kmh,
+            jam_factor: jam_factor(w.mean_speed_kmh, s.free_flow_kmh),
+            confidence: confidence(w.sample_count, w.is_final, snapshot.as_of_ms - w.window_end_ms),
+            is_final: w.is_final,
+        })
+        .collect();
+    Json(serde_json::json!({"as_of_ms": snapshot.as_of_ms, "segments": segments}))
+}
+
+#[derive(Deserialize)]
+pub struct Range {
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(range) = range?;
+    let city = state.live.city();
+    let segment = city.segment_idx(&id).ok_or_else(|| ApiError::not_found(format!("no segment {id}")))?;
+    let (from, to) = (range.from_ms.unwrap_or(i64::MIN), range.to_ms.unwrap_or(i64::MAX));
+    if from > to {
+        return Err(ApiError::bad_request("from_ms is after to_ms"));
+    }
+    let windows: Vec<SegmentWindow> = state.live.history(segment.0 as usize, from, to);
+    Ok(Json(serde_json::json!({"segment_id": id, "windows": windows})))
+}
+
+/// Ready once the pipeline has published a watermark.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let as_of = state.live.snapshot().as_of_ms;
+    let status = if as_of > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({"ready": as_of > 0, "as_of_ms": as_of})))
+}

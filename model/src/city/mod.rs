@@ -1,0 +1,227 @@
+//! The city model: readers, road segments, cameras, parking lots, bus routes and
+//! rules, loaded from `data/` at start and indexed for the hot path.
+//!
+//! Ids in events are strings; the pipeline works on dense indices (`ReaderIdx`,
+//! `SegmentIdx`) resolved once at validation, so state tables are plain vectors.
+
+mod files;
+mod geo;
+mod rules;
+
+pub use files::*;
+pub use geo::{haversine_m, point_along};
+pub use rules::*;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReaderIdx(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SegmentIdx(pub u32);
+
+/// A city model that failed to load: which file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum CityError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is malformed: {message}")]
+    Parse { path: String, message: String },
+    #[error("city data is inconsistent: {0}")]
+    Invalid(String),
+}
+
+/// The loaded, validated and indexed city.
+#[derive(Debug)]
+pub struct CityModel {
+    pub version: String,
+    pub readers: Vec<Reader>,
+    pub segments: Vec<Segment>,
+    pub cameras: Vec<Camera>,
+    pub lots: Vec<Lot>,
+    pub routes: Vec<Route>,
+    pub rules: RulesFile,
+    reader_by_id: HashMap<String, ReaderIdx>,
+    segment_by_id: HashMap<String, SegmentIdx>,
+    camera_by_id: HashMap<String, u32>,
+    lot_by_id: HashMap<String, u32>,
+    route_by_id: HashMap<String, u32>,
+    segment_by_ends: HashMap<(ReaderIdx, ReaderIdx), SegmentIdx>,
+    outgoing: Vec<Vec<SegmentIdx>>,
+    /// For parking gate readers: (lot index, is entry).
+    gate_of_reader: Vec<Option<(u32, bool)>>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T, CityError> {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|source| CityError::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|e| CityError::Parse { path: path.display().to_string(), message: e.to_string() })
+}
+
+fn index<T>(items: &[T], id: impl Fn(&T) -> &str, what: &str) -> Result<HashMap<String, u32>, CityError> {
+    let mut map = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if map.insert(id(item).to_owned(), i as u32).is_some() {
+            return Err(CityError::Invalid(format!("duplicate {what} id {}", id(item))));
+        }
+    }
+    Ok(map)
+}
+
+impl CityModel {
+    /// Loads `city/*.json` and `rules.toml` from a data directory (the repo's `data/`).
+    pub fn load(data_dir: &Path) -> Result<CityModel, CityError> {
+        let readers: ReadersFile = read_json(&data_dir.join("city"), "readers.json")?;
+        let segments: SegmentsFile = read_json(&data_dir.join("city"), "segments.json")?;
+        let cameras: CamerasFile = read_json(&data_dir.join("city"), "cameras.json")?;
+        let lots: LotsFile = read_json(&data_dir.join("city"), "parking.json")?;
+        let routes: RoutesFile = read_json(&data_dir.join("city"), "routes.json")?;
+        let rules_path = data_dir.join("rules.toml");
+        let rules_text = std::fs::read_to_string(&rules_path)
+            .map_err(|source| CityError::Io { path: rules_path.display().to_string(), source })?;
+        let rules: RulesFile = toml::from_str(&rules_text)
+            .map_err(|e| CityError::Parse { path: rules_path.display().to_string(), message: e.to_string() })?;
+        Self::build(readers.version, readers.readers, segments.segments, cameras.cameras, lots.lots, routes.routes, rules)
+    }
+
+    fn build(
+        version: String,
+        readers: Vec<Reader>,
+        segments: Vec<Segment>,
+        cameras: Vec<Camera>,
+        lots: Vec<Lot>,
+        routes: Vec<Route>,
+        rules: RulesFile,
+    ) -> Result<CityModel, CityError> {
+        let reader_by_id: HashMap<String, ReaderIdx> =
+            index(&readers, |r| &r.reader_id, "reader")?.into_iter().map(|(k, v)| (k, ReaderIdx(v))).collect();
+        let segment_by_id: HashMap<String, SegmentIdx> =
+            index(&segments, |s| &s.segment_id, "segment")?.into_iter().map(|(k, v)| (k, SegmentIdx(v))).collect();
+        let camera_by_id = index(&cameras, |c| &c.camera_id, "camera")?;
+        let lot_by_id = index(&lots, |l| &l.lot_id, "lot")?;
+        let route_by_id = index(&routes, |r| &r.route_id, "route")?;
+
+        let reader = |id: &str, by: &str| {
+            reader_by_id.get(id).copied().ok_or_else(|| CityError::Invalid(format!("{by} names unknown reader {id}")))
+        };
+        let segment = |id: &str, by: &str| {
+            segment_by_id.get(id).copied().ok_or_else(|| CityError::Invalid(format!("{by} names unknown segment {id}")))
+        };
+
+        let mut segment_by_ends = HashMap::with_capacity(segments.len());
+        let mut outgoing = vec![Vec::new(); readers.len()];
+        for (i, s) in segments.iter().enumerate() {
+            let (from, to) = (reader(&s.from_reader_id, &s.segment_id)?, reader(&s.to_reader_id, &s.segment_id)?);
+            if s.length_m == 0 || s.free_flow_kmh <= 0.0 || s.speed_limit_kmh == 0 {
+                return Err(CityError::Invalid(format!("segment {} needs positive length and speeds", s.segment_id)));
+            }
+            if segment_by_ends.insert((from, to), SegmentIdx(i as u32)).is_some() {
+                return Err(CityError::Invalid(format!("two segments join {} to {}", s.from_reader_id, s.to_reader_id)));
+            }
+            outgoing[from.0 as usize].push(SegmentIdx(i as u32));
+        }
+        for c in &cameras {
+            let s = segment(&c.segment_id, &c.camera_id)?;
+            if c.offset_m > segments[s.0 as usize].length_m {
+                return Err(CityError::Invalid(format!("camera {} offset beyond its segment", c.camera_id)));
+            }
+        }
+        let mut gate_of_reader = vec![None; readers.len()];
+        for (i, l) in lots.iter().enumerate() {
+            segment(&l.segment_id, &l.lot_id)?;
+            gate_of_reader[reader(&l.entry_reader_id, &l.lot_id)?.0 as usize] = Some((i as u32, true));
+            gate_of_reader[reader(&l.exit_reader_id, &l.lot_id)?.0 as usize] = Some((i as u32, false));
+        }
+        for r in &routes {
+            for d in &r.directions {
+                let path: Vec<SegmentIdx> = d.segments.iter().map(|s| segment(s, &r.route_id)).collect::<Result<_, _>>()?;
+                for pair in path.windows(2) {
+                    let (a, b) = (&segments[pair[0].0 as usize], &segments[pair[1].0 as usize]);
+                    if a.to_reader_id != b.from_reader_id {
+                        return Err(CityError::Invalid(format!("route {} breaks between {} and {}", r.route_id, a.segment_id, b.segment_id)));
+                    }
+                }
+                for stop in &d.stops {
+                    if !d.segments.contains(&stop.segment_id) {
+                        return Err(CityError::Invalid(format!("stop {} is off route {}", stop.stop_id, r.route_id)));
+                    }
+                }
+            }
+        }
+        for z in &rules.zones {
+            for s in &z.segments {
+                segment(s, &z.zone_id)?;
+            }
+        }
+        for b in &rules.bus_lanes {
+            for s in &b.segments {
+                segment(s, &b.bus_lane_id)?;
+            }
+            parse_hours(&b.rule_id, &b.hours).map_err(CityError::Invalid)?;
+        }
+        for r in &rules.restrictions {
+            if !rules.zones.iter().any(|z| z.zone_id == r.zone_id) {
+                return Err(CityError::Invalid(format!("rule {} names unknown zone {}", r.rule_id, r.zone_id)));
+            }
+            parse_hours(&r.rule_id, &r.hours).map_err(CityError::Invalid)?;
+        }
+        Ok(CityModel {
+            version,
+            readers,
+            segments,
+            cameras,
+            lots,
+            routes,
+            rules,
+            reader_by_id,
+            segment_by_id,
+            camera_by_id,
+            lot_by_id,
+            route_by_id,
+            segment_by_ends,
+            outgoing,
+            gate_of_reader,
+        })
+    }
+
+    pub fn reader_idx(&self, id: &str) -> Option<ReaderIdx> {
+        self.reader_by_id.get(id).copied()
+    }
+    pub fn segment_idx(&self, id: &str) -> Option<SegmentIdx> {
+        self.segment_by_id.get(id).copied()
+    }
+    pub fn camera_idx(&self, id: &str) -> Option<u32> {
+        self.camera_by_id.get(id).copied()
+    }
+    pub fn lot_idx(&self, id: &str) -> Option<u32> {
+        self.lot_by_id.get(id).copied()
+    }
+    pub fn route_idx(&self, id: &str) -> Option<u32> {
+        self.route_by_id.get(id).copied()
+    }
+    pub fn reader(&self, idx: ReaderIdx) -> &Reader {
+        &self.readers[idx.0 as usize]
+    }
+    pub fn segment(&self, idx: SegmentIdx) -> &Segment {
+        &self.segments[idx.0 as usize]
+    }
+    /// The directed segment from one gantry straight to the next, if they are adjacent.
+    pub fn segment_between(&self, from: ReaderIdx, to: ReaderIdx) -> Option<SegmentIdx> {
+        self.segment_by_ends.get(&(from, to)).copied()
+    }
+    /// Segments leaving a gantry.
+    pub fn outgoing(&self, from: ReaderIdx) -> &[SegmentIdx] {
+        &self.outgoing[from.0 as usize]
+    }
+    /// For a parking gate reader: its lot index and whether it is the entry gate.
+    pub fn gate(&self, reader: ReaderIdx) -> Option<(u32, bool)> {
+        self.gate_of_reader[reader.0 as usize]
+    }
+    pub fn segment_from(&self, s: SegmentIdx) -> ReaderIdx {
+        self.reader_by_id[&self.segment(s).from_reader_id]
+    }
+    pub fn segment_to(&self, s: SegmentIdx) -> ReaderIdx {
+        self.reader_by_id[&self.segment(s).to_reader_id]
+    }
+}

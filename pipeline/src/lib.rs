@@ -1,0 +1,21 @@
+//! The Egret streaming pipeline: decode and validate input records, drop duplicates,
+//! dead-letter what is bad, pair plate reads between adjacent gantries, and fold the
+//! resulting traversals into per-segment event-time windows under watermarks.
+//!
+//! `Pipeline` is a synchronous state machine over batches (easy to test and to
+//! benchmark); `runner::run` drives it from any `Source` and publishes to `LiveState`.
+
+pub mod dedup;
+pub mod live;
+pub mod matcher;
+mod pipeline;
+pub mod runner;
+pub mod watermark;
+pub mod window;
+
+pub use live::LiveState;
+pub use pipeline::{BatchOutput, ClockMode, DeadLetter, Pipeline, PipelineConfig, Stats};
+pub use window::SegmentWindow;
+
+/// The dead-letter topic of contract-v1 §1.
+pub const DLQ_TOPIC: &str = "egret.dlq";

@@ -1,0 +1,131 @@
+//! Live state: the newest window of every segment and a bounded history of final
+//! windows, shared between the pipeline (one writer) and the API and query layer
+//! (many readers). Readers take consistent snapshots under a read lock.
+
+use crate::pipeline::BatchOutput;
+use crate::window::SegmentWindow;
+use egret_model::CityModel;
+use parking_lot::RwLock;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Final windows kept per segment (a day of one-minute windows).
+pub const HISTORY_PER_SEGMENT: usize = 24 * 60;
+
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Watermark of the data behind this snapshot.
+    pub as_of_ms: i64,
+    /// Newest window per segment, indexed by `SegmentIdx`.
+    pub latest: Vec<Option<SegmentWindow>>,
+}
+
+pub struct LiveState {
+    city: Arc<CityModel>,
+    current: RwLock<Snapshot>,
+    history: RwLock<Vec<VecDeque<SegmentWindow>>>,
+    version: AtomicU64,
+}
+
+impl LiveState {
+    pub fn new(city: Arc<CityModel>) -> Self {
+        let n = city.segments.len();
+        LiveState {
+            current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n] }),
+            history: RwLock::new(vec![VecDeque::new(); n]),
+            version: AtomicU64::new(0),
+            city,
+        }
+    }
+
+    pub fn city(&self) -> &Arc<CityModel> {
+        &self.city
+    }
+
+    /// Applies one batch's output: newer windows replace older ones; finals go to history.
+    pub fn apply(&self, out: &BatchOutput) {
+        if out.windows.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
+            return;
+        }
+        {
+            let mut cur = self.current.write();
+            cur.as_of_ms = cur.as_of_ms.max(out.watermark_ms).min(i64::MAX / 2);
+            for w in &out.windows {
+                let slot = &mut cur.latest[w.segment.0 as usize];
+                if slot.as_ref().is_none_or(|old| old.window_start_ms <= w.window_start_ms) {
+                    *slot = Some(w.clone());
+                }
+            }
+        }
+        let mut history = self.history.write();
+        for w in out.windows.iter().filter(|w| w.is_final) {
+            let h = &mut history[w.segment.0 as usize];
+            if h.len() == HISTORY_PER_SEGMENT {
+                h.pop_front();
+            }
+            h.push_back(w.clone());
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.current.read().clone()
+    }
+
+    /// Final windows of one segment overlapping `[from_ms, to_ms)`.
+    pub fn history(&self, segment: usize, from_ms: i64, to_ms: i64) -> Vec<SegmentWindow> {
+        self.history
+            .read()
+            .get(segment)
+            .map(|h| h.iter().filter(|w| w.window_end_ms > from_ms && w.window_start_ms < to_ms).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every final window held, for queries over history.
+    pub fn all_history(&self) -> Vec<SegmentWindow> {
+        self.history.read().iter().flatten().cloned().collect()
+    }
+
+    /// Bumped on every change, so caches know when to rebuild.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+/// Jam factor 0 (free flow) to 10 (standstill) from the speed relative to free flow.
+pub fn jam_factor(mean_kmh: f64, free_flow_kmh: f64) -> f64 {
+    if free_flow_kmh <= 0.0 {
+        return 0.0;
+    }
+    let ratio = (mean_kmh / free_flow_kmh).clamp(0.0, 1.0);
+    ((1.0 - ratio) * 10.0 * 10.0).round() / 10.0
+}
+
+/// Confidence 0–1: more samples, a final window and fresh data make it higher.
+pub fn confidence(sample_count: u32, is_final: bool, age_ms: i64) -> f64 {
+    let samples = (f64::from(sample_count) / 5.0).min(1.0);
+    let finality = if is_final { 1.0 } else { 0.85 };
+    let freshness = if age_ms <= 5 * 60_000 { 1.0 } else { (15.0 * 60_000.0 / age_ms as f64).min(1.0) * 0.6 };
+    (samples * finality * freshness * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jam_factor_spans_zero_to_ten() {
+        assert_eq!(jam_factor(60.0, 60.0), 0.0);
+        assert_eq!(jam_factor(80.0, 60.0), 0.0);
+        assert_eq!(jam_factor(30.0, 60.0), 5.0);
+        assert_eq!(jam_factor(0.0, 60.0), 10.0);
+    }
+
+    #[test]
+    fn confidence_grows_with_samples_and_finality() {
+        assert!(confidence(1, false, 0) < confidence(5, false, 0));
+        assert!(confidence(5, false, 0) < confidence(5, true, 0));
+        assert!(confidence(5, true, 60 * 60_000) < confidence(5, true, 0));
+    }
+}

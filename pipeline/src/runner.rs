@@ -1,0 +1,88 @@
+//! Drives a `Pipeline` from any `Source`: poll a batch, process it, publish to live
+//! state, dead-letter the rejects, then commit the offsets, in that order, so a
+//! committed offset never runs ahead of the state it produced.
+
+use crate::live::LiveState;
+use crate::pipeline::{BatchOutput, Pipeline};
+use crate::DLQ_TOPIC;
+use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Instant;
+
+/// Records asked of the source per poll: large enough to amortise, small enough to
+/// keep provisional updates frequent.
+pub const BATCH: usize = 2048;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The input was finite and is fully processed.
+    InputEnd,
+    Shutdown,
+}
+
+/// Runs until the source ends or `shutdown` resolves.
+pub async fn run<S: Source, D: Sink>(
+    source: &mut S,
+    dead_letters: &D,
+    pipeline: &mut Pipeline,
+    live: &LiveState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Ended, IngestError> {
+    tokio::pin!(shutdown);
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(Ended::Shutdown),
+            polled = source.poll(BATCH) => polled?,
+        };
+        match polled {
+            Poll::Records(records) => {
+                let out = pipeline.process(&records, Instant::now());
+                publish(&out, dead_letters, live).await?;
+                let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
+                for r in &records {
+                    let at = last.entry((r.topic.as_str(), r.partition)).or_default();
+                    *at = (*at).max(r.offset);
+                }
+                for ((topic, partition), offset) in last {
+                    source.commit(topic, partition, offset)?;
+                }
+            }
+            Poll::Idle => publish(&pipeline.tick(Instant::now()), dead_letters, live).await?,
+            Poll::End => {
+                publish(&pipeline.finish(), dead_letters, live).await?;
+                return Ok(Ended::InputEnd);
+            }
+        }
+    }
+}
+
+async fn publish<D: Sink>(out: &BatchOutput, dead_letters: &D, live: &LiveState) -> Result<(), IngestError> {
+    live.apply(out);
+    if out.dead_letters.is_empty() {
+        return Ok(());
+    }
+    let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let letters = out
+        .dead_letters
+        .iter()
+        .map(|d| {
+            *by_reason.entry(d.reject.reason.code()).or_default() += 1;
+            let mut r = OutRecord::new(DLQ_TOPIC, d.record.key.clone(), d.record.payload.clone());
+            r.headers = vec![
+                ("egret-error".into(), d.reject.reason.code().as_bytes().to_vec()),
+                ("egret-error-detail".into(), d.reject.detail.as_bytes().to_vec()),
+                ("egret-source-topic".into(), d.record.topic.as_bytes().to_vec()),
+                ("egret-source-partition".into(), d.record.partition.to_string().into_bytes()),
+                ("egret-source-offset".into(), d.record.offset.to_string().into_bytes()),
+            ];
+            r
+        })
+        .collect();
+    for (reason, n) in by_reason {
+        metrics::counter!("egret_dead_letters_total", "reason" => reason).increment(n);
+    }
+    dead_letters.send(letters).await
+}

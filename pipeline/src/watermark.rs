@@ -1,0 +1,94 @@
+//! Event-time watermarks per input partition.
+//!
+//! A partition's watermark is the largest event time it has delivered minus the
+//! bounded out-of-orderness. The pipeline's watermark is the smallest over partitions
+//! that are active; a partition silent for `idle_timeout` of processing time stops
+//! holding the others back (an idle reader at night must not stall the city) and
+//! rejoins as soon as it delivers again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    max_event_ms: i64,
+    last_seen: Instant,
+}
+
+#[derive(Debug)]
+pub struct Watermarks {
+    out_of_orderness_ms: i64,
+    idle_timeout: Duration,
+    partitions: HashMap<(u32, u32), PartitionClock>,
+    /// Never moves backwards, whatever joins or leaves.
+    current: i64,
+}
+
+impl Watermarks {
+    pub fn new(out_of_orderness_ms: i64, idle_timeout: Duration) -> Self {
+        Watermarks { out_of_orderness_ms, idle_timeout, partitions: HashMap::new(), current: i64::MIN }
+    }
+
+    /// Notes an event time seen on a partition (`source` tells topics apart).
+    pub fn observe(&mut self, source: u32, partition: u32, event_ms: i64, now: Instant) {
+        let clock = self.partitions.entry((source, partition)).or_insert(PartitionClock { max_event_ms: event_ms, last_seen: now });
+        clock.max_event_ms = clock.max_event_ms.max(event_ms);
+        clock.last_seen = now;
+    }
+
+    /// Recomputes and returns the watermark as of processing time `now`.
+    pub fn advance(&mut self, now: Instant) -> i64 {
+        let active = self
+            .partitions
+            .values()
+            .filter(|c| now.saturating_duration_since(c.last_seen) < self.idle_timeout)
+            .map(|c| c.max_event_ms)
+            .min();
+        // With every partition idle, the most advanced one sets the pace.
+        let frontier = active.or_else(|| self.partitions.values().map(|c| c.max_event_ms).max());
+        if let Some(f) = frontier {
+            self.current = self.current.max(f - self.out_of_orderness_ms);
+        }
+        self.current
+    }
+
+    pub fn current(&self) -> i64 {
+        self.current
+    }
+
+    /// Jumps past everything (end of a finite input): all windows may close.
+    pub fn finish(&mut self) -> i64 {
+        self.current = i64::MAX;
+        self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowest_active_partition_holds_the_watermark() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(5_000, Duration::from_secs(10));
+        w.observe(0, 0, 100_000, t0);
+        w.observe(0, 1, 60_000, t0);
+        assert_eq!(w.advance(t0), 55_000);
+        w.observe(0, 1, 50_000, t0);
+        assert_eq!(w.advance(t0), 55_000, "an older event does not move it back");
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_back_and_rejoins() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(0, Duration::from_secs(10));
+        w.observe(0, 0, 100_000, t0);
+        w.observe(0, 1, 10_000, t0);
+        assert_eq!(w.advance(t0), 10_000);
+        let later = t0 + Duration::from_secs(11);
+        w.observe(0, 0, 120_000, later);
+        assert_eq!(w.advance(later), 120_000, "partition 1 went idle");
+        w.observe(0, 1, 30_000, later);
+        assert_eq!(w.advance(later), 120_000, "monotonic when it rejoins behind");
+    }
+}

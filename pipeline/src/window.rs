@@ -1,0 +1,238 @@
+//! Per-segment tumbling event-time windows of traversal speeds.
+//!
+//! A traversal belongs to the window holding its exit time. A window is provisional
+//! while it can still change; once the watermark passes its end plus the allowed
+//! lateness it is final and leaves memory. Anything that changes a window after the
+//! watermark passed its end is a correction, counted and re-published as a revision.
+
+use crate::matcher::Traversal;
+use egret_model::SegmentIdx;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Start of the window holding `ts_ms`.
+pub fn window_start(ts_ms: i64, window_ms: i64) -> i64 {
+    ts_ms.div_euclid(window_ms) * window_ms
+}
+
+/// One segment's speeds over one window, as served and published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentWindow {
+    #[serde(skip)]
+    pub segment: SegmentIdx,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub mean_speed_kmh: f64,
+    pub median_speed_kmh: f64,
+    pub travel_time_s: f64,
+    pub sample_count: u32,
+    pub is_final: bool,
+    /// 0 for the first publication, +1 for each change after it.
+    pub revision: u32,
+}
+
+#[derive(Debug, Default)]
+struct Acc {
+    speeds: Vec<f64>,
+    travel_ms_sum: i64,
+    published: u32,
+    dirty: bool,
+}
+
+#[derive(Debug)]
+pub struct Windows {
+    window_ms: i64,
+    allowed_lateness_ms: i64,
+    open: BTreeMap<(i64, SegmentIdx), Acc>,
+    corrections: u64,
+}
+
+/// A traversal for a window that is already final.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooLate;
+
+impl Windows {
+    pub fn new(window_ms: i64, allowed_lateness_ms: i64) -> Self {
+        Windows { window_ms, allowed_lateness_ms, open: BTreeMap::new(), corrections: 0 }
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    /// True when the window holding `ts_ms` is final at this watermark.
+    pub fn is_final(&self, ts_ms: i64, watermark: i64) -> bool {
+        window_start(ts_ms, self.window_ms).saturating_add(self.window_ms + self.allowed_lateness_ms) <= watermark
+    }
+
+    pub fn add(&mut self, t: &Traversal, watermark: i64) -> Result<(), TooLate> {
+        if self.is_final(t.exit_ms, watermark) {
+            return Err(TooLate);
+        }
+        let start = window_start(t.exit_ms, self.window_ms);
+        let acc = self.open.entry((start, t.segment)).or_default();
+        if start + self.window_ms <= watermark {
+            self.corrections += 1;
+        }
+        acc.speeds.push(t.speed_kmh);
+        acc.travel_ms_sum += t.exit_ms - t.enter_ms;
+        acc.dirty = true;
+        Ok(())
+    }
+
+    /// Provisional snapshots of the windows changed since the last call.
+    pub fn changed(&mut self) -> Vec<SegmentWindow> {
+        let window_ms = self.window_ms;
+        self.open
+            .iter_mut()
+            .filter(|(_, acc)| acc.dirty)
+            .map(|(&(start, segment), acc)| {
+                acc.dirty = false;
+                acc.published += 1;
+                snapshot(segment, start, window_ms, acc, false)
+            })
+            .collect()
+    }
+
+    /// Final windows at this watermark, removed from memory, oldest first.
+    pub fn close(&mut self, watermark: i64) -> Vec<SegmentWindow> {
+        let mut out = Vec::new();
+        while let Some((&(start, segment), _)) = self.open.first_key_value() {
+            if start.saturating_add(self.window_ms + self.allowed_lateness_ms) > watermark {
+                break;
+            }
+            if let Some(acc) = self.open.remove(&(start, segment)) {
+                out.push(snapshot(segment, start, self.window_ms, &acc, true));
+            }
+        }
+        out
+    }
+
+    /// Windows changed after the watermark passed their end.
+    pub fn corrections(&self) -> u64 {
+        self.corrections
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+}
+
+fn snapshot(segment: SegmentIdx, start: i64, window_ms: i64, acc: &Acc, is_final: bool) -> SegmentWindow {
+    let n = acc.speeds.len();
+    // Sum in sorted order so the result never depends on arrival order.
+    let mut sorted = acc.speeds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    let count = n.max(1) as f64;
+    SegmentWindow {
+        segment,
+        window_start_ms: start,
+        window_end_ms: start + window_ms,
+        mean_speed_kmh: sorted.iter().sum::<f64>() / count,
+        median_speed_kmh: median,
+        travel_time_s: acc.travel_ms_sum as f64 / 1000.0 / count,
+        sample_count: n as u32,
+        is_final,
+        revision: acc.published.saturating_sub(u32::from(!is_final)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::Watermarks;
+    use egret_model::{Plate, VehicleClass};
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    fn traversal(segment: u32, exit_ms: i64, speed: f64) -> Traversal {
+        Traversal {
+            segment: SegmentIdx(segment),
+            plate: Plate::parse("闽D12345").expect("valid plate"),
+            class: VehicleClass::Car,
+            enter_ms: exit_ms - 60_000,
+            exit_ms,
+            speed_kmh: speed,
+        }
+    }
+
+    /// Feeds traversals in the given order through watermarks and windows, returning
+    /// every final window and how many were refused as too late.
+    fn run(order: &[Traversal], bound_ms: i64, lateness_ms: i64) -> (Vec<SegmentWindow>, usize) {
+        let now = Instant::now();
+        let mut marks = Watermarks::new(bound_ms, Duration::from_secs(3600));
+        let mut windows = Windows::new(60_000, lateness_ms);
+        let mut finals = Vec::new();
+        let mut late = 0;
+        for t in order {
+            marks.observe(0, 0, t.exit_ms, now);
+            if windows.add(t, marks.current()).is_err() {
+                late += 1;
+            }
+            let wm = marks.advance(now);
+            windows.changed();
+            finals.extend(windows.close(wm));
+        }
+        finals.extend(windows.close(marks.finish()));
+        finals.sort_by_key(|w| (w.window_start_ms, w.segment));
+        for w in &mut finals {
+            w.revision = 0; // how often it was published depends on arrival order, by design
+        }
+        (finals, late)
+    }
+
+    proptest! {
+        #[test]
+        fn every_instant_falls_in_exactly_its_window(ts in -10_000_000_000_000i64..10_000_000_000_000, w in 1i64..3_600_000) {
+            let start = window_start(ts, w);
+            prop_assert!(start <= ts && ts < start + w);
+            prop_assert_eq!(start.rem_euclid(w), 0);
+        }
+
+        #[test]
+        fn reordering_within_the_bound_gives_identical_final_windows(
+            events in proptest::collection::vec((0u32..4, 0i64..600_000, 5.0f64..120.0, 0i64..=10_000), 1..200),
+            lateness in 0i64..120_000,
+        ) {
+            let bound = 10_000;
+            let base = 1_795_838_400_000;
+            let mut in_order: Vec<(Traversal, i64)> =
+                events.iter().map(|&(s, at, v, jitter)| (traversal(s, base + at, v), jitter)).collect();
+            in_order.sort_by_key(|(t, _)| t.exit_ms);
+            let ordered: Vec<Traversal> = in_order.iter().map(|(t, _)| *t).collect();
+            // Arrival order: by event time plus a delay of at most the bound.
+            let mut shuffled = in_order.clone();
+            shuffled.sort_by_key(|(t, jitter)| t.exit_ms + jitter);
+            let shuffled: Vec<Traversal> = shuffled.into_iter().map(|(t, _)| t).collect();
+            let (a, late_a) = run(&ordered, bound, lateness);
+            let (b, late_b) = run(&shuffled, bound, lateness);
+            prop_assert_eq!(late_a, 0);
+            prop_assert_eq!(late_b, 0);
+            prop_assert_eq!(a.iter().map(|w| w.sample_count).sum::<u32>() as usize, events.len());
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn a_late_event_revises_then_a_later_one_is_refused() {
+        let mut w = Windows::new(60_000, 30_000);
+        w.add(&traversal(0, 10_000, 50.0), 0).expect("on time");
+        assert_eq!(w.changed().len(), 1);
+        // Watermark past the window's end but within the allowed lateness: a correction.
+        w.add(&traversal(0, 20_000, 70.0), 70_000).expect("within lateness");
+        assert_eq!(w.corrections(), 1);
+        let revised = w.changed();
+        assert_eq!((revised[0].sample_count, revised[0].revision, revised[0].is_final), (2, 1, false));
+        let closed = w.close(90_000);
+        assert_eq!(closed.len(), 1);
+        assert!(closed[0].is_final);
+        assert_eq!(closed[0].mean_speed_kmh, 60.0);
+        assert_eq!(closed[0].median_speed_kmh, 60.0);
+        assert_eq!(w.add(&traversal(0, 30_000, 70.0), 90_000), Err(TooLate));
+    }
+}

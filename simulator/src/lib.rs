@@ -1,0 +1,134 @@
+//! The Egret simulator: a seeded, deterministic model of traffic in Xiamen,
+//! Zhangzhou and Quanzhou that emits contract-v1 events from the devices vehicles
+//! pass, and records the ground truth those events were made from.
+//!
+//! Vehicles of every class drive random trips under a time-of-day demand profile and
+//! a congestion field; buses run their routes by the timetable; cars park and leave
+//! through gate readers. Device noise (missed, duplicate, misread, skewed, late and
+//! malformed messages) is applied on emission, never to the truth.
+
+pub mod buses;
+pub mod config;
+pub mod demand;
+mod emit;
+pub mod parking;
+pub mod plates;
+pub mod truth;
+pub mod vehicles;
+
+pub use config::{Noise, SimConfig};
+pub use emit::Emitted;
+pub use truth::{GroundTruth, TruthRecord};
+
+use egret_model::CityModel;
+use emit::Emitter;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+/// How far before `start_ms` the simulation begins, so the roads and buses are
+/// already busy at the start; nothing is emitted for that warm-up.
+const WARM_UP_MS: i64 = 30 * 60_000;
+const STEP_MS: i64 = 1_000;
+
+/// A running simulation. Call [`Simulator::advance_to`] with increasing times.
+pub struct Simulator {
+    city: Arc<CityModel>,
+    config: SimConfig,
+    rng: ChaCha8Rng,
+    /// Simulated time up to which trips have been generated.
+    generated_until: i64,
+    emitter: Emitter,
+    network: Arc<vehicles::Network>,
+    /// (restriction, plate, local day) already broken: one offence a day.
+    restriction_tickets: std::collections::HashSet<(usize, egret_model::Plate, i64)>,
+    fleet: vehicles::Fleet,
+    lots: parking::Lots,
+    bus_plan: buses::BusPlan,
+}
+
+impl Simulator {
+    pub fn new(city: Arc<CityModel>, config: SimConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let network = Arc::new(vehicles::Network::new(&city));
+        let lots = parking::Lots::new(&city, &mut rng);
+        let bus_plan = buses::BusPlan::new(&city, config.start_ms - WARM_UP_MS, config.end_ms());
+        let emitter = Emitter::new(&city, config.clone(), rng.random());
+        let mut sim = Simulator {
+            generated_until: config.start_ms - WARM_UP_MS,
+            fleet: vehicles::Fleet::default(),
+            city,
+            config,
+            rng,
+            emitter,
+            network,
+            restriction_tickets: Default::default(),
+            lots,
+            bus_plan,
+        };
+        sim.lots.emit_snapshots(sim.config.start_ms, &mut sim.emitter);
+        sim
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    pub fn city(&self) -> &Arc<CityModel> {
+        &self.city
+    }
+
+    /// Generates everything that happens up to `until_ms` and returns the events whose
+    /// delivery time has come, in delivery order.
+    pub fn advance_to(&mut self, until_ms: i64) -> Vec<Emitted> {
+        let until = until_ms.min(self.config.end_ms());
+        while self.generated_until < until {
+            let t = self.generated_until;
+            self.step(t);
+            self.generated_until += STEP_MS;
+        }
+        self.emitter.drain_until(until_ms)
+    }
+
+    /// True when the scenario's end has been reached and every event delivered.
+    pub fn finished(&self) -> bool {
+        self.generated_until >= self.config.end_ms() && self.emitter.is_empty()
+    }
+
+    /// Everything left, once the scenario has ended (late deliveries included).
+    pub fn drain_all(&mut self) -> Vec<Emitted> {
+        self.advance_to(self.config.end_ms());
+        self.emitter.drain_until(i64::MAX)
+    }
+
+    /// Ground truth recorded so far; the simulator forgets it once taken.
+    pub fn take_truth(&mut self) -> Vec<TruthRecord> {
+        self.emitter.take_truth()
+    }
+
+    fn step(&mut self, t: i64) {
+        let live = t >= self.config.start_ms;
+        let rate = self.config.demand_per_min * demand::trip_rate_factor(t, self.city.rules.timezone_offset_minutes);
+        let starts = demand::poisson(&mut self.rng, rate * STEP_MS as f64 / 60_000.0);
+        for _ in 0..starts {
+            let start_ms = t + self.rng.random_range(0..STEP_MS);
+            let vehicle = self.fleet.new_vehicle(&mut self.rng, &self.config);
+            let parks = live && vehicle.class.parks() && self.rng.random_bool(self.config.parking_share);
+            if parks {
+                parking::drive_to_lot(self, vehicle, start_ms);
+            } else {
+                let from = self.network.random_origin(&mut self.rng);
+                let path = self.network.random_walk(&self.city, &mut self.rng, from);
+                vehicles::drive(self, &vehicle, &path, start_ms);
+            }
+        }
+        parking::release_due(self, t);
+        buses::depart_due(self, t);
+        if live && (t - self.config.start_ms) % self.config.parking_snapshot_every_ms == 0 && t > self.config.start_ms {
+            self.lots.emit_snapshots(t, &mut self.emitter);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! Private and commercial vehicles: who they are, where they drive, and what every
+//! device on their way sees. A trip is planned whole when it starts; each segment's
+//! true speed comes from the congestion field and the driver's own habit.
+
+use crate::Simulator;
+use crate::demand::segment_speed_kmh;
+use crate::emit::Sighting;
+use crate::plates;
+use crate::truth::TruthRecord;
+use crate::SimConfig;
+use egret_model::city::{SignalPlan, parse_hours};
+use egret_model::time::{HourRange, local_minute_of_day};
+use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
+
+/// A vehicle on one trip.
+#[derive(Debug, Clone)]
+pub struct Vehicle {
+    pub plate: Plate,
+    pub tag_id: String,
+    pub class: VehicleClass,
+    /// Speed relative to the traffic around it (speeders are well above 1).
+    pub driver_factor: f64,
+    /// Drives through a red light instead of stopping.
+    pub runs_red: bool,
+    /// Uses a bus lane when it is not allowed to.
+    pub uses_bus_lane: bool,
+}
+
+impl VehicleClass {
+    /// Classes that end trips in public car parks.
+    pub fn parks(self) -> bool {
+        matches!(self, VehicleClass::Car | VehicleClass::Taxi)
+    }
+}
+
+/// Hands out vehicles; remembers plates so no two vehicles share one.
+#[derive(Default)]
+pub struct Fleet {
+    plates: HashSet<Plate>,
+}
+
+impl Fleet {
+    pub fn new_vehicle(&mut self, rng: &mut ChaCha8Rng, _config: &SimConfig) -> Vehicle {
+        let mut plate = plates::random_plate(rng);
+        while !self.plates.insert(plate) {
+            plate = plates::random_plate(rng);
+        }
+        let class = plates::random_class(rng);
+        let speeder = rng.random_bool(0.03);
+        let driver_factor = if speeder { rng.random_range(1.15..1.45) } else { rng.random_range(0.9..1.08) };
+        Vehicle {
+            plate,
+            tag_id: plates::random_tag(rng),
+            class,
+            driver_factor,
+            runs_red: rng.random_bool(0.05),
+            uses_bus_lane: class != VehicleClass::Taxi && rng.random_bool(0.04),
+        }
+    }
+}
+
+/// What applies on a segment, precomputed from the city model and rules.
+#[derive(Default)]
+struct SegmentRules {
+    cameras: Vec<u32>,
+    /// (rule index, hours) of zone restrictions covering this segment.
+    restrictions: Vec<(usize, Vec<HourRange>)>,
+    /// (bus lane rule index, hours).
+    bus_lane: Option<(usize, Vec<HourRange>)>,
+}
+
+/// The road graph as the simulator walks it.
+pub struct Network {
+    origins: Vec<ReaderIdx>,
+    incoming: Vec<Vec<SegmentIdx>>,
+    rules: Vec<SegmentRules>,
+}
+
+impl Network {
+    pub fn new(city: &CityModel) -> Self {
+        let mut incoming = vec![Vec::new(); city.readers.len()];
+        let mut rules: Vec<SegmentRules> = (0..city.segments.len()).map(|_| SegmentRules::default()).collect();
+        for i in 0..city.segments.len() {
+            let s = SegmentIdx(i as u32);
+            incoming[city.segment_to(s).0 as usize].push(s);
+        }
+        for (i, c) in city.cameras.iter().enumerate() {
+            if let Some(s) = city.segment_idx(&c.segment_id) {
+                rules[s.0 as usize].cameras.push(i as u32);
+            }
+        }
+        for (i, r) in city.rules.restrictions.iter().enumerate() {
+            let hours = parse_hours(&r.rule_id, &r.hours).unwrap_or_default();
+            for zone in city.rules.zones.iter().filter(|z| z.zone_id == r.zone_id) {
+                for s in zone.segments.iter().filter_map(|s| city.segment_idx(s)) {
+                    rules[s.0 as usize].restrictions.push((i, hours.clone()));
+                }
+            }
+        }
+        for (i, b) in city.rules.bus_lanes.iter().enumerate() {
+            let hours = parse_hours(&b.rule_id, &b.hours).unwrap_or_default();
+            for s in b.segments.iter().filter_map(|s| city.segment_idx(s)) {
+                rules[s.0 as usize].bus_lane = Some((i, hours.clone()));
+            }
+        }
+        let origins = (0..city.readers.len() as u32).map(ReaderIdx).filter(|r| !city.outgoing(*r).is_empty()).collect();
+        Network { origins, incoming, rules }
+    }
+
+    pub fn random_origin(&self, rng: &mut ChaCha8Rng) -> ReaderIdx {
+        self.origins[rng.random_range(0..self.origins.len())]
+    }
+
+    /// A forward random walk of 2–12 segments that avoids turning straight back.
+    pub fn random_walk(&self, city: &CityModel, rng: &mut ChaCha8Rng, from: ReaderIdx) -> Vec<SegmentIdx> {
+        let len = rng.random_range(2..=12);
+        let mut path: Vec<SegmentIdx> = Vec::with_capacity(len);
+        let mut at = from;
+        for _ in 0..len {
+            let back = path.last().map(|s| city.segment_from(*s));
+            let options: Vec<SegmentIdx> = city.outgoing(at).iter().copied().filter(|s| Some(city.segment_to(*s)) != back).collect();
+            let options = if options.is_empty() { city.outgoing(at).to_vec() } else { options };
+            let Some(next) = options.get(rng.random_range(0..options.len().max(1))).copied() else { break };
+            path.push(next);
+            at = city.segment_to(next);
+        }
+        path
+    }
+
+    /// A backward random walk ending with `last`: a trip that arrives over `last`.
+    pub fn random_walk_to(&self, city: &CityModel, rng: &mut ChaCha8Rng, last: SegmentIdx) -> Vec<SegmentIdx> {
+        let len = rng.random_range(1..=10);
+        let mut path = vec![last];
+        for _ in 0..len {
+            let first = path[path.len() - 1];
+            let ahead = path.get(path.len().wrapping_sub(2)).map(|s| city.segment_to(*s));
+            let into = &self.incoming[city.segment_from(first).0 as usize];
+            let options: Vec<SegmentIdx> = into.iter().copied().filter(|s| Some(city.segment_from(*s)) != ahead).collect();
+            let Some(prev) = options.get(rng.random_range(0..options.len().max(1))).copied() else { break };
+            path.push(prev);
+        }
+        path.reverse();
+        path
+    }
+}
+
+/// Red phase of a signal plan: `Some(ms since red began)` when `ts_ms` falls in red.
+pub fn red_elapsed(plan: &SignalPlan, ts_ms: i64) -> Option<i64> {
+    let cycle = i64::from(plan.cycle_s) * 1000;
+    let into = (ts_ms - i64::from(plan.offset_s) * 1000).rem_euclid(cycle.max(1));
+    (into < i64::from(plan.red_s) * 1000).then_some(into)
+}
+
+/// Drives `path` from `start_ms`, emitting every sighting and recording the truth.
+/// Returns the instant the vehicle leaves the last segment.
+pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i64) -> i64 {
+    let (city, network) = (sim.city.clone(), sim.network.clone());
+    let tz = city.rules.timezone_offset_minutes;
+    let Some(first) = path.first() else { return start_ms };
+    let mut t = start_ms;
+    read_at(sim, v, &city.segment(*first).from_reader_id, t);
+    for &s in path {
+        let seg = city.segment(s);
+        let kmh = segment_speed_kmh(seg, s.0, t, tz) * v.driver_factor;
+        let mps = kmh / 3.6;
+        let mut exit = t + (f64::from(seg.length_m) / mps * 1000.0).round() as i64;
+        let rules = &network.rules[s.0 as usize];
+        let minute = local_minute_of_day(t, tz);
+        let in_bus_lane = rules.bus_lane.as_ref().is_some_and(|(_, h)| h.iter().any(|h| h.contains(minute)))
+            && (v.uses_bus_lane || v.class == VehicleClass::Taxi);
+        for &c in &rules.cameras {
+            let cam = &city.cameras[c as usize];
+            let at = t + (f64::from(cam.offset_m) / mps * 1000.0).round() as i64;
+            match cam.kind {
+                CameraKind::Speed => {
+                    let spot = (kmh * (1.0 + 0.03 * sim.rng.random_range(-1.0..1.0)) * 10.0).round() / 10.0;
+                    let sighting = Sighting::Camera { camera_id: &cam.camera_id, kind: cam.kind, plate: v.plate, speed_kmh: Some(spot), red_elapsed_ms: None };
+                    sim.emitter.sighting(at, sighting);
+                    let limit = f64::from(cam.speed_limit_kmh.unwrap_or(seg.speed_limit_kmh));
+                    if spot > city.rules.point_speed.threshold_kmh(limit) {
+                        let (id, ver) = (city.rules.point_speed.rule_id.clone(), city.rules.point_speed.rule_version);
+                        violation(sim, "point_speed", v, at, id, ver, &cam.camera_id, spot, limit);
+                    }
+                }
+                CameraKind::RedLight => {
+                    let Some(plan) = cam.signal else { continue };
+                    if let Some(elapsed) = red_elapsed(&plan, exit) {
+                        if v.runs_red {
+                            let sighting = Sighting::Camera { camera_id: &cam.camera_id, kind: cam.kind, plate: v.plate, speed_kmh: None, red_elapsed_ms: Some(elapsed) };
+                            sim.emitter.sighting(exit, sighting);
+                            if elapsed > city.rules.red_light.grace_ms {
+                                let (id, ver) = (city.rules.red_light.rule_id.clone(), city.rules.red_light.rule_version);
+                                violation(sim, "red_light", v, exit, id, ver, &cam.camera_id, elapsed as f64, city.rules.red_light.grace_ms as f64);
+                            }
+                        } else {
+                            // A law-abiding driver waits for green; the wait is part of the trip.
+                            exit += i64::from(plan.red_s) * 1000 - elapsed;
+                        }
+                    }
+                }
+                CameraKind::BusLane if in_bus_lane => {
+                    let sighting = Sighting::Camera { camera_id: &cam.camera_id, kind: cam.kind, plate: v.plate, speed_kmh: None, red_elapsed_ms: None };
+                    sim.emitter.sighting(at, sighting);
+                    if let Some((b, _)) = rules.bus_lane.as_ref() {
+                        let lane = &city.rules.bus_lanes[*b];
+                        if !lane.allowed_classes.contains(&v.class) {
+                            violation(sim, "bus_lane", v, at, lane.rule_id.clone(), lane.rule_version, &cam.camera_id, 0.0, 0.0);
+                        }
+                    }
+                }
+                CameraKind::Anpr | CameraKind::Gate => {
+                    let sighting = Sighting::Camera { camera_id: &cam.camera_id, kind: cam.kind, plate: v.plate, speed_kmh: None, red_elapsed_ms: None };
+                    sim.emitter.sighting(at, sighting);
+                }
+                CameraKind::BusLane => {}
+            }
+        }
+        let true_kmh = f64::from(seg.length_m) / ((exit - t) as f64 / 1000.0) * 3.6;
+        sim.emitter.truth(
+            exit,
+            TruthRecord::Traversal { segment_id: seg.segment_id.clone(), plate: v.plate.to_string(), enter_ms: t, exit_ms: exit, speed_kmh: true_kmh },
+        );
+        let limit = f64::from(seg.speed_limit_kmh);
+        if true_kmh > city.rules.section_speed.threshold_kmh(limit) {
+            let (id, ver) = (city.rules.section_speed.rule_id.clone(), city.rules.section_speed.rule_version);
+            violation(sim, "section_speed", v, exit, id, ver, &seg.segment_id, true_kmh, limit);
+        }
+        restricted(sim, v, s, exit);
+        read_at(sim, v, &seg.to_reader_id, exit);
+        t = exit;
+    }
+    t
+}
+
+fn read_at(sim: &mut Simulator, v: &Vehicle, reader_id: &str, ts_ms: i64) {
+    sim.emitter.sighting(ts_ms, Sighting::Read { reader_id, plate: v.plate, tag_id: &v.tag_id, class: v.class });
+    sim.emitter.truth(ts_ms, TruthRecord::Passage { plate: v.plate.to_string(), reader_id: reader_id.to_owned(), ts_ms });
+}
+
+/// A zone restriction is broken once per rule, plate and local day: at the first exit
+/// read inside the zone within the rule's hours.
+fn restricted(sim: &mut Simulator, v: &Vehicle, s: SegmentIdx, exit_ms: i64) {
+    let (city, network) = (sim.city.clone(), sim.network.clone());
+    let tz = city.rules.timezone_offset_minutes;
+    let minute = local_minute_of_day(exit_ms, tz);
+    let day = (exit_ms + i64::from(tz) * 60_000).div_euclid(86_400_000);
+    for (i, hours) in &network.rules[s.0 as usize].restrictions {
+        let rule = &city.rules.restrictions[*i];
+        let in_hours = hours.is_empty() || hours.iter().any(|h| h.contains(minute));
+        if in_hours && rule.classes.contains(&v.class) && sim.restriction_tickets.insert((*i, v.plate, day)) {
+            let seg = city.segment(s).segment_id.clone();
+            violation(sim, "restricted_vehicle", v, exit_ms, rule.rule_id.clone(), rule.rule_version, &seg, 0.0, 0.0);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn violation(sim: &mut Simulator, kind: &str, v: &Vehicle, ts_ms: i64, rule_id: String, rule_version: u32, location: &str, measured: f64, limit: f64) {
+    let record = TruthRecord::Violation {
+        kind: kind.to_owned(),
+        plate: v.plate.to_string(),
+        ts_ms,
+        rule_id,
+        rule_version,
+        location: location.to_owned(),
+        measured,
+        limit,
+    };
+    sim.emitter.truth(ts_ms, record);
+}

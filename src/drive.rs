@@ -1,0 +1,85 @@
+//! Feeding the simulator's output into a sink at a chosen pace: as fast as possible,
+//! in real time, or accelerated ×N. Ground truth goes to a callback as it is made.
+
+use egret_ingest::{IngestError, OutRecord, Sink};
+use egret_simulator::{Emitted, Simulator, TruthRecord};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::{Duration, Instant};
+
+/// How simulated time relates to wall time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    AsFastAsPossible,
+    /// Simulated seconds per wall second (1.0 is real time).
+    Accelerated(f64),
+}
+
+impl std::str::FromStr for Pace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fast" => Ok(Pace::AsFastAsPossible),
+            "realtime" => Ok(Pace::Accelerated(1.0)),
+            _ => s
+                .strip_prefix('x')
+                .and_then(|f| f.parse::<f64>().ok())
+                .filter(|f| *f > 0.0)
+                .map(Pace::Accelerated)
+                .ok_or_else(|| format!("{s:?}: use fast, realtime or xN (e.g. x10)")),
+        }
+    }
+}
+
+pub fn to_record(e: Emitted) -> OutRecord {
+    OutRecord::new(e.topic.default_name(), Some(e.key.into_bytes().into()), e.payload)
+}
+
+/// Runs the simulation to its end (or forever, for an endless config) into `sink`.
+/// Time before `realtime_from_ms` is always replayed as fast as possible (pre-roll).
+pub async fn drive<S: Sink>(
+    sim: &mut Simulator,
+    sink: &S,
+    pace: Pace,
+    realtime_from_ms: i64,
+    progress: bool,
+    mut on_truth: impl FnMut(Vec<TruthRecord>),
+) -> Result<u64, IngestError> {
+    const STEP_MS: i64 = 1_000;
+    let (start, end) = (sim.config().start_ms, sim.config().end_ms());
+    let bar = progress.then(|| {
+        let bar = ProgressBar::new(((end - start) / 1000).max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} simulated {pos}/{len} s [{bar:30}] {per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut paced_wall_start: Option<Instant> = None;
+    let paced_from = realtime_from_ms.max(start);
+    let mut sent = 0u64;
+    let mut t = start;
+    while t < end {
+        t = (t + STEP_MS).min(end);
+        let records: Vec<OutRecord> = sim.advance_to(t).into_iter().map(to_record).collect();
+        sent += records.len() as u64;
+        sink.send(records).await?;
+        on_truth(sim.take_truth());
+        if let (Pace::Accelerated(factor), true) = (pace, t > paced_from) {
+            let since = *paced_wall_start.get_or_insert_with(Instant::now);
+            let due = since + Duration::from_secs_f64((t - paced_from) as f64 / 1000.0 / factor);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(((t - start) / 1000) as u64);
+            bar.set_message(format!("{sent} events"));
+        }
+    }
+    let rest: Vec<OutRecord> = sim.drain_all().into_iter().map(to_record).collect();
+    sent += rest.len() as u64;
+    sink.send(rest).await?;
+    on_truth(sim.take_truth());
+    if let Some(bar) = bar {
+        bar.finish_with_message(format!("{sent} events"));
+    }
+    Ok(sent)
+}
