@@ -15,6 +15,7 @@ import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # keep data/tools free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corridors as C  # noqa: E402
 
@@ -178,7 +179,7 @@ def build_segments(readers, meta, links):
             counters[city] += 1
             segments.append({
                 "segment_id": f"{PREFIX[city]}-S{counters[city]:04d}",
-                "name": f"{cor['name']} {bound} ({rname[frm]} - {rname[to]})",
+                "name": f"{cor['name']} {bound}, {rname[frm]} to {rname[to]}",
                 "from_reader_id": frm,
                 "to_reader_id": to,
                 "length_m": int(round(geom_len * CURVATURE[cls])),
@@ -277,10 +278,9 @@ def build_routes(segments, meta, readers):
         back = [reverse[(s["to_reader_id"], s["from_reader_id"])] for s in reversed(path)]
         cities = {s["city"] for s in path} | {meta[path[-1]["to_reader_id"]]["city"]}
         first, last, peak, off = spec["timetable"]
-        names = [rname[wps[-1]], rname[wps[0]]]
         directions = []
         for d, p in enumerate((path, back)):
-            directions.append({"direction_id": d, "headsign": names[d].split(" (")[0],
+            directions.append({"direction_id": d, "headsign": spec["headsigns"][d],
                                "segments": [s["segment_id"] for s in p],
                                "stops": make_stops(spec["route_id"], d, p, meta, rname, kind)})
         routes.append({
@@ -303,9 +303,8 @@ def build_cameras(segments, meta, readers):
     def add(seg, kind, offset, extra, label):
         counters[seg["city"]] += 1
         lon, lat = along(seg, offset)
-        cor = seg["name"].split(" (")[0]
         cam = {"camera_id": f"{PREFIX[seg['city']]}-C{counters[seg['city']]:04d}",
-               "name": f"{label}: {cor} ({rname[seg['from_reader_id']]} - {rname[seg['to_reader_id']]})",
+               "name": f"{label}: {seg['name']}",
                "kind": kind, "segment_id": seg["segment_id"], "offset_m": offset,
                "lat": round(lat, 5), "lon": round(lon, 5)}
         cam.update(extra)
@@ -320,19 +319,23 @@ def build_cameras(segments, meta, readers):
         s = pick(cor_id, frac, d)
         add(s, "speed", int(s["length_m"] * 0.45), {"speed_limit_kmh": s["speed_limit_kmh"]}, "Speed camera")
 
-    # red light: arterial/urban approaches into junctions with >= 3 neighbours
-    neigh = defaultdict(set)
+    # red light: arterial/urban approaches into at-grade junctions (>= 3 neighbouring
+    # gantries, no expressway/bridge/tunnel/BRT touching it, not an interchange)
+    neigh, grade_sep = defaultdict(set), set()
     for s in segments:
         neigh[s["to_reader_id"]].add(s["from_reader_id"])
+        if s["road_class"] not in ("arterial", "urban"):
+            grade_sep |= {s["from_reader_id"], s["to_reader_id"]}
     for city, quota in C.RED_LIGHT_QUOTA.items():
         cand = [s for s in segments if s["city"] == city and s["road_class"] in ("arterial", "urban")
-                and meta[s["to_reader_id"]]["named"] and len(neigh[s["to_reader_id"]]) >= 3]
+                and meta[s["to_reader_id"]]["named"] and len(neigh[s["to_reader_id"]]) >= 3
+                and s["to_reader_id"] not in grade_sep and "interchange" not in rname[s["to_reader_id"]]]
         check(len(cand) >= quota, f"only {len(cand)} red-light candidates in {city}")
         for k in range(quota):
             s = cand[int((k + 0.5) * len(cand) / quota)]
             cycle = [90, 120, 150, 120][k % 4]
             sig = {"cycle_s": cycle, "red_s": int(round(cycle * 0.46)), "offset_s": (17 + 29 * k) % cycle}
-            add(s, "red_light", s["length_m"], {"signal": sig}, "Red-light camera")
+            add(s, "red_light", s["length_m"], {"signal": sig}, f"Red-light camera at {rname[s['to_reader_id']]}")
 
     bus_lane_segs = {}
     for bl in C.BUS_LANES:
@@ -409,7 +412,7 @@ def build_rules(segments, bus_lane_segs):
     restr = [("R-HAZMAT-XIANGAN-TUNNEL", "xiangan-tunnel", ["hazmat"], [], "hazardous goods never use the subsea tunnel"),
              ("R-TRUCK-ISLAND-PEAK", "xiamen-island", ["truck", "hazmat"], C.PEAKS, "no trucks on the island in peak hours"),
              ("R-MOTORCYCLE-ISLAND", "xiamen-island", ["motorcycle"], [], "motorcycles banned on Xiamen island"),
-             ("R-TRUCK-HUANDAO", "huandao-ring", ["truck", "hazmat", "coach"], [], "Huandao Rd is closed to trucks and coaches")]
+             ("R-TRUCK-HUANDAO", "huandao-ring", ["truck", "hazmat"], [], "no trucks on the Huandao Rd scenic ring")]
     for rid, zid, classes, hrs, why in restr:
         out += ["[[restrictions]]", f"# {why}", f'rule_id = "{rid}"', "rule_version = 1", f'zone_id = "{zid}"',
                 "classes = [" + ",".join(f'"{c}"' for c in classes) + "]",
@@ -504,7 +507,8 @@ def validate(readers, segments, cameras, lots, routes, rules_text, meta):
         if c["kind"] == "red_light":
             check(c["offset_m"] == s["length_m"] and s["road_class"] in ("arterial", "urban"), f"{c['camera_id']} red light")
             sig = c["signal"]
-            check(0 < sig["red_s"] < sig["cycle_s"] and 0 <= sig["offset_s"] < sig["cycle_s"], f"{c['camera_id']} signal")
+            check(0 < sig["red_s"] < sig["cycle_s"] and 0 <= sig["offset_s"] < sig["cycle_s"]
+                  and 28800 % sig["cycle_s"] == 0, f"{c['camera_id']} signal")  # epoch phase == local-midnight phase
         if c["kind"] == "bus_lane":
             check(c["segment_id"] in bl_segs.get(c["bus_lane_id"], ()), f"{c['camera_id']} not on its bus lane")
         if c["kind"] == "speed":
@@ -601,8 +605,9 @@ def main():
     rules_text = build_rules(segments, bus_lane_segs)
     all_readers = readers + gates
     validate(all_readers, segments, cameras, lots, routes, rules_text, meta)
+    all_readers.sort(key=lambda r: (CITY_ORDER.index(r["city"]), r["kind"] != "gantry", r["reader_id"]))
     write(CITY_DIR / "readers.json", dumps({"version": VERSION, "readers": all_readers}))
-    write(CITY_DIR / "segments.json", dumps({"version": VERSION, "segments": segments}))
+    write(CITY_DIR / "segments.json", dumps({"version": VERSION, "segments": sorted(segments, key=city_then_id("segment_id"))}))
     write(CITY_DIR / "cameras.json", dumps({"version": VERSION, "cameras": cameras}))
     write(CITY_DIR / "parking.json", dumps({"version": VERSION, "lots": lots}))
     write(CITY_DIR / "routes.json", dumps({"version": VERSION, "routes": routes}))

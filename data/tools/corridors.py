@@ -92,7 +92,7 @@ NODES = {
     "JM_RJY": ("Jimei Ave / Software Park III", "集美大道软件园三期", 118.0800, 24.6210, X, False),
     "XMN_N": ("Xiamen North Railway Station", "厦门北站", 118.0690, 24.6388, X, False),
     "HOUXI_IC": ("Houxi interchange (G15)", "后溪互通", 118.0650, 24.6550, X, False),
-    "JM_IC": ("Jimei north interchange (G15 / Tongji Rd)", "集美北互通", 118.1150, 24.6320, X, False),
+    "JM_IC": ("Jimei north interchange (G15 / Tongji Rd)", "集美北互通", 118.1150, 24.6480, X, False),
     "TA_XIKE": ("Xike (Tongji Rd)", "西柯", 118.1350, 24.6650, X, False),
     "TONGAN_IC": ("Tong'an interchange (G15)", "同安互通", 118.1500, 24.7050, X, False),
     "TA_HUB": ("Tong'an Hub", "同安枢纽", 118.1520, 24.7250, X, False),
@@ -310,8 +310,9 @@ CORRIDORS = [
          points=["QZ_QX_WL", "QZ_JJBR", "QZ_AIRPORT", "JJ_IC"]),
 ]
 
-# Corridor pairs whose geometries may cross without a shared gantry because one
-# of them is grade-separated there (elevated BRT viaduct, expressway).
+# Road classes that may cross other roads without a shared gantry because they
+# are grade-separated (elevated BRT viaduct, expressway). The validator rejects
+# any other crossing.
 GRADE_SEPARATED_CLASSES = {"brt", "expressway"}
 
 # Parking lots: (key, name, name_zh, city, lon, lat, capacity)
@@ -352,49 +353,68 @@ PEAKS = [("07:00", "09:00"), ("17:00", "19:00")]
 
 # Routes: waypoints are node keys; the path between consecutive waypoints is the
 # shortest path (by length) over the allowed road classes. Direction 1 is the
-# exact reverse. timetable = (first, last, peak headway, off-peak headway).
+# exact reverse. headsigns = (direction 0, direction 1);
+# timetable = (first, last, peak headway, off-peak headway) in local time.
 ROUTES = [
     dict(route_id="XM-BRT1", name="BRT 1 Diyi Wharf - Xiamen North Station", name_zh="BRT快1线",
-         kind="brt", waypoints=["DIYI", "XMN_N"], timetable=("06:00", "22:30", 4, 8)),
+         kind="brt", waypoints=["DIYI", "XMN_N"], headsigns=("Xiamen North Station", "Diyi Wharf"),
+         timetable=("06:00", "22:30", 4, 8)),
     dict(route_id="XM-BRT3", name="BRT 3 Diyi Wharf - Tong'an Hub", name_zh="BRT快3线",
-         kind="brt", waypoints=["DIYI", "BRT_CHENGYI", "TA_HUB"], timetable=("06:10", "22:00", 6, 12)),
+         kind="brt", waypoints=["DIYI", "BRT_CHENGYI", "TA_HUB"], headsigns=("Tong'an Hub", "Diyi Wharf"),
+         timetable=("06:10", "22:00", 6, 12)),
     dict(route_id="XM-B001", name="Bus 1 Xiamen University - Gaoqi Airport", name_zh="1路 厦门大学-高崎机场",
-         kind="bus", waypoints=["BAICHENG", "XMST", "SM", "AIR_T4"], timetable=("06:00", "22:00", 6, 10)),
+         kind="bus", waypoints=["BAICHENG", "XMST", "SM", "AIR_T4"], headsigns=("Gaoqi Airport", "Xiamen University"),
+         timetable=("06:00", "22:00", 6, 10)),
     dict(route_id="XM-B002", name="Bus 2 Diyi Wharf - Convention Centre (Huandao Rd)", name_zh="2路 第一码头-会展中心",
-         kind="bus", waypoints=["DIYI", "YANWU_N", "ZENGCUOAN", "ICEC"], timetable=("06:30", "22:00", 8, 12)),
+         kind="bus", waypoints=["DIYI", "YANWU_N", "ZENGCUOAN", "ICEC"], headsigns=("Convention Centre", "Diyi Wharf"),
+         timetable=("06:30", "22:00", 8, 12)),
     dict(route_id="XM-B003", name="Bus 3 Xiamen Railway Station - Wutong (Lianqian Rd)", name_zh="3路 火车站-五通",
-         kind="bus", waypoints=["XMST", "LQ_W", "ICEC", "WUTONG"], timetable=("06:00", "22:30", 6, 10)),
+         kind="bus", waypoints=["XMST", "LQ_W", "ICEC", "WUTONG"], headsigns=("Wutong", "Xiamen Railway Station"),
+         timetable=("06:00", "22:30", 6, 10)),
     dict(route_id="XM-B004", name="Bus 4 Diyi Wharf - Songyu Wharf (Haicang Bridge)", name_zh="4路 第一码头-嵩屿码头",
-         kind="bus", waypoints=["DIYI", "HCB_E", "HCB_W", "HC_SONGYU"], timetable=("06:00", "22:00", 7, 12)),
+         kind="bus", waypoints=["DIYI", "HCB_E", "HCB_W", "HC_SONGYU"], headsigns=("Songyu Wharf", "Diyi Wharf"),
+         timetable=("06:00", "22:00", 7, 12)),
     dict(route_id="XM-B005", name="Bus 5 SM City Plaza - Jimei (Xiamen Bridge)", name_zh="5路 SM城市广场-集美",
-         kind="bus", waypoints=["SM", "XMB_S", "XMB_N", "JM_XC", "JMB_N"], timetable=("06:00", "22:00", 6, 10)),
+         kind="bus", waypoints=["SM", "XMB_S", "XMB_N", "JM_XC", "JMB_N"], headsigns=("Jimei", "SM City Plaza"),
+         timetable=("06:00", "22:00", 6, 10)),
     dict(route_id="XM-B006", name="Bus 6 Qianpu - Xiang'an Xindian (Xiang'an Tunnel)", name_zh="6路 前埔-翔安新店",
-         kind="bus", waypoints=["QIANPU", "ICEC", "WUTONG", "XATN_N", "XA_XINDIAN"], timetable=("06:00", "22:00", 8, 15)),
+         kind="bus", waypoints=["QIANPU", "ICEC", "WUTONG", "XATN_N", "XA_XINDIAN"], headsigns=("Xiang'an Xindian", "Qianpu"),
+         timetable=("06:00", "22:00", 8, 15)),
     dict(route_id="XM-B007", name="Bus 7 Xinglin - Gaoqi Airport (Xinglin Bridge)", name_zh="7路 杏林-高崎机场",
-         kind="bus", waypoints=["XLB_N", "XLB_S", "CG_HLA", "JH_HLA", "AIR_T3"], timetable=("06:00", "22:00", 8, 12)),
+         kind="bus", waypoints=["XLB_N", "XLB_S", "CG_HLA", "JH_HLA", "AIR_T3"], headsigns=("Gaoqi Airport", "Xinglin"),
+         timetable=("06:00", "22:00", 8, 12)),
     dict(route_id="XM-ZZ01", name="Xiamen - Zhangzhou Express (Xiamen Station - Zhangzhou centre, G15)",
          name_zh="厦漳快线1 厦门火车站-漳州市区", kind="intercity",
-         waypoints=["XMST", "HCB_E", "HCB_W", "JIAOMEI_IC", "ZZ_G15", "ZZ_SL_YA"], timetable=("06:30", "20:30", 20, 30)),
+         waypoints=["XMST", "HCB_E", "HCB_W", "JIAOMEI_IC", "ZZ_G15", "ZZ_SL_YA"], headsigns=("Zhangzhou centre", "Xiamen Railway Station"),
+         timetable=("06:30", "20:30", 20, 30)),
     dict(route_id="XM-ZZ02", name="Xiamen - Zhangzhou Station (Xiamen-Zhangzhou Bridge)",
          name_zh="厦漳快线2 第一码头-漳州站", kind="intercity",
-         waypoints=["DIYI", "HCB_E", "HCB_W", "XZB_N", "XZB_S", "ZZ_STATION"], timetable=("07:00", "20:00", 20, 30)),
+         waypoints=["DIYI", "HCB_E", "HCB_W", "XZB_N", "XZB_S", "ZZ_STATION"], headsigns=("Zhangzhou Railway Station", "Diyi Wharf"),
+         timetable=("07:00", "20:00", 20, 30)),
     dict(route_id="XM-QZ01", name="Xiamen - Quanzhou Express (SM City Plaza - Quanxiu Rd, G15)",
          name_zh="厦泉快线1 SM城市广场-泉州泉秀路", kind="intercity",
-         waypoints=["SM", "XMB_S", "XMB_N", "HOUXI_IC", "QZ_G15_IC", "QZ_QX_TA"], timetable=("06:30", "20:30", 15, 30)),
+         waypoints=["SM", "XMB_S", "XMB_N", "HOUXI_IC", "QZ_G15_IC", "QZ_QX_TA"], headsigns=("Quanzhou Quanxiu Rd", "SM City Plaza"),
+         timetable=("06:30", "20:30", 15, 30)),
     dict(route_id="XM-QZ02", name="Jimei - Quanzhou Station (via Xiamen North Station, G15)",
          name_zh="厦泉快线2 集美-泉州站", kind="intercity",
-         waypoints=["XMB_N", "XMN_N", "HOUXI_IC", "QZ_G15_N", "QZ_STATION", "QZ_FZ_WL"], timetable=("07:00", "20:00", 20, 30)),
+         waypoints=["XMB_N", "XMN_N", "HOUXI_IC", "QZ_G15_N", "QZ_STATION", "QZ_FZ_WL"], headsigns=("Quanzhou Fengze St", "Jimei"),
+         timetable=("07:00", "20:00", 20, 30)),
     dict(route_id="XM-QZ03", name="Xiamen (Wutong) - Jinjiang Airport - Quanzhou (Xiang'an Tunnel, G15)",
          name_zh="厦泉快线3 五通-晋江机场-泉州", kind="intercity",
-         waypoints=["WUTONG", "XATN_N", "XA_IC", "JJ_IC", "QZ_AIRPORT", "QZ_QX_WL"], timetable=("07:00", "19:30", 20, 30)),
+         waypoints=["WUTONG", "XATN_N", "XA_IC", "JJ_IC", "QZ_AIRPORT", "QZ_QX_WL"], headsigns=("Quanzhou Quanxiu Rd", "Wutong"),
+         timetable=("07:00", "19:30", 20, 30)),
     dict(route_id="ZZ-B001", name="Zhangzhou Bus 1 Zhangzhou Station - Yan'an N Rd", name_zh="漳州1路 漳州站-延安北路",
-         kind="bus", waypoints=["ZZ_STATION", "ZZ_JL_JB", "ZZ_YA_S", "ZZ_YA_N"], timetable=("06:00", "21:30", 8, 12)),
+         kind="bus", waypoints=["ZZ_STATION", "ZZ_JL_JB", "ZZ_YA_S", "ZZ_YA_N"], headsigns=("Yan'an N Rd", "Zhangzhou Railway Station"),
+         timetable=("06:00", "21:30", 8, 12)),
     dict(route_id="ZZ-B002", name="Zhangzhou Bus 2 Shengli W Rd - Zhangzhou Station", name_zh="漳州2路 胜利西路-漳州站",
-         kind="bus", waypoints=["ZZ_SL_W", "ZZ_JL_SL", "ZZ_STATION"], timetable=("06:00", "21:30", 8, 15)),
+         kind="bus", waypoints=["ZZ_SL_W", "ZZ_JL_SL", "ZZ_STATION"], headsigns=("Zhangzhou Railway Station", "Shengli W Rd"),
+         timetable=("06:00", "21:30", 8, 15)),
     dict(route_id="QZ-B001", name="Quanzhou Bus 1 Railway Station - Donghai", name_zh="泉州1路 泉州站-东海",
-         kind="bus", waypoints=["QZ_STATION", "QZ_WL_N", "QZ_QX_WL", "QZ_QX_DH"], timetable=("06:00", "22:00", 7, 12)),
+         kind="bus", waypoints=["QZ_STATION", "QZ_WL_N", "QZ_QX_WL", "QZ_QX_DH"], headsigns=("Donghai", "Quanzhou Railway Station"),
+         timetable=("06:00", "22:00", 7, 12)),
     dict(route_id="QZ-B002", name="Quanzhou Bus 2 Tian'an N Rd - Jinjiang Airport", name_zh="泉州2路 田安北路-晋江机场",
-         kind="bus", waypoints=["QZ_TA_N", "QZ_FZ_TA", "QZ_FZ_WL", "QZ_QX_WL", "QZ_AIRPORT"], timetable=("06:00", "21:30", 10, 15)),
+         kind="bus", waypoints=["QZ_TA_N", "QZ_FZ_TA", "QZ_FZ_WL", "QZ_QX_WL", "QZ_AIRPORT"], headsigns=("Jinjiang Airport", "Tian'an N Rd"),
+         timetable=("06:00", "21:30", 10, 15)),
 ]
 
 # Cameras placed by (corridor id, fraction along the corridor's links, "f"|"r").
@@ -414,9 +434,8 @@ SPEED_CAMERAS = [
     ("qz-jinjiang-rd", 0.6, "f"), ("qz-quanxiu-rd", 0.3, "f"),
 ]
 
-# ANPR at the island crossings (both ends of every bridge/tunnel is overkill;
-# one reader per crossing direction) plus, automatically, on every link that
-# crosses a city boundary (see build_city.py).
+# ANPR on each island crossing (island -> mainland direction); build_city.py adds
+# one on every segment that crosses a city boundary (both directions).
 ANPR_CAMERAS = [
     ("haicang-bridge", 0.0, "f"), ("xiamen-bridge", 0.0, "f"), ("jimei-bridge", 0.0, "f"),
     ("xinglin-bridge", 0.0, "f"), ("xiangan-tunnel", 0.0, "f"),

@@ -188,14 +188,15 @@ impl EmbeddedSource {
 
 impl Source for EmbeddedSource {
     async fn poll(&mut self, max: usize) -> Result<Poll, IngestError> {
-        let ready = self.log.inner.data_ready.notified();
+        let log = self.log.clone();
+        let ready = log.inner.data_ready.notified();
         tokio::pin!(ready);
         ready.as_mut().enable();
         let records = self.take(max);
         if !records.is_empty() {
             return Ok(Poll::Records(records));
         }
-        if self.log.is_closed() && self.drained() {
+        if log.is_closed() && self.drained() {
             return Ok(Poll::End);
         }
         let _ = tokio::time::timeout(self.poll_interval, ready).await;

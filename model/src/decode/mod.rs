@@ -153,6 +153,7 @@ impl<'c> Decoder<'c> {
         if e.speed_kmh.is_some_and(|s| !(0.0..=200.0).contains(&s)) {
             return Err(Reject::new(Reason::InvalidField, "speed_kmh outside 0..=200"));
         }
+        let dedup_key = dedup_key(&e.bus_id, &e.event_id);
         Ok(GpsIn {
             route,
             bus_id: e.bus_id.into_owned(),
@@ -161,7 +162,7 @@ impl<'c> Decoder<'c> {
             lon: e.lon,
             speed_kmh: e.speed_kmh,
             ts_ms: timestamp(e.ts_ms)?,
-            dedup_key: dedup_key(&e.bus_id, &e.event_id),
+            dedup_key,
         })
     }
 
