@@ -114,8 +114,8 @@ jvm_flags() {
   [[ -z ${KAFKA_JVM_OPTS:-} ]] || printf '%s\n' $KAFKA_JVM_OPTS
 }
 
-# Class-data sharing: the first single-broker run dumps the classes it loaded
-# into an archive when it exits (-XX:ArchiveClassesAtExit); later brokers and
+# Class-data sharing: the first run of node 1 dumps the classes it loaded into
+# an archive when it exits (-XX:ArchiveClassesAtExit); later brokers and
 # storage formats map it and start ~40% faster. Keyed by the exact JVM build;
 # a stale or broken archive is ignored by the JVM. KAFKA_CDS=0 turns it off.
 cds_archive() {
@@ -153,8 +153,9 @@ cds_collect() {
 
 tools_log4j() {
   local f=$VERSION_DIR/log4j2-tools.properties
+  local tmp=$f.tmp.$BASHPID # expanded here: a redirection would expand it in the forked child
   mkdir -p "$VERSION_DIR"
-  cat >"$f.tmp.$BASHPID" <<'EOF'
+  cat >"$tmp" <<'EOF'
 status = warn
 shutdownHook = disable
 appender.err.type = Console
@@ -165,7 +166,7 @@ appender.err.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = WARN
 rootLogger.appenderRef.err.ref = STDERR
 EOF
-  mv -f "$f.tmp.$BASHPID" "$f"
+  mv -f "$tmp" "$f"
   printf '%s' "$f"
 }
 
@@ -349,9 +350,8 @@ format_storage() {
 
 launch_node() {
   local i=$1 flags role=use
-  # Only a lone broker dumps the archive: the last node of a 3-node cluster is
-  # SIGKILLed on stop (see stop_nodes) and would leave half a dump.
-  [[ $(cluster_size) == 1 ]] && role=dump
+  # Only node 1 dumps the archive (once); a dump cut short by SIGKILL is dropped.
+  [[ $i == 1 ]] && role=dump
   mapfile -t flags < <(jvm_flags; cds_flags "$role" "$i")
   rm -f "$(pid_file "$i")"
   echo "==== $(date -u '+%Y-%m-%dT%H:%M:%SZ') kafka.sh starting node $i" >>"$(out_file "$i")"
@@ -436,7 +436,11 @@ stop_nodes() {
     if ((killed == 0)) && { ((SECONDS - t0 >= STOP_TIMEOUT)) ||
         ((lonely_since >= 0 && SECONDS - lonely_since >= last_grace)); }; then
       for entry in "${left[@]}"; do
-        say "node ${entry%%:*} (pid ${entry#*:}) still up $((SECONDS - t0))s after SIGTERM: SIGKILL"
+        if ((lonely_since >= 0)); then
+          say "node ${entry%%:*} (pid ${entry#*:}) is the last of the quorum and cannot finish a controlled shutdown: SIGKILL"
+        else
+          say "node ${entry%%:*} (pid ${entry#*:}) still up $((SECONDS - t0))s after SIGTERM: SIGKILL"
+        fi
         kill -KILL "${entry#*:}" 2>/dev/null || true
         killed_ids+="${entry%%:*} "
       done

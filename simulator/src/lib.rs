@@ -97,8 +97,9 @@ impl Simulator {
 
     /// Everything left, once the scenario has ended (late deliveries included).
     pub fn drain_all(&mut self) -> Vec<Emitted> {
-        self.advance_to(self.config.end_ms());
-        self.emitter.drain_until(i64::MAX)
+        let mut events = self.advance_to(self.config.end_ms());
+        events.extend(self.emitter.drain_until(i64::MAX));
+        events
     }
 
     /// Ground truth recorded so far; the simulator forgets it once taken.
@@ -113,7 +114,7 @@ impl Simulator {
         for _ in 0..starts {
             let start_ms = t + self.rng.random_range(0..STEP_MS);
             let vehicle = self.fleet.new_vehicle(&mut self.rng, &self.config);
-            let parks = live && vehicle.class.parks() && self.rng.random_bool(self.config.parking_share);
+            let parks = live && vehicles::parks(vehicle.class) && self.rng.random_bool(self.config.parking_share);
             if parks {
                 parking::drive_to_lot(self, vehicle, start_ms);
             } else {

@@ -29,11 +29,9 @@ pub struct Vehicle {
     pub uses_bus_lane: bool,
 }
 
-impl VehicleClass {
-    /// Classes that end trips in public car parks.
-    pub fn parks(self) -> bool {
-        matches!(self, VehicleClass::Car | VehicleClass::Taxi)
-    }
+/// Classes that end trips in public car parks.
+pub fn parks(class: VehicleClass) -> bool {
+    matches!(class, VehicleClass::Car | VehicleClass::Taxi)
 }
 
 /// Hands out vehicles; remembers plates so no two vehicles share one.

@@ -206,12 +206,18 @@ impl<'c> Decoder<'c> {
 
 /// Parses JSON into a wire struct, mapping serde's errors onto reason codes.
 fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Reject> {
+    // serde would accept an array for a struct; the contract wants one object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Reject::new(Reason::NotAnObject, "a message must be one JSON object"),
+            Err(e) => Reject::new(Reason::NotJson, e.to_string()),
+        });
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let message = e.to_string();
         let reason = match e.classify() {
             Category::Syntax | Category::Eof | Category::Io => Reason::NotJson,
             Category::Data if message.starts_with("missing field") => Reason::MissingField,
-            Category::Data if message.contains("expected struct") => Reason::NotAnObject,
             Category::Data => Reason::InvalidField,
         };
         Reject::new(reason, message)
