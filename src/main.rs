@@ -206,6 +206,9 @@ async fn run(city: Arc<egret_model::CityModel>, input: &std::path::Path, listen:
         stats.windows_closed,
         pipeline.corrections()
     );
+    for ((topic, reason), n) in &stats.rejected {
+        println!("  dead-lettered {n:>6} {} from {}", reason.code(), topic.default_name());
+    }
     if ended == Ended::InputEnd && !exit_at_end {
         println!("input ended; still serving http://{addr} — Ctrl-C stops");
         let mut stop = stop;

@@ -64,6 +64,12 @@ pub trait Source: Send {
     /// Everything up to and including `offset` on this partition is fully processed;
     /// the source may forget it and a restart resumes after it.
     fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError>;
+    /// Partitions with nothing pending right now. Their silence must not hold the
+    /// watermark back: in a fast replay a drained partition is idle at once, not after
+    /// a processing-time timeout.
+    fn idle_partitions(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
 }
 
 /// Somewhere outputs and dead letters can be written.

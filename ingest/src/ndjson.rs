@@ -64,6 +64,8 @@ impl Sink for NdjsonSink {
 /// Replays `<dir>/<topic>.ndjson` files; topics whose file is absent are skipped.
 pub struct NdjsonSource {
     files: Vec<(String, BufReader<File>, u64, PathBuf)>,
+    /// Topics whose file has been read to its end.
+    exhausted: Vec<String>,
     next: usize,
 }
 
@@ -83,7 +85,7 @@ impl NdjsonSource {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no <topic>.ndjson input files here"),
             });
         }
-        Ok(NdjsonSource { files, next: 0 })
+        Ok(NdjsonSource { files, exhausted: Vec::new(), next: 0 })
     }
 }
 
@@ -101,6 +103,9 @@ impl Source for NdjsonSource {
                 line.clear();
                 let n = reader.read_until(b'\n', &mut line).map_err(io_err(path))?;
                 if n == 0 {
+                    if !self.exhausted.contains(topic) {
+                        self.exhausted.push(topic.clone());
+                    }
                     break;
                 }
                 if line.last() == Some(&b'\n') {
@@ -119,5 +124,9 @@ impl Source for NdjsonSource {
     fn commit(&mut self, _topic: &str, _partition: u32, _offset: u64) -> Result<(), IngestError> {
         // A file is replayed from its start on every run; nothing to remember.
         Ok(())
+    }
+
+    fn idle_partitions(&self) -> Vec<(String, u32)> {
+        self.exhausted.iter().map(|t| (t.clone(), 0)).collect()
     }
 }

@@ -92,6 +92,7 @@ pub struct Pipeline {
     newest_event_ms: Option<i64>,
     stats: Stats,
     traversals: Vec<Traversal>,
+    drained: Vec<(u32, u32)>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -108,6 +109,7 @@ impl Pipeline {
             newest_event_ms: None,
             stats: Stats::default(),
             traversals: Vec::new(),
+            drained: Vec::new(),
             city,
             config,
         }
@@ -164,6 +166,12 @@ impl Pipeline {
             }
         }
         self.settle(now, out)
+    }
+
+    /// The source has nothing pending on these partitions (see `Source::idle_partitions`);
+    /// applied after the next batch's events are observed.
+    pub fn mark_drained(&mut self, partitions: &[(String, u32)]) {
+        self.drained = partitions.iter().filter_map(|(topic, p)| Topic::from_name(topic).map(|t| (t as u32, *p))).collect();
     }
 
     /// No input arrived: let idle partitions stop holding the watermark back.
@@ -225,6 +233,9 @@ impl Pipeline {
     }
 
     fn settle(&mut self, now: Instant, mut out: BatchOutput) -> BatchOutput {
+        for (source, partition) in self.drained.drain(..) {
+            self.watermarks.mark_drained(source, partition);
+        }
         let watermark = self.watermarks.advance(now);
         out.windows = self.windows.changed();
         let closed = self.windows.close(watermark);

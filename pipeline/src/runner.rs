@@ -39,6 +39,7 @@ pub async fn run<S: Source, D: Sink>(
         };
         match polled {
             Poll::Records(records) => {
+                pipeline.mark_drained(&source.idle_partitions());
                 let out = pipeline.process(&records, Instant::now());
                 publish(&out, dead_letters, live).await?;
                 let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
@@ -50,7 +51,10 @@ pub async fn run<S: Source, D: Sink>(
                     source.commit(topic, partition, offset)?;
                 }
             }
-            Poll::Idle => publish(&pipeline.tick(Instant::now()), dead_letters, live).await?,
+            Poll::Idle => {
+                pipeline.mark_drained(&source.idle_partitions());
+                publish(&pipeline.tick(Instant::now()), dead_letters, live).await?;
+            }
             Poll::End => {
                 publish(&pipeline.finish(), dead_letters, live).await?;
                 return Ok(Ended::InputEnd);

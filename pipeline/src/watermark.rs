@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 struct PartitionClock {
     max_event_ms: i64,
     last_seen: Instant,
+    /// The source has nothing pending for it.
+    drained: bool,
 }
 
 #[derive(Debug)]
@@ -31,9 +33,18 @@ impl Watermarks {
 
     /// Notes an event time seen on a partition (`source` tells topics apart).
     pub fn observe(&mut self, source: u32, partition: u32, event_ms: i64, now: Instant) {
-        let clock = self.partitions.entry((source, partition)).or_insert(PartitionClock { max_event_ms: event_ms, last_seen: now });
+        let clock = self.partitions.entry((source, partition)).or_insert(PartitionClock { max_event_ms: event_ms, last_seen: now, drained: false });
         clock.max_event_ms = clock.max_event_ms.max(event_ms);
         clock.last_seen = now;
+        clock.drained = false;
+    }
+
+    /// The source reports nothing pending on this partition: it is idle until it
+    /// delivers again.
+    pub fn mark_drained(&mut self, source: u32, partition: u32) {
+        if let Some(clock) = self.partitions.get_mut(&(source, partition)) {
+            clock.drained = true;
+        }
     }
 
     /// Recomputes and returns the watermark as of processing time `now`.
@@ -41,7 +52,7 @@ impl Watermarks {
         let active = self
             .partitions
             .values()
-            .filter(|c| now.saturating_duration_since(c.last_seen) < self.idle_timeout)
+            .filter(|c| !c.drained && now.saturating_duration_since(c.last_seen) < self.idle_timeout)
             .map(|c| c.max_event_ms)
             .min();
         // With every partition idle, the most advanced one sets the pace.
@@ -90,5 +101,18 @@ mod tests {
         assert_eq!(w.advance(later), 120_000, "partition 1 went idle");
         w.observe(0, 1, 30_000, later);
         assert_eq!(w.advance(later), 120_000, "monotonic when it rejoins behind");
+    }
+
+    #[test]
+    fn a_drained_partition_is_idle_at_once() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(0, Duration::from_secs(10));
+        w.observe(0, 0, 100_000, t0);
+        w.observe(1, 0, 10_000, t0);
+        w.mark_drained(1, 0);
+        assert_eq!(w.advance(t0), 100_000);
+        w.observe(1, 0, 20_000, t0);
+        w.observe(0, 0, 130_000, t0);
+        assert_eq!(w.advance(t0), 100_000, "it holds the watermark again once it delivers");
     }
 }

@@ -222,6 +222,24 @@ impl Source for EmbeddedSource {
         log.space_freed.notify_waiters();
         Ok(())
     }
+
+    fn idle_partitions(&self) -> Vec<(String, u32)> {
+        let mut idle = Vec::new();
+        for (t, (name, log)) in self.topics.iter().enumerate() {
+            for p in 0..log.partitions.len() {
+                if !self.pending(t, p) {
+                    idle.push((name.clone(), p as u32));
+                }
+            }
+        }
+        idle
+    }
+}
+
+impl EmbeddedSource {
+    fn pending(&self, t: usize, p: usize) -> bool {
+        self.topics[t].1.partitions[p].lock().end() > self.positions[t][p]
+    }
 }
 
 impl Sink for EmbeddedLog {
