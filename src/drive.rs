@@ -34,16 +34,32 @@ pub fn to_record(e: Emitted) -> OutRecord {
     OutRecord::new(e.topic.default_name(), Some(e.key.into_bytes().into()), e.payload)
 }
 
-/// Runs the simulation to its end (or forever, for an endless config) into `sink`.
-/// Time before `realtime_from_ms` is always replayed as fast as possible (pre-roll).
+/// How to feed a simulation into a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct DriveOptions {
+    pub pace: Pace,
+    /// Simulated time before this instant is replayed as fast as possible (pre-roll).
+    pub realtime_from_ms: i64,
+    /// At most this many events per wall second, whatever the pace.
+    pub max_rate: Option<f64>,
+    pub progress: bool,
+}
+
+impl DriveOptions {
+    pub fn fast() -> Self {
+        DriveOptions { pace: Pace::AsFastAsPossible, realtime_from_ms: i64::MIN, max_rate: None, progress: false }
+    }
+}
+
+/// Runs the simulation to its end into `sink`, handing ground truth to `on_truth`.
 pub async fn drive<S: Sink>(
     sim: &mut Simulator,
     sink: &S,
-    pace: Pace,
-    realtime_from_ms: i64,
-    progress: bool,
+    options: DriveOptions,
     mut on_truth: impl FnMut(Vec<TruthRecord>),
 ) -> Result<u64, IngestError> {
+    let DriveOptions { pace, realtime_from_ms, max_rate, progress } = options;
+    let rate_start = Instant::now();
     const STEP_MS: i64 = 1_000;
     let (start, end) = (sim.config().start_ms, sim.config().end_ms());
     let bar = progress.then(|| {
@@ -67,6 +83,10 @@ pub async fn drive<S: Sink>(
         if let (Pace::Accelerated(factor), true) = (pace, t > paced_from) {
             let since = *paced_wall_start.get_or_insert_with(Instant::now);
             let due = since + Duration::from_secs_f64((t - paced_from) as f64 / 1000.0 / factor);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if let Some(rate) = max_rate {
+            let due = rate_start + Duration::from_secs_f64(sent as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
         if let Some(bar) = &bar {

@@ -2,7 +2,7 @@
 
 use egret_api::AppState;
 use egret_ingest::{IngestError, Sink, Source};
-use egret_pipeline::runner::{self, Ended};
+use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{LiveState, Pipeline};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -31,18 +31,18 @@ pub async fn start_api(listen: &str, state: AppState, mut stop: watch::Receiver<
 }
 
 /// Runs the pipeline over `source` until it ends or `stop` flips to true.
-pub async fn run_pipeline<S: Source, D: Sink>(
+pub async fn run_pipeline<S: Source, D: Sink, E: Sink>(
     mut source: S,
-    dead_letters: &D,
+    outputs: Outputs<'_, D, E>,
     mut pipeline: Pipeline,
     live: &Arc<LiveState>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(Ended, Pipeline), IngestError> {
+) -> Result<(Ended, Pipeline, S), IngestError> {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let ended = runner::run(&mut source, dead_letters, &mut pipeline, live, shutdown).await?;
-    Ok((ended, pipeline))
+    let ended = runner::run(&mut source, &outputs, &mut pipeline, live, shutdown).await?;
+    Ok((ended, pipeline, source))
 }
 
 /// A watch channel flipped by Ctrl-C.

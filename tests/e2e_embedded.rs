@@ -3,12 +3,12 @@
 //! the closed windows are read back through DataFusion SQL and over HTTP and scored
 //! against the simulator's ground truth.
 
-use egret::drive::{self, Pace};
+use egret::drive::{self, DriveOptions};
 use egret_api::AppState;
 use egret_ingest::embedded::EmbeddedLog;
 use egret_ingest::memory::MemorySink;
 use egret_model::Topic;
-use egret_pipeline::runner::{self, Ended};
+use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
 use egret_query::QueryEngine;
 use egret_simulator::{GroundTruth, SimConfig, Simulator};
@@ -29,23 +29,25 @@ async fn clean_scenario_matches_ground_truth() {
     let live = Arc::new(LiveState::new(city.clone()));
     let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
     let dead_letters = MemorySink::new(100);
+    let derived = MemorySink::new(0);
 
     let producer = {
         let (log, city) = (log.clone(), city.clone());
         tokio::spawn(async move {
             let mut sim = Simulator::new(city, SimConfig::clean(42, START, 15 * 60_000));
             let mut truth = GroundTruth::default();
-            let sent = drive::drive(&mut sim, &log, Pace::AsFastAsPossible, i64::MIN, false, |r| truth.extend(r)).await.expect("send");
+            let sent = drive::drive(&mut sim, &log, DriveOptions::fast(), |r| truth.extend(r)).await.expect("send");
             log.close();
             (sent, truth)
         })
     };
-    let ended = runner::run(&mut source, &dead_letters, &mut pipeline, &live, std::future::pending()).await.expect("pipeline runs");
+    let ended = runner::run(&mut source, &Outputs { dead_letters: &dead_letters, derived: &derived }, &mut pipeline, &live, std::future::pending()).await.expect("pipeline runs");
     assert_eq!(ended, Ended::InputEnd);
     let (sent, truth) = producer.await.expect("producer");
     let consumed: u64 = pipeline.stats().consumed.values().sum();
     assert_eq!(consumed, sent, "every event sent was consumed");
     assert_eq!(dead_letters.total(), 0, "a clean scenario has no dead letters: {:?}", dead_letters.records().first());
+    assert!(derived.total() > 0, "windows are published on the derived topic");
 
     // Read the closed windows back through the query layer.
     let batches = QueryEngine::new(live.clone())

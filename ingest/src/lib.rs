@@ -4,6 +4,7 @@
 //! knows which one it runs on.
 
 pub mod embedded;
+pub mod kafka;
 pub mod memory;
 pub mod ndjson;
 
@@ -18,6 +19,8 @@ pub struct Record {
     pub offset: u64,
     pub key: Option<Bytes>,
     pub payload: Bytes,
+    /// Message headers (Kafka); empty for the other sources.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// A message to write: the sink chooses the partition from the key.
@@ -70,12 +73,64 @@ pub trait Source: Send {
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         Vec::new()
     }
+    /// Every partition this consumer is responsible for now, read or not yet read, so
+    /// one that has delivered nothing yet still holds the watermark back. Empty when
+    /// unknown.
+    fn assignment(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
 }
 
 /// Somewhere outputs and dead letters can be written.
 pub trait Sink: Send + Sync {
     /// Appends records in order; waits while the destination is full (back-pressure).
     fn send(&self, records: Vec<OutRecord>) -> impl Future<Output = Result<(), IngestError>> + Send;
+}
+
+/// Turns an endless source into a finite one: after `idle_polls` polls in a row
+/// with nothing new, it reports the end. For batch replays of a topic and for tests.
+pub struct EndWhenIdle<S> {
+    inner: S,
+    idle_polls: u32,
+    idle_in_a_row: u32,
+}
+
+impl<S: Source> EndWhenIdle<S> {
+    pub fn new(inner: S, idle_polls: u32) -> Self {
+        EndWhenIdle { inner, idle_polls, idle_in_a_row: 0 }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Source> Source for EndWhenIdle<S> {
+    async fn poll(&mut self, max: usize) -> Result<Poll, IngestError> {
+        let polled = self.inner.poll(max).await?;
+        match polled {
+            Poll::Idle => {
+                self.idle_in_a_row += 1;
+                Ok(if self.idle_in_a_row >= self.idle_polls { Poll::End } else { Poll::Idle })
+            }
+            other => {
+                self.idle_in_a_row = 0;
+                Ok(other)
+            }
+        }
+    }
+
+    fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError> {
+        self.inner.commit(topic, partition, offset)
+    }
+
+    fn idle_partitions(&self) -> Vec<(String, u32)> {
+        self.inner.idle_partitions()
+    }
+
+    fn assignment(&self) -> Vec<(String, u32)> {
+        self.inner.assignment()
+    }
 }
 
 /// Partition for a key: stable across runs, so a plate always lands on one partition.

@@ -33,7 +33,10 @@ impl Sink for MemorySink {
         self.total.fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut kept = self.records.lock();
         for r in records {
-            if kept.len() == self.capacity {
+            if kept.len() >= self.capacity {
+                if self.capacity == 0 {
+                    continue;
+                }
                 kept.pop_front();
             }
             kept.push_back(r);

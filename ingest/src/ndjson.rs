@@ -111,7 +111,7 @@ impl Source for NdjsonSource {
                 if line.last() == Some(&b'\n') {
                     line.pop();
                 }
-                out.push(Record { topic: topic.clone(), partition: 0, offset: *offset, key: None, payload: Bytes::copy_from_slice(&line) });
+                out.push(Record { topic: topic.clone(), partition: 0, offset: *offset, key: None, payload: Bytes::copy_from_slice(&line), headers: Vec::new() });
                 *offset += 1;
                 took += 1;
             }
@@ -128,5 +128,9 @@ impl Source for NdjsonSource {
 
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         self.exhausted.iter().map(|t| (t.clone(), 0)).collect()
+    }
+
+    fn assignment(&self) -> Vec<(String, u32)> {
+        self.files.iter().map(|(t, ..)| (t.clone(), 0)).collect()
     }
 }

@@ -168,6 +168,15 @@ impl Pipeline {
         self.settle(now, out)
     }
 
+    /// The partitions the source now assigns to this instance (see `Source::assignment`).
+    pub fn set_assignment(&mut self, partitions: &[(String, u32)], now: Instant) {
+        if partitions.is_empty() {
+            return;
+        }
+        let owned: Vec<(u32, u32)> = partitions.iter().filter_map(|(topic, p)| Topic::from_name(topic).map(|t| (t as u32, *p))).collect();
+        self.watermarks.set_assignment(&owned, now);
+    }
+
     /// The source has nothing pending on these partitions (see `Source::idle_partitions`);
     /// applied after the next batch's events are observed.
     pub fn mark_drained(&mut self, partitions: &[(String, u32)]) {

@@ -5,6 +5,9 @@
 use crate::live::LiveState;
 use crate::pipeline::{BatchOutput, Pipeline};
 use crate::DLQ_TOPIC;
+use crate::window::SegmentWindow;
+use bytes::Bytes;
+use serde::Serialize;
 use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,10 +25,18 @@ pub enum Ended {
     Shutdown,
 }
 
+/// Where a run's outputs go besides live state.
+pub struct Outputs<'a, D: Sink, E: Sink> {
+    /// Rejected input, with reason headers (`egret.dlq`).
+    pub dead_letters: &'a D,
+    /// Derived topics (`egret.segment-speeds`, …), keyed for compaction.
+    pub derived: &'a E,
+}
+
 /// Runs until the source ends or `shutdown` resolves.
-pub async fn run<S: Source, D: Sink>(
+pub async fn run<S: Source, D: Sink, E: Sink>(
     source: &mut S,
-    dead_letters: &D,
+    outputs: &Outputs<'_, D, E>,
     pipeline: &mut Pipeline,
     live: &LiveState,
     shutdown: impl Future<Output = ()>,
@@ -39,9 +50,10 @@ pub async fn run<S: Source, D: Sink>(
         };
         match polled {
             Poll::Records(records) => {
+                pipeline.set_assignment(&source.assignment(), Instant::now());
                 pipeline.mark_drained(&source.idle_partitions());
                 let out = pipeline.process(&records, Instant::now());
-                publish(&out, dead_letters, live).await?;
+                publish(&out, outputs, live).await?;
                 let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
                 for r in &records {
                     let at = last.entry((r.topic.as_str(), r.partition)).or_default();
@@ -52,19 +64,43 @@ pub async fn run<S: Source, D: Sink>(
                 }
             }
             Poll::Idle => {
+                pipeline.set_assignment(&source.assignment(), Instant::now());
                 pipeline.mark_drained(&source.idle_partitions());
-                publish(&pipeline.tick(Instant::now()), dead_letters, live).await?;
+                publish(&pipeline.tick(Instant::now()), outputs, live).await?;
             }
             Poll::End => {
-                publish(&pipeline.finish(), dead_letters, live).await?;
+                publish(&pipeline.finish(), outputs, live).await?;
                 return Ok(Ended::InputEnd);
             }
         }
     }
 }
 
-async fn publish<D: Sink>(out: &BatchOutput, dead_letters: &D, live: &LiveState) -> Result<(), IngestError> {
+/// The topic of published segment windows.
+pub const SEGMENT_SPEEDS_TOPIC: &str = "egret.segment-speeds";
+
+#[derive(Serialize)]
+struct SegmentSpeed<'a> {
+    segment_id: &'a str,
+    #[serde(flatten)]
+    window: &'a SegmentWindow,
+}
+
+async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
     live.apply(out);
+    if !out.windows.is_empty() {
+        let city = live.city();
+        let derived = out
+            .windows
+            .iter()
+            .map(|w| {
+                let segment_id = city.segment(w.segment).segment_id.as_str();
+                let payload = serde_json::to_vec(&SegmentSpeed { segment_id, window: w }).unwrap_or_default();
+                OutRecord::new(SEGMENT_SPEEDS_TOPIC, Some(Bytes::copy_from_slice(segment_id.as_bytes())), payload)
+            })
+            .collect();
+        outputs.derived.send(derived).await?;
+    }
     if out.dead_letters.is_empty() {
         return Ok(());
     }
@@ -88,5 +124,5 @@ async fn publish<D: Sink>(out: &BatchOutput, dead_letters: &D, live: &LiveState)
     for (reason, n) in by_reason {
         metrics::counter!("egret_dead_letters_total", "reason" => reason).increment(n);
     }
-    dead_letters.send(letters).await
+    outputs.dead_letters.send(letters).await
 }

@@ -39,6 +39,15 @@ impl Watermarks {
         clock.drained = false;
     }
 
+    /// The partitions this instance now owns: new ones hold the watermark until they
+    /// deliver or drain; ones no longer owned stop counting.
+    pub fn set_assignment(&mut self, owned: &[(u32, u32)], now: Instant) {
+        self.partitions.retain(|key, _| owned.contains(key));
+        for key in owned {
+            self.partitions.entry(*key).or_insert(PartitionClock { max_event_ms: i64::MIN, last_seen: now, drained: false });
+        }
+    }
+
     /// The source reports nothing pending on this partition: it is idle until it
     /// delivers again.
     pub fn mark_drained(&mut self, source: u32, partition: u32) {
@@ -57,7 +66,7 @@ impl Watermarks {
             .min();
         // With every partition idle, the most advanced one sets the pace.
         let frontier = active.or_else(|| self.partitions.values().map(|c| c.max_event_ms).max());
-        if let Some(f) = frontier {
+        if let Some(f) = frontier.filter(|f| *f > i64::MIN) {
             self.current = self.current.max(f - self.out_of_orderness_ms);
         }
         self.current
@@ -101,6 +110,20 @@ mod tests {
         assert_eq!(w.advance(later), 120_000, "partition 1 went idle");
         w.observe(0, 1, 30_000, later);
         assert_eq!(w.advance(later), 120_000, "monotonic when it rejoins behind");
+    }
+
+    #[test]
+    fn an_assigned_partition_holds_the_watermark_before_its_first_event() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(0, Duration::from_secs(10));
+        w.set_assignment(&[(0, 0), (0, 1)], t0);
+        w.observe(0, 0, 100_000, t0);
+        assert_eq!(w.advance(t0), i64::MIN, "partition 1 has not delivered yet");
+        w.mark_drained(0, 1);
+        assert_eq!(w.advance(t0), 100_000);
+        w.set_assignment(&[(0, 0)], t0);
+        w.observe(0, 0, 150_000, t0);
+        assert_eq!(w.advance(t0), 150_000, "a revoked partition no longer counts");
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl EmbeddedSource {
                     offset: pos + k as u64,
                     key: key.clone(),
                     payload: payload.clone(),
+                    headers: Vec::new(),
                 });
             }
             self.positions[t][p] = pos + (out.len() - before) as u64;
@@ -221,6 +222,10 @@ impl Source for EmbeddedSource {
         drop(part);
         log.space_freed.notify_waiters();
         Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, u32)> {
+        self.topics.iter().flat_map(|(name, log)| (0..log.partitions.len() as u32).map(move |p| (name.clone(), p))).collect()
     }
 
     fn idle_partitions(&self) -> Vec<(String, u32)> {

@@ -1,0 +1,208 @@
+//! Consuming input topics from Kafka.
+//!
+//! One consumer per topic, all in the same group: a partition-EOF event then names
+//! its topic, so the pipeline learns exactly which partitions are drained (and must
+//! not hold back the watermark). Offsets are stored only through `Source::commit`.
+
+use super::{KafkaConfig, broker_err, ensure_topics};
+use crate::{IngestError, Poll, Record, Source};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Remembers whether the consumer has joined its group (received an assignment,
+/// possibly empty), so the source starts only when every topic's consumer is in.
+#[derive(Default)]
+pub struct JoinContext {
+    joined: AtomicBool,
+}
+
+impl ClientContext for JoinContext {}
+
+impl ConsumerContext for JoinContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.joined.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How long `subscribe` waits for every consumer to join before starting anyway.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Polled = (usize, Result<Record, KafkaError>);
+
+pub struct KafkaSource {
+    /// (contract topic name, its consumer).
+    consumers: Vec<(String, StreamConsumer<JoinContext>)>,
+    /// Messages received while waiting for the group join, delivered first.
+    early: Vec<Polled>,
+    /// (consumer index, partition) at the end of what the broker holds.
+    drained: HashSet<(usize, i32)>,
+    poll_interval: Duration,
+    namespace: String,
+}
+
+impl KafkaSource {
+    /// Joins the consumer group on `topics`, creating them when missing.
+    pub async fn subscribe(config: &KafkaConfig, topics: &[&str]) -> Result<KafkaSource, IngestError> {
+        let specs: Vec<(&str, bool)> = topics.iter().map(|t| (*t, false)).collect();
+        ensure_topics(config, &specs).await?;
+        let mut consumers = Vec::new();
+        for topic in topics {
+            let consumer: StreamConsumer<JoinContext> = config
+                .client()
+                .set("group.id", &config.group_id)
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "1000")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "true")
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000")
+                .create_with_context(JoinContext::default())
+                .map_err(broker_err("creating a consumer"))?;
+            consumer.subscribe(&[&config.topic(topic)]).map_err(broker_err("subscribing"))?;
+            consumers.push(((*topic).to_owned(), consumer));
+        }
+        let mut source = KafkaSource {
+            consumers,
+            early: Vec::new(),
+            drained: HashSet::new(),
+            poll_interval: config.poll_interval,
+            namespace: config.namespace.clone(),
+        };
+        source.wait_for_join().await;
+        Ok(source)
+    }
+
+    /// Polls each consumer until it has joined the group. Until then a topic whose
+    /// consumer is not in yet has no partitions to hold the watermark back, and the
+    /// other topics would run ahead of it.
+    async fn wait_for_join(&mut self) {
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        while Instant::now() < deadline {
+            let waiting: Vec<usize> =
+                (0..self.consumers.len()).filter(|i| !self.consumers[*i].1.context().joined.load(Ordering::Acquire)).collect();
+            if waiting.is_empty() {
+                return;
+            }
+            for i in waiting {
+                let ns = self.namespace.as_str();
+                if let Ok(message) = tokio::time::timeout(Duration::from_millis(50), self.consumers[i].1.recv()).await {
+                    self.early.push((i, message.map(|m| to_record(&m, ns))));
+                }
+            }
+        }
+        tracing::warn!("not every consumer joined the group within {JOIN_TIMEOUT:?}; starting anyway");
+    }
+
+    fn accept(&mut self, index: usize, message: Result<Record, KafkaError>, out: &mut Vec<Record>) -> Result<(), IngestError> {
+        match message {
+            Ok(record) => {
+                self.drained.remove(&(index, record.partition as i32));
+                out.push(record);
+                Ok(())
+            }
+            Err(KafkaError::PartitionEOF(partition)) => {
+                self.drained.insert((index, partition));
+                Ok(())
+            }
+            Err(e) => Err(IngestError::Broker(format!("consuming {}: {e}", self.consumers[index].0))),
+        }
+    }
+
+    /// Commits stored offsets now (also done every second in the background).
+    pub fn commit_now(&self) -> Result<(), IngestError> {
+        for (_, c) in &self.consumers {
+            match c.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => return Err(IngestError::Broker(format!("committing: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
+    Record {
+        topic: m.topic().strip_prefix(namespace).unwrap_or(m.topic()).to_owned(),
+        partition: m.partition().max(0) as u32,
+        offset: m.offset().max(0) as u64,
+        key: m.key().map(Bytes::copy_from_slice),
+        payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        headers: m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+            .unwrap_or_default(),
+    }
+}
+
+impl Source for KafkaSource {
+    async fn poll(&mut self, max: usize) -> Result<Poll, IngestError> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        let mut got: Vec<Polled> = std::mem::take(&mut self.early);
+        if got.is_empty() {
+            let ns = self.namespace.as_str();
+            let streams = self
+                .consumers
+                .iter()
+                .enumerate()
+                .map(|(i, (_, c))| c.stream().map(move |m| (i, m.map(|m| to_record(&m, ns)))).boxed());
+            let mut merged = futures_util::stream::select_all(streams);
+            if let Ok(Some(first)) = tokio::time::timeout(self.poll_interval, merged.next()).await {
+                got.push(first);
+            }
+            // Then take whatever is already fetched, without waiting.
+            while !got.is_empty() && got.len() < max {
+                match merged.next().now_or_never() {
+                    Some(Some(next)) => got.push(next),
+                    _ => break,
+                }
+            }
+        }
+        for (index, message) in got {
+            self.accept(index, message, &mut out)?;
+        }
+        Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
+    }
+
+    fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError> {
+        let Some((_, consumer)) = self.consumers.iter().find(|(t, _)| t == topic) else {
+            return Err(IngestError::UnknownTopic(topic.to_owned()));
+        };
+        let mut tpl = TopicPartitionList::new();
+        // Kafka stores the next offset to read; `store_offsets` keeps it as given.
+        let broker_topic = format!("{}{topic}", self.namespace);
+        tpl.add_partition_offset(&broker_topic, partition as i32, Offset::Offset(offset as i64 + 1)).map_err(broker_err("offset list"))?;
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The partition moved to another instance in a rebalance: its new owner
+            // resumes from the last committed offset, which is the safe side.
+            tracing::debug!("storing offset {topic}/{partition}@{offset}: {e}");
+        }
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        for (topic, consumer) in &self.consumers {
+            if let Ok(tpl) = consumer.assignment() {
+                out.extend(tpl.elements().iter().map(|e| (topic.clone(), e.partition().max(0) as u32)));
+            }
+        }
+        out
+    }
+
+    fn idle_partitions(&self) -> Vec<(String, u32)> {
+        self.drained.iter().map(|(i, p)| (self.consumers[*i].0.clone(), *p as u32)).collect()
+    }
+}

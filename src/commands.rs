@@ -1,0 +1,169 @@
+//! What each CLI command does, once its arguments are parsed: wire a source, the
+//! pipeline, sinks and the API together, and report.
+
+use crate::drive::{self, DriveOptions, Pace};
+use crate::serve;
+use anyhow::Context;
+use egret_api::AppState;
+use egret_ingest::embedded::EmbeddedLog;
+use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
+use egret_ingest::memory::MemorySink;
+use egret_ingest::ndjson::{NdjsonSink, NdjsonSource};
+use egret_ingest::EndWhenIdle;
+use egret_model::{CityModel, Topic};
+use egret_pipeline::runner::{Ended, Outputs};
+use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig};
+use egret_simulator::{SimConfig, Simulator};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn input_topics() -> Vec<&'static str> {
+    Topic::ALL.iter().map(|t| t.default_name()).collect()
+}
+
+/// `egret demo`: simulator → embedded log → pipeline → API, in one process.
+pub async fn demo(city: Arc<CityModel>, listen: &str, config: SimConfig, preroll_ms: i64, pace: Pace) -> anyhow::Result<()> {
+    let metrics = serve::install_metrics();
+    let (stop_tx, stop) = serve::stop_on_ctrl_c();
+    let live = Arc::new(LiveState::new(city.clone()));
+    let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
+    println!("Egret demo: {} segments, {} readers, {} routes, {} lots", city.segments.len(), city.readers.len(), city.routes.len(), city.lots.len());
+    println!("serving http://{addr}  (try /api/v1/segments, /api/v1/network, /metrics); Ctrl-C stops");
+
+    let log = EmbeddedLog::new(4, 50_000);
+    // Faster than real time, event timestamps run ahead of the wall clock.
+    let clock = if pace == Pace::Accelerated(1.0) { ClockMode::Wall } else { ClockMode::Event };
+    let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..PipelineConfig::default() });
+    let source = log.subscribe(&input_topics(), Duration::from_millis(200));
+    let pipe = {
+        let (live, stop) = (live.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
+            serve::run_pipeline(source, Outputs { dead_letters: &dead_letters, derived: &derived }, pipeline, &live, stop).await.map(|_| ())
+        })
+    };
+    let realtime_from_ms = config.start_ms + preroll_ms;
+    let mut sim = Simulator::new(city, config);
+    let options = DriveOptions { pace, realtime_from_ms, max_rate: None, progress: false };
+    let mut stop_feed = stop.clone();
+    tokio::select! {
+        r = drive::drive(&mut sim, &log, options, |_| {}) => { r?; }
+        _ = stop_feed.wait_for(|s| *s) => {}
+    }
+    log.close();
+    let _ = stop_tx.send(true);
+    pipe.await??;
+    api.await?;
+    Ok(())
+}
+
+/// `egret simulate`: a scenario into NDJSON files (with truth) or into Kafka.
+pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path>, kafka: Option<&str>, options: DriveOptions) -> anyhow::Result<()> {
+    let seed = config.seed;
+    let mut sim = Simulator::new(city, config);
+    let (sent, target) = match (out, kafka) {
+        (Some(dir), None) => {
+            let sink = NdjsonSink::create(dir)?;
+            let truth_path = dir.join("truth.ndjson");
+            let file = std::fs::File::create(&truth_path).with_context(|| format!("creating {}", truth_path.display()))?;
+            let mut truth = std::io::BufWriter::new(file);
+            let mut truth_error = None;
+            let sent = drive::drive(&mut sim, &sink, options, |records| {
+                for r in records {
+                    let line = serde_json::to_string(&r).unwrap_or_default();
+                    if let Err(e) = writeln!(truth, "{line}") {
+                        truth_error.get_or_insert(e);
+                    }
+                }
+            })
+            .await?;
+            sink.flush()?;
+            truth.flush()?;
+            if let Some(e) = truth_error {
+                anyhow::bail!("writing {}: {e}", truth_path.display());
+            }
+            (sent, format!("{} (with truth.ndjson)", dir.display()))
+        }
+        (None, Some(brokers)) => {
+            let config = KafkaConfig::new(brokers);
+            let topics: Vec<(&str, bool)> = input_topics().into_iter().map(|t| (t, false)).collect();
+            kafka::ensure_topics(&config, &topics).await?;
+            let sink = KafkaSink::new(&config)?;
+            let sent = drive::drive(&mut sim, &sink, options, |_| {}).await?;
+            sink.flush(Duration::from_secs(60))?;
+            (sent, format!("Kafka at {brokers}"))
+        }
+        _ => anyhow::bail!("give exactly one of --out DIR or --kafka BROKERS"),
+    };
+    println!("wrote {sent} events (seed {seed}) to {target}");
+    Ok(())
+}
+
+/// Where `egret run` reads from.
+pub enum Input<'a> {
+    Files(&'a Path),
+    Kafka { brokers: &'a str, group: &'a str, exit_when_idle: Option<Duration> },
+}
+
+/// `egret run`: the pipeline over recorded files or Kafka, serving the API.
+pub async fn run(city: Arc<CityModel>, input: Input<'_>, listen: &str, exit_at_end: bool) -> anyhow::Result<()> {
+    let metrics = serve::install_metrics();
+    let (stop_tx, stop) = serve::stop_on_ctrl_c();
+    let live = Arc::new(LiveState::new(city.clone()));
+    let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
+    let pipeline = Pipeline::new(city, PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
+    let (ended, pipeline) = match input {
+        Input::Files(dir) => {
+            println!("serving http://{addr} while replaying {}", dir.display());
+            let source = NdjsonSource::open(dir, &input_topics())?;
+            let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
+            let (ended, pipeline, _) = serve::run_pipeline(source, Outputs { dead_letters: &dead_letters, derived: &derived }, pipeline, &live, stop.clone()).await?;
+            (ended, pipeline)
+        }
+        Input::Kafka { brokers, group, exit_when_idle } => {
+            println!("serving http://{addr} while consuming from Kafka at {brokers} (group {group})");
+            let config = KafkaConfig { group_id: group.to_owned(), ..KafkaConfig::new(brokers) };
+            let mut outputs: Vec<(&str, bool)> = kafka::DERIVED_TOPICS.to_vec();
+            outputs.push((DLQ_TOPIC, false));
+            kafka::ensure_topics(&config, &outputs).await?;
+            let sink = KafkaSink::new(&config)?;
+            let source = KafkaSource::subscribe(&config, &input_topics()).await?;
+            let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
+            let source = EndWhenIdle::new(source, idle_polls);
+            let (ended, pipeline, source) = serve::run_pipeline(source, Outputs { dead_letters: &sink, derived: &sink }, pipeline, &live, stop.clone()).await?;
+            sink.flush(Duration::from_secs(30))?;
+            source.into_inner().commit_now()?;
+            (ended, pipeline)
+        }
+    };
+    report(&pipeline);
+    if ended == Ended::InputEnd && !exit_at_end {
+        println!("input ended; still serving http://{addr} — Ctrl-C stops");
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+    }
+    let _ = stop_tx.send(true);
+    api.await?;
+    Ok(())
+}
+
+fn report(pipeline: &Pipeline) {
+    let stats = pipeline.stats();
+    println!(
+        "input processed: {} events, {} dead letters, {} traversals, {} windows closed, {} corrections",
+        stats.consumed.values().sum::<u64>(),
+        stats.rejected.values().sum::<u64>(),
+        stats.traversals,
+        stats.windows_closed,
+        pipeline.corrections()
+    );
+    for ((topic, reason), n) in &stats.rejected {
+        println!("  dead-lettered {n:>6} {} from {}", reason.code(), topic.default_name());
+    }
+}
