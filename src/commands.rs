@@ -28,7 +28,7 @@ fn input_topics() -> Vec<&'static str> {
 }
 
 /// `egret demo`: simulator → embedded log → pipeline → API, in one process.
-pub async fn demo(city: Arc<CityModel>, listen: &str, config: SimConfig, preroll_ms: i64, pace: Pace) -> anyhow::Result<()> {
+pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, config: SimConfig, preroll_ms: i64, pace: Pace) -> anyhow::Result<()> {
     let metrics = serve::install_metrics();
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
@@ -39,7 +39,7 @@ pub async fn demo(city: Arc<CityModel>, listen: &str, config: SimConfig, preroll
     let log = EmbeddedLog::new(4, 50_000);
     // Faster than real time, event timestamps run ahead of the wall clock.
     let clock = if pace == Pace::Accelerated(1.0) { ClockMode::Wall } else { ClockMode::Event };
-    let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..PipelineConfig::default() });
+    let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
     let source = log.subscribe(&input_topics(), Duration::from_millis(200));
     let pipe = {
         let (live, stop) = (live.clone(), stop.clone());
@@ -112,12 +112,12 @@ pub enum Input<'a> {
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
-pub async fn run(city: Arc<CityModel>, input: Input<'_>, listen: &str, exit_at_end: bool) -> anyhow::Result<()> {
+pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_>, listen: &str, exit_at_end: bool) -> anyhow::Result<()> {
     let metrics = serve::install_metrics();
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
     let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
-    let pipeline = Pipeline::new(city, PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
+    let pipeline = Pipeline::new(city, PipelineConfig { clock: ClockMode::Event, ..pipeline });
     let (ended, pipeline) = match input {
         Input::Files(dir) => {
             println!("serving http://{addr} while replaying {}", dir.display());

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use egret::commands::{self, Input};
 use egret::drive::{DriveOptions, Pace};
+use egret_pipeline::PipelineConfig;
 use egret_simulator::{Noise, SimConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,15 @@ struct Cli {
     /// Directory holding city/*.json and rules.toml (default: the repo's data/).
     #[arg(long, global = true, env = "EGRET_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Window length of segment speeds.
+    #[arg(long, global = true, default_value = "60s", value_parser = egret::parse_duration_ms)]
+    window: i64,
+    /// How far behind the newest event an event may arrive and still be in order.
+    #[arg(long, global = true, default_value = "5s", value_parser = egret::parse_duration_ms)]
+    out_of_orderness: i64,
+    /// How long after a window's end late events still revise it (then it is final).
+    #[arg(long, global = true, default_value = "90s", value_parser = egret::parse_duration_ms)]
+    allowed_lateness: i64,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,10 +131,19 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let city = egret::load_city(cli.data_dir.as_deref())?;
+    if cli.window <= 0 {
+        anyhow::bail!("--window must be positive");
+    }
+    let pipeline = PipelineConfig {
+        window_ms: cli.window,
+        out_of_orderness_ms: cli.out_of_orderness,
+        allowed_lateness_ms: cli.allowed_lateness,
+        ..PipelineConfig::default()
+    };
     match cli.command {
         Command::Demo { listen, seed, preroll, pace, duration, demand } => {
             let config = scenario_config(seed, Scenario::Clean, commands::now_ms() - preroll, preroll + duration, demand);
-            commands::demo(city, &listen, config, preroll, pace).await
+            commands::demo(city, pipeline, &listen, config, preroll, pace).await
         }
         Command::Simulate { out, kafka, seed, scenario, start, duration, pace, rate, demand } => {
             let start_ms = match start.as_deref() {
@@ -145,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };
-            commands::run(city, input, &listen, exit_at_end || exit_when_idle.is_some()).await
+            commands::run(city, pipeline, input, &listen, exit_at_end || exit_when_idle.is_some()).await
         }
     }
 }
