@@ -76,6 +76,29 @@ async fn clean_scenario_matches_ground_truth() {
     assert_eq!(missing, 0, "every served window has a true counterpart");
     assert!(mape <= 1.0, "MAPE {mape}% above 1%");
 
+    // Parking: every lot's served occupancy equals the true one at the end.
+    let snapshot = live.snapshot();
+    let mut true_occupancy: BTreeMap<&str, (i64, u32)> = BTreeMap::new();
+    for r in &truth.records {
+        if let egret_simulator::TruthRecord::LotOccupancy { lot_id, ts_ms, occupied } = r {
+            let e = true_occupancy.entry(lot_id.as_str()).or_insert((*ts_ms, *occupied));
+            if *ts_ms >= e.0 {
+                *e = (*ts_ms, *occupied);
+            }
+        }
+    }
+    let mut lot_errors = 0;
+    for (lot, served) in city.lots.iter().zip(&snapshot.lots) {
+        let served = served.as_ref().and_then(|s| s.occupied);
+        let truth = true_occupancy.get(lot.lot_id.as_str()).map(|t| t.1);
+        if served != truth {
+            lot_errors += 1;
+            println!("lot {}: served {served:?}, true {truth:?}", lot.lot_id);
+        }
+    }
+    println!("parking: {} lots, {lot_errors} with an occupancy error at the end (target 0)", city.lots.len());
+    assert_eq!(lot_errors, 0);
+
     // The same state over HTTP.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -87,6 +110,13 @@ async fn clean_scenario_matches_ground_truth() {
         assert!(segments[0].get(key).is_some(), "field {key} missing");
     }
     assert!(segments.iter().all(|s| s["is_final"] == true), "the input ended, so every window is final");
+    let parking: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/parking")).await.expect("GET").json().await.expect("json");
+    let lots = parking["lots"].as_array().expect("lots");
+    assert_eq!(lots.len(), city.lots.len());
+    for key in ["lot_id", "name", "lat", "lon", "capacity", "occupied", "available", "state", "trend", "as_of_ms"] {
+        assert!(lots[0].get(key).is_some(), "parking field {key} missing");
+    }
+    assert!(lots.iter().all(|l| l["state"] != "unknown"), "every lot has a count");
     server.abort();
 }
 

@@ -6,6 +6,7 @@
 
 mod error;
 mod network;
+mod parking;
 mod segments;
 
 pub use error::ApiError;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cameras", get(network::cameras))
         .route("/api/v1/segments", get(segments::latest))
         .route("/api/v1/segments/{id}/history", get(segments::history))
+        .route("/api/v1/parking", get(parking::lots))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))

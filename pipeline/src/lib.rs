@@ -8,6 +8,7 @@
 pub mod dedup;
 pub mod live;
 pub mod matcher;
+pub mod parking;
 mod pipeline;
 pub mod runner;
 pub mod watermark;
@@ -15,6 +16,7 @@ pub mod window;
 
 pub use live::LiveState;
 pub use pipeline::{BatchOutput, ClockMode, DeadLetter, Pipeline, PipelineConfig, Stats};
+pub use parking::LotState;
 pub use window::SegmentWindow;
 
 /// The dead-letter topic of contract-v1 §1.

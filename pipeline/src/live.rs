@@ -2,6 +2,7 @@
 //! windows, shared between the pipeline (one writer) and the API and query layer
 //! (many readers). Readers take consistent snapshots under a read lock.
 
+use crate::parking::LotState;
 use crate::pipeline::BatchOutput;
 use crate::window::SegmentWindow;
 use egret_model::CityModel;
@@ -19,6 +20,8 @@ pub struct Snapshot {
     pub as_of_ms: i64,
     /// Newest window per segment, indexed by `SegmentIdx`.
     pub latest: Vec<Option<SegmentWindow>>,
+    /// Occupancy per lot, indexed like `CityModel::lots`.
+    pub lots: Vec<Option<LotState>>,
 }
 
 pub struct LiveState {
@@ -32,7 +35,7 @@ impl LiveState {
     pub fn new(city: Arc<CityModel>) -> Self {
         let n = city.segments.len();
         LiveState {
-            current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n] }),
+            current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n], lots: vec![None; city.lots.len()] }),
             history: RwLock::new(vec![VecDeque::new(); n]),
             version: AtomicU64::new(0),
             city,
@@ -45,7 +48,7 @@ impl LiveState {
 
     /// Applies one batch's output: newer windows replace older ones; finals go to history.
     pub fn apply(&self, out: &BatchOutput) {
-        if out.windows.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
+        if out.windows.is_empty() && out.lots.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
             return;
         }
         {
@@ -55,6 +58,11 @@ impl LiveState {
                 let slot = &mut cur.latest[w.segment.0 as usize];
                 if slot.as_ref().is_none_or(|old| old.window_start_ms <= w.window_start_ms) {
                     *slot = Some(w.clone());
+                }
+            }
+            for lot in &out.lots {
+                if let Some(slot) = cur.lots.get_mut(lot.lot as usize) {
+                    *slot = Some(lot.clone());
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use crate::dedup::Dedup;
 use crate::matcher::{Matcher, Traversal};
+use crate::parking::{LotState, Parking};
 use crate::watermark::Watermarks;
 use crate::window::{SegmentWindow, Windows};
 use egret_ingest::Record;
@@ -68,6 +69,8 @@ pub struct DeadLetter {
 pub struct BatchOutput {
     /// Provisional snapshots of changed windows, then windows that became final.
     pub windows: Vec<SegmentWindow>,
+    /// Lots whose occupancy changed.
+    pub lots: Vec<LotState>,
     pub dead_letters: Vec<DeadLetter>,
     pub watermark_ms: i64,
 }
@@ -88,6 +91,7 @@ pub struct Pipeline {
     watermarks: Watermarks,
     windows: Windows,
     matcher: Matcher,
+    parking: Parking,
     dedup: Dedup,
     newest_event_ms: Option<i64>,
     stats: Stats,
@@ -105,6 +109,7 @@ impl Pipeline {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             matcher: Matcher::default(),
+            parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
             dedup: Dedup::default(),
             newest_event_ms: None,
             stats: Stats::default(),
@@ -191,7 +196,7 @@ impl Pipeline {
     /// End of a finite input: every window becomes final.
     pub fn finish(&mut self) -> BatchOutput {
         let watermark = self.watermarks.finish();
-        let mut out = BatchOutput { windows: self.windows.changed(), watermark_ms: watermark, ..Default::default() };
+        let mut out = BatchOutput { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN), watermark_ms: watermark, ..Default::default() };
         let closed = self.windows.close(watermark);
         self.stats.windows_closed += closed.len() as u64;
         out.windows.extend(closed);
@@ -222,9 +227,13 @@ impl Pipeline {
     }
 
     fn route(&mut self, event: Decoded) {
-        let Decoded::PlateRead(read) = event else { return };
-        if self.city.gate(read.reader).is_some() {
-            return;
+        let read = match event {
+            Decoded::PlateRead(read) => read,
+            Decoded::ParkingCount(count) => return self.parking.snapshot(count.lot, count.occupied, count.ts_ms),
+            Decoded::BusGps(_) | Decoded::Camera(_) => return,
+        };
+        if let Some((lot, entering)) = self.city.gate(read.reader) {
+            return self.parking.gate(lot, entering, read.ts_ms);
         }
         self.traversals.clear();
         self.matcher.read(&self.city, read.plate, read.class, read.reader, read.ts_ms, &mut self.traversals);
@@ -247,6 +256,8 @@ impl Pipeline {
         }
         let watermark = self.watermarks.advance(now);
         out.windows = self.windows.changed();
+        let settled = watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
+        out.lots = self.parking.changed(settled);
         let closed = self.windows.close(watermark);
         self.stats.windows_closed += closed.len() as u64;
         out.windows.extend(closed);

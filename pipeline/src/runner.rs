@@ -5,6 +5,7 @@
 use crate::live::LiveState;
 use crate::pipeline::{BatchOutput, Pipeline};
 use crate::DLQ_TOPIC;
+use crate::parking::LotState;
 use crate::window::SegmentWindow;
 use bytes::Bytes;
 use serde::Serialize;
@@ -78,6 +79,15 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
 
 /// The topic of published segment windows.
 pub const SEGMENT_SPEEDS_TOPIC: &str = "egret.segment-speeds";
+/// The topic of published lot occupancy.
+pub const PARKING_TOPIC: &str = "egret.parking";
+
+#[derive(Serialize)]
+struct LotUpdate<'a> {
+    lot_id: &'a str,
+    #[serde(flatten)]
+    state: &'a LotState,
+}
 
 #[derive(Serialize)]
 struct SegmentSpeed<'a> {
@@ -100,6 +110,19 @@ async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E
             })
             .collect();
         outputs.derived.send(derived).await?;
+    }
+    if !out.lots.is_empty() {
+        let city = live.city();
+        let lots = out
+            .lots
+            .iter()
+            .map(|l| {
+                let lot_id = city.lots[l.lot as usize].lot_id.as_str();
+                let payload = serde_json::to_vec(&LotUpdate { lot_id, state: l }).unwrap_or_default();
+                OutRecord::new(PARKING_TOPIC, Some(Bytes::copy_from_slice(lot_id.as_bytes())), payload)
+            })
+            .collect();
+        outputs.derived.send(lots).await?;
     }
     if out.dead_letters.is_empty() {
         return Ok(());

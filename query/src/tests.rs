@@ -28,8 +28,8 @@ async fn live_and_history_tables_answer_sql() {
     let live = live();
     live.apply(&BatchOutput {
         windows: vec![window(0, 0, 40.0, true), window(0, 60_000, 50.0, false), window(1, 0, 30.0, true)],
-        dead_letters: vec![],
         watermark_ms: 70_000,
+        ..Default::default()
     });
     let engine = QueryEngine::new(live.clone());
     let n_segments = live.city().segments.len();

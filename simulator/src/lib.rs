@@ -123,11 +123,12 @@ impl Simulator {
                 vehicles::drive(self, &vehicle, &path, start_ms);
             }
         }
-        parking::release_due(self, t);
-        buses::depart_due(self, t);
+        // A snapshot at t counts the passages before t, so it goes before this step's.
         if live && (t - self.config.start_ms) % self.config.parking_snapshot_every_ms == 0 && t > self.config.start_ms {
             self.lots.emit_snapshots(t, &mut self.emitter);
         }
+        parking::release_due(self, t);
+        buses::depart_due(self, t);
     }
 }
 

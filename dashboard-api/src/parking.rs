@@ -1,0 +1,51 @@
+//! Free parking spaces (掌上停车场): occupancy of every lot, as contract-v1 lists it.
+
+use crate::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Lot<'a> {
+    lot_id: &'a str,
+    name: &'a str,
+    lat: f64,
+    lon: f64,
+    capacity: u32,
+    occupied: Option<u32>,
+    available: Option<u32>,
+    state: &'static str,
+    trend: &'static str,
+    minutes_to_full: Option<f64>,
+    over_capacity: bool,
+    as_of_ms: Option<i64>,
+}
+
+pub async fn lots(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.live.snapshot();
+    let city = state.live.city();
+    let lots: Vec<Lot<'_>> = city
+        .lots
+        .iter()
+        .zip(&snapshot.lots)
+        .map(|(lot, live)| {
+            let occupied = live.as_ref().and_then(|l| l.occupied);
+            Lot {
+                lot_id: &lot.lot_id,
+                name: &lot.name,
+                lat: lot.lat,
+                lon: lot.lon,
+                capacity: lot.capacity,
+                occupied,
+                available: occupied.map(|o| lot.capacity.saturating_sub(o)),
+                state: live.as_ref().map_or("unknown", |l| l.state),
+                trend: live.as_ref().map_or("steady", |l| l.trend),
+                minutes_to_full: live.as_ref().and_then(|l| l.minutes_to_full),
+                over_capacity: live.as_ref().is_some_and(|l| l.over_capacity),
+                as_of_ms: live.as_ref().map(|l| l.as_of_ms),
+            }
+        })
+        .collect();
+    Json(serde_json::json!({"lots": lots}))
+}
