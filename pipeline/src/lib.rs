@@ -11,6 +11,9 @@ pub mod matcher;
 pub mod parking;
 mod pipeline;
 pub mod runner;
+pub mod stage1;
+pub mod stage2;
+pub mod update;
 pub mod watermark;
 pub mod window;
 

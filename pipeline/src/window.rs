@@ -5,7 +5,6 @@
 //! lateness it is final and leaves memory. Anything that changes a window after the
 //! watermark passed its end is a correction, counted and re-published as a revision.
 
-use crate::matcher::Traversal;
 use egret_model::SegmentIdx;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -13,6 +12,15 @@ use std::collections::BTreeMap;
 /// Start of the window holding `ts_ms`.
 pub fn window_start(ts_ms: i64, window_ms: i64) -> i64 {
     ts_ms.div_euclid(window_ms) * window_ms
+}
+
+/// One measured drive over a segment: what a window is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub segment: SegmentIdx,
+    pub enter_ms: i64,
+    pub exit_ms: i64,
+    pub speed_kmh: f64,
 }
 
 /// One segment's speeds over one window, as served and published.
@@ -65,7 +73,7 @@ impl Windows {
         window_start(ts_ms, self.window_ms).saturating_add(self.window_ms + self.allowed_lateness_ms) <= watermark
     }
 
-    pub fn add(&mut self, t: &Traversal, watermark: i64) -> Result<(), TooLate> {
+    pub fn add(&mut self, t: &Sample, watermark: i64) -> Result<(), TooLate> {
         if self.is_final(t.exit_ms, watermark) {
             return Err(TooLate);
         }
@@ -146,24 +154,16 @@ fn snapshot(segment: SegmentIdx, start: i64, window_ms: i64, acc: &Acc, is_final
 mod tests {
     use super::*;
     use crate::watermark::Watermarks;
-    use egret_model::{Plate, VehicleClass};
     use proptest::prelude::*;
     use std::time::{Duration, Instant};
 
-    fn traversal(segment: u32, exit_ms: i64, speed: f64) -> Traversal {
-        Traversal {
-            segment: SegmentIdx(segment),
-            plate: Plate::parse("闽D12345").expect("valid plate"),
-            class: VehicleClass::Car,
-            enter_ms: exit_ms - 60_000,
-            exit_ms,
-            speed_kmh: speed,
-        }
+    fn traversal(segment: u32, exit_ms: i64, speed: f64) -> Sample {
+        Sample { segment: SegmentIdx(segment), enter_ms: exit_ms - 60_000, exit_ms, speed_kmh: speed }
     }
 
     /// Feeds traversals in the given order through watermarks and windows, returning
     /// every final window and how many were refused as too late.
-    fn run(order: &[Traversal], bound_ms: i64, lateness_ms: i64) -> (Vec<SegmentWindow>, usize) {
+    fn run(order: &[Sample], bound_ms: i64, lateness_ms: i64) -> (Vec<SegmentWindow>, usize) {
         let now = Instant::now();
         let mut marks = Watermarks::new(bound_ms, Duration::from_secs(3600));
         let mut windows = Windows::new(60_000, lateness_ms);
@@ -201,14 +201,14 @@ mod tests {
         ) {
             let bound = 10_000;
             let base = 1_795_838_400_000;
-            let mut in_order: Vec<(Traversal, i64)> =
+            let mut in_order: Vec<(Sample, i64)> =
                 events.iter().map(|&(s, at, v, jitter)| (traversal(s, base + at, v), jitter)).collect();
             in_order.sort_by_key(|(t, _)| t.exit_ms);
-            let ordered: Vec<Traversal> = in_order.iter().map(|(t, _)| *t).collect();
+            let ordered: Vec<Sample> = in_order.iter().map(|(t, _)| *t).collect();
             // Arrival order: by event time plus a delay of at most the bound.
             let mut shuffled = in_order.clone();
             shuffled.sort_by_key(|(t, jitter)| t.exit_ms + jitter);
-            let shuffled: Vec<Traversal> = shuffled.into_iter().map(|(t, _)| t).collect();
+            let shuffled: Vec<Sample> = shuffled.into_iter().map(|(t, _)| t).collect();
             let (a, late_a) = run(&ordered, bound, lateness);
             let (b, late_b) = run(&shuffled, bound, lateness);
             prop_assert_eq!(late_a, 0);

@@ -1,0 +1,84 @@
+//! Stage 2, keyed by segment and lot: event-time windows of segment speeds and
+//! parking occupancy, driven by the updates of stage 1 and a watermark.
+
+use crate::parking::{LotState, Parking};
+use crate::pipeline::PipelineConfig;
+use crate::update::Update;
+use crate::window::{Sample, SegmentWindow, Windows};
+use egret_model::{CityModel, SegmentIdx};
+
+#[derive(Debug)]
+pub struct Stage2 {
+    config: PipelineConfig,
+    windows: Windows,
+    parking: Parking,
+    /// Updates are applied against this watermark; `advance` moves it.
+    watermark: i64,
+    pub late_traversals: u64,
+    pub windows_closed: u64,
+}
+
+/// What stage 2 changed.
+#[derive(Debug, Default)]
+pub struct Stage2Output {
+    /// Provisional snapshots of changed windows, then windows that became final.
+    pub windows: Vec<SegmentWindow>,
+    pub lots: Vec<LotState>,
+}
+
+impl Stage2 {
+    pub fn new(city: &CityModel, config: PipelineConfig) -> Self {
+        Stage2 {
+            windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
+            parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
+            config,
+            watermark: i64::MIN,
+            late_traversals: 0,
+            windows_closed: 0,
+        }
+    }
+
+    pub fn apply(&mut self, updates: &[Update]) {
+        for u in updates {
+            match *u {
+                Update::Traversal { segment, enter_ms, exit_ms, speed_kmh } => {
+                    let sample = Sample { segment: SegmentIdx(segment), enter_ms, exit_ms, speed_kmh };
+                    if self.windows.add(&sample, self.watermark).is_err() {
+                        self.late_traversals += 1;
+                    }
+                }
+                Update::Gate { lot, entering, ts_ms } => self.parking.gate(lot, entering, ts_ms),
+                Update::Count { lot, occupied, ts_ms } => self.parking.snapshot(lot, occupied, ts_ms),
+            }
+        }
+    }
+
+    /// Moves the watermark (never back) and reports what changed and what closed.
+    pub fn advance(&mut self, watermark: i64) -> Stage2Output {
+        self.watermark = self.watermark.max(watermark);
+        let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(settled) };
+        let closed = self.windows.close(self.watermark);
+        self.windows_closed += closed.len() as u64;
+        out.windows.extend(closed);
+        out
+    }
+
+    /// End of input: everything becomes final.
+    pub fn finish(&mut self) -> Stage2Output {
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN) };
+        self.watermark = i64::MAX;
+        let closed = self.windows.close(i64::MAX);
+        self.windows_closed += closed.len() as u64;
+        out.windows.extend(closed);
+        out
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn corrections(&self) -> u64 {
+        self.windows.corrections()
+    }
+}

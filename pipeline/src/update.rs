@@ -1,0 +1,26 @@
+//! What stage 1 (keyed by plate) hands to stage 2 (keyed by segment or lot): a
+//! vehicle's measured drive over a segment, a parking gate passage, a lot count.
+//! In one process they pass in memory; across instances they travel through the
+//! internal repartition topic, keyed so each segment and lot has one owner. No
+//! plate crosses this boundary: stage 2 never needs one.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Update {
+    /// `segment` is the index in the city model both stages load.
+    Traversal { segment: u32, enter_ms: i64, exit_ms: i64, speed_kmh: f64 },
+    Gate { lot: u32, entering: bool, ts_ms: i64 },
+    Count { lot: u32, occupied: u32, ts_ms: i64 },
+}
+
+impl Update {
+    /// The repartition key: the segment or lot id.
+    pub fn key<'c>(&self, city: &'c egret_model::CityModel) -> &'c str {
+        match self {
+            Update::Traversal { segment, .. } => &city.segments[*segment as usize].segment_id,
+            Update::Gate { lot, .. } | Update::Count { lot, .. } => &city.lots[*lot as usize].lot_id,
+        }
+    }
+}
