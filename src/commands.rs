@@ -2,17 +2,16 @@
 //! pipeline, sinks and the API together, and report.
 
 use crate::drive::{self, DriveOptions, Pace};
-use crate::serve;
+use crate::{instance, serve};
 use anyhow::Context;
 use egret_api::AppState;
 use egret_ingest::embedded::EmbeddedLog;
-use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
+use egret_ingest::kafka::{self, KafkaConfig, KafkaSink};
 use egret_ingest::memory::MemorySink;
 use egret_ingest::ndjson::{NdjsonSink, NdjsonSource};
-use egret_ingest::EndWhenIdle;
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{Ended, Outputs};
-use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig};
+use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig, Stats};
 use egret_simulator::{SimConfig, Simulator};
 use std::io::Write;
 use std::path::Path;
@@ -117,32 +116,24 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
     let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
-    let pipeline = Pipeline::new(city, PipelineConfig { clock: ClockMode::Event, ..pipeline });
-    let (ended, pipeline) = match input {
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
+    let (ended, stats, corrections) = match input {
         Input::Files(dir) => {
             println!("serving http://{addr} while replaying {}", dir.display());
             let source = NdjsonSource::open(dir, &input_topics())?;
             let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
-            let (ended, pipeline, _) = serve::run_pipeline(source, Outputs { dead_letters: &dead_letters, derived: &derived }, pipeline, &live, stop.clone()).await?;
-            (ended, pipeline)
+            let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
+            let (ended, pipeline, _) = serve::run_pipeline(source, outputs, Pipeline::new(city, pipeline), &live, stop.clone()).await?;
+            (ended, pipeline.stats(), pipeline.corrections())
         }
         Input::Kafka { brokers, group, exit_when_idle } => {
             println!("serving http://{addr} while consuming from Kafka at {brokers} (group {group})");
             let config = KafkaConfig { group_id: group.to_owned(), ..KafkaConfig::new(brokers) };
-            let mut outputs: Vec<(&str, bool)> = kafka::DERIVED_TOPICS.to_vec();
-            outputs.push((DLQ_TOPIC, false));
-            kafka::ensure_topics(&config, &outputs).await?;
-            let sink = KafkaSink::new(&config)?;
-            let source = KafkaSource::subscribe(&config, &input_topics()).await?;
-            let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
-            let source = EndWhenIdle::new(source, idle_polls);
-            let (ended, pipeline, source) = serve::run_pipeline(source, Outputs { dead_letters: &sink, derived: &sink }, pipeline, &live, stop.clone()).await?;
-            sink.flush(Duration::from_secs(30))?;
-            source.into_inner().commit_now()?;
-            (ended, pipeline)
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle).await?;
+            (report.ended, report.stats, report.corrections)
         }
     };
-    report(&pipeline);
+    report(&stats, corrections);
     if ended == Ended::InputEnd && !exit_at_end {
         println!("input ended; still serving http://{addr} — Ctrl-C stops");
         let mut stop = stop;
@@ -153,15 +144,14 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_
     Ok(())
 }
 
-fn report(pipeline: &Pipeline) {
-    let stats = pipeline.stats();
+fn report(stats: &Stats, corrections: u64) {
     println!(
         "input processed: {} events, {} dead letters, {} traversals, {} windows closed, {} corrections",
         stats.consumed.values().sum::<u64>(),
         stats.rejected.values().sum::<u64>(),
         stats.traversals,
         stats.windows_closed,
-        pipeline.corrections()
+        corrections
     );
     for ((topic, reason), n) in &stats.rejected {
         println!("  dead-lettered {n:>6} {} from {}", reason.code(), topic.default_name());

@@ -9,12 +9,13 @@
 
 use egret::drive::{self, DriveOptions};
 use egret_ingest::embedded::EmbeddedLog;
-use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
+use egret::instance::{self, InstanceReport};
+use egret_ingest::kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use egret_ingest::memory::MemorySink;
 use egret_ingest::{EndWhenIdle, Poll, Source};
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{self, Ended, Outputs};
-use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, SegmentWindow};
+use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, SegmentWindow, Stats};
 use egret_simulator::{GroundTruth, Noise, SimConfig, Simulator};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,28 +78,37 @@ async fn embedded_run(city: Arc<CityModel>, sim: SimConfig) -> (Arc<LiveState>, 
     (live, producer.await.expect("producer"))
 }
 
-/// Publishes the scenario to Kafka, then runs the pipeline from Kafka until idle.
-async fn kafka_run(city: Arc<CityModel>, sim: SimConfig, config: &KafkaConfig) -> (Arc<LiveState>, Pipeline, u64) {
-    let topics: Vec<(&str, bool)> = input_topics().into_iter().map(|t| (t, false)).collect();
-    kafka::ensure_topics(config, &topics).await.expect("create input topics");
-    let mut outputs_topics = kafka::DERIVED_TOPICS.to_vec();
-    outputs_topics.push((DLQ_TOPIC, false));
-    kafka::ensure_topics(config, &outputs_topics).await.expect("create output topics");
+/// Publishes the scenario to Kafka (returns how many events).
+async fn publish(city: Arc<CityModel>, sim: SimConfig, config: &KafkaConfig) -> u64 {
+    instance::ensure_all_topics(config).await.expect("create topics");
     let sink = KafkaSink::new(config).expect("producer");
-    let sent = drive::drive(&mut Simulator::new(city.clone(), sim), &sink, DriveOptions::fast(), |_| {}).await.expect("publish");
+    let sent = drive::drive(&mut Simulator::new(city, sim), &sink, DriveOptions::fast(), |_| {}).await.expect("publish");
     sink.flush(Duration::from_secs(60)).expect("flush");
+    sent
+}
 
-    let source = KafkaSource::subscribe(config, &input_topics()).await.expect("subscribe");
-    // Finished once nothing has arrived for 5 s (50 polls of 100 ms).
-    let mut source = EndWhenIdle::new(source, 50);
+/// One `egret run --kafka` instance until its input has been idle for `idle`.
+async fn instance(city: Arc<CityModel>, config: KafkaConfig, idle: Duration) -> (Arc<LiveState>, InstanceReport) {
     let live = Arc::new(LiveState::new(city.clone()));
-    let mut pipeline = Pipeline::new(city, PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
-    let outputs = Outputs { dead_letters: &sink, derived: &sink };
-    let ended = runner::run(&mut source, &outputs, &mut pipeline, &live, std::future::pending()).await.expect("kafka pipeline");
-    assert_eq!(ended, Ended::InputEnd);
-    sink.flush(Duration::from_secs(30)).expect("flush outputs");
-    source.into_inner().commit_now().expect("commit");
-    (live, pipeline, sent)
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let report = instance::run(city, pipeline, &config, live.clone(), stop, Some(idle)).await.expect("instance runs");
+    assert_eq!(report.ended, Ended::InputEnd);
+    (live, report)
+}
+
+/// Publishes the scenario, then processes it with one instance.
+async fn kafka_run(city: Arc<CityModel>, sim: SimConfig, config: &KafkaConfig) -> (Arc<LiveState>, Stats, u64) {
+    let sent = publish(city.clone(), sim, config).await;
+    let (live, report) = instance(city, config.clone(), Duration::from_secs(5)).await;
+    (live, report.stats, sent)
+}
+
+fn assert_same_windows(a: &[(u32, i64, u32, u64, u64)], b: &[(u32, i64, u32, u64, u64)], what_a: &str, what_b: &str) {
+    if let Some(i) = (0..a.len().min(b.len())).find(|i| a[*i] != b[*i]) {
+        panic!("{what_a} and {what_b} differ first at window {i}: {:?} vs {:?}", a[i], b[i]);
+    }
+    assert_eq!(a.len(), b.len(), "{what_a} has {} closed windows, {what_b} {}", a.len(), b.len());
 }
 
 fn mape_vs_truth(live: &LiveState, truth: &GroundTruth) -> f64 {
@@ -119,8 +129,8 @@ async fn kafka_path_gives_the_embedded_windows() {
     let city = egret::load_city(None).expect("city");
     let sim = SimConfig::clean(11, START, 8 * 60_000);
     let config = config(&brokers, &namespace("windows"));
-    let (kafka_live, pipeline, sent) = kafka_run(city.clone(), sim.clone(), &config).await;
-    let consumed: u64 = pipeline.stats().consumed.values().sum();
+    let (kafka_live, stats, sent) = kafka_run(city.clone(), sim.clone(), &config).await;
+    let consumed: u64 = stats.consumed.values().sum();
     assert_eq!(consumed, sent, "every published event was consumed once");
     let (embedded_live, truth) = embedded_run(city, sim).await;
     let (from_kafka, embedded) = (windows(&kafka_live), windows(&embedded_live));
@@ -131,8 +141,40 @@ async fn kafka_path_gives_the_embedded_windows() {
         embedded.len()
     );
     assert!(from_kafka.len() > 1_000);
-    assert_eq!(from_kafka, embedded, "closed windows are identical to the embedded run");
+    assert_same_windows(&from_kafka, &embedded, "the Kafka run", "the embedded run");
     assert!(mape_kafka <= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_split_the_work_and_their_union_is_one_instances_output() {
+    let Some(brokers) = brokers() else { return };
+    let city = egret::load_city(None).expect("city");
+    let sim = SimConfig::clean(13, START, 6 * 60_000);
+    let config = config(&brokers, &namespace("scaleout"));
+    instance::ensure_all_topics(&config).await.expect("topics");
+    // Both instances join before any data flows, so no partition moves mid-stream.
+    // Idle long enough not to give up before the data is published.
+    let a = tokio::spawn(instance(city.clone(), config.clone(), Duration::from_secs(15)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = tokio::spawn(instance(city.clone(), config.clone(), Duration::from_secs(15)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = publish(city.clone(), sim.clone(), &config).await;
+    let ((live_a, report_a), (live_b, report_b)) = (a.await.expect("instance a"), b.await.expect("instance b"));
+    let consumed = |r: &InstanceReport| r.stats.consumed.values().sum::<u64>();
+    println!(
+        "scale-out: {sent} events; instance A consumed {}, B consumed {}; A closed {} windows, B {}",
+        consumed(&report_a),
+        consumed(&report_b),
+        report_a.stats.windows_closed,
+        report_b.stats.windows_closed
+    );
+    assert_eq!(consumed(&report_a) + consumed(&report_b), sent, "every input processed exactly once across the two");
+    assert!(consumed(&report_a) > 0 && consumed(&report_b) > 0, "both instances did work");
+    let mut union = windows(&live_a);
+    union.extend(windows(&live_b));
+    union.sort();
+    let (one, _) = embedded_run(city, sim).await;
+    assert_same_windows(&union, &windows(&one), "the union of the two instances", "one process");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,8 +184,7 @@ async fn malformed_input_lands_in_the_dead_letter_topic_with_its_reason() {
     let mut sim = SimConfig::clean(12, START, 4 * 60_000);
     sim.noise = Noise { malformed: 0.001, duplicate: 0.001, ..Noise::clean() };
     let config = config(&brokers, &namespace("dlq"));
-    let (_, pipeline, sent) = kafka_run(city, sim, &config).await;
-    let stats = pipeline.stats();
+    let (_, stats, sent) = kafka_run(city, sim, &config).await;
     let consumed: u64 = stats.consumed.values().sum();
     let rejected: u64 = stats.rejected.values().sum();
     assert_eq!(consumed, sent, "nothing lost");

@@ -27,6 +27,8 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
     pub topic: String,
+    /// An explicit partition (watermark marks go to every partition); else by key.
+    pub partition: Option<u32>,
     pub key: Option<Bytes>,
     pub payload: Bytes,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -34,7 +36,7 @@ pub struct OutRecord {
 
 impl OutRecord {
     pub fn new(topic: impl Into<String>, key: impl Into<Option<Bytes>>, payload: impl Into<Bytes>) -> Self {
-        OutRecord { topic: topic.into(), key: key.into(), payload: payload.into(), headers: Vec::new() }
+        OutRecord { topic: topic.into(), partition: None, key: key.into(), payload: payload.into(), headers: Vec::new() }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod live;
 pub mod matcher;
 pub mod parking;
+pub mod repartition;
 mod pipeline;
 pub mod runner;
 pub mod stage1;

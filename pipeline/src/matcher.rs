@@ -89,13 +89,19 @@ fn insert(state: &mut PlateState, at: usize, read: Read) {
     }
 }
 
+/// Average speed over a segment of `length_m` entered and left at these instants.
+/// The one formula both stages use, so a traversal's speed is the same bits wherever
+/// it is computed.
+pub fn speed_kmh(length_m: u32, enter_ms: i64, exit_ms: i64) -> f64 {
+    f64::from(length_m) / ((exit_ms - enter_ms) as f64 / 1000.0) * 3.6
+}
+
 fn push_traversal(city: &CityModel, plate: Plate, class: VehicleClass, from: Read, to: Read, out: &mut Vec<Traversal>) {
     let Some(segment) = city.segment_between(from.reader, to.reader) else { return };
-    let secs = (to.ts_ms - from.ts_ms) as f64 / 1000.0;
-    if secs <= 0.0 {
+    if to.ts_ms <= from.ts_ms {
         return;
     }
-    let speed_kmh = f64::from(city.segment(segment).length_m) / secs * 3.6;
+    let speed_kmh = speed_kmh(city.segment(segment).length_m, from.ts_ms, to.ts_ms);
     if PLAUSIBLE_KMH.contains(&speed_kmh) {
         out.push(Traversal { segment, plate, class, enter_ms: from.ts_ms, exit_ms: to.ts_ms, speed_kmh });
     }

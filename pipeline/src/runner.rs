@@ -55,14 +55,7 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
                 pipeline.mark_drained(&source.idle_partitions());
                 let out = pipeline.process(&records, Instant::now());
                 publish(&out, outputs, live).await?;
-                let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
-                for r in &records {
-                    let at = last.entry((r.topic.as_str(), r.partition)).or_default();
-                    *at = (*at).max(r.offset);
-                }
-                for ((topic, partition), offset) in last {
-                    source.commit(topic, partition, offset)?;
-                }
+                commit_batch(source, &records)?;
             }
             Poll::Idle => {
                 pipeline.set_assignment(&source.assignment(), Instant::now());
@@ -96,7 +89,21 @@ struct SegmentSpeed<'a> {
     window: &'a SegmentWindow,
 }
 
-async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
+/// Commits, per partition, the last offset of a fully processed batch.
+pub(crate) fn commit_batch<S: Source>(source: &mut S, records: &[egret_ingest::Record]) -> Result<(), IngestError> {
+    let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
+    for r in records {
+        let at = last.entry((r.topic.as_str(), r.partition)).or_default();
+        *at = (*at).max(r.offset);
+    }
+    for ((topic, partition), offset) in last {
+        source.commit(topic, partition, offset)?;
+    }
+    Ok(())
+}
+
+/// Applies a batch to live state and sends its windows, lots and dead letters on.
+pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
     live.apply(out);
     if !out.windows.is_empty() {
         let city = live.city();
@@ -124,6 +131,11 @@ async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E
             .collect();
         outputs.derived.send(lots).await?;
     }
+    send_dead_letters(out, outputs.dead_letters).await
+}
+
+/// Sends rejected records to the dead-letter sink with the contract's headers.
+pub(crate) async fn send_dead_letters<D: Sink>(out: &BatchOutput, dead_letters: &D) -> Result<(), IngestError> {
     if out.dead_letters.is_empty() {
         return Ok(());
     }
@@ -147,5 +159,5 @@ async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E
     for (reason, n) in by_reason {
         metrics::counter!("egret_dead_letters_total", "reason" => reason).increment(n);
     }
-    outputs.dead_letters.send(letters).await
+    dead_letters.send(letters).await
 }

@@ -172,7 +172,7 @@ impl Stage1 {
         // Buses dwell at stops: their times are not the traffic's.
         for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus) {
             self.stats.traversals += 1;
-            updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms, speed_kmh: t.speed_kmh });
+            updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
         }
     }
 

@@ -10,6 +10,8 @@ use egret_model::{CityModel, SegmentIdx};
 #[derive(Debug)]
 pub struct Stage2 {
     config: PipelineConfig,
+    /// Surveyed length per segment index.
+    lengths: Vec<u32>,
     windows: Windows,
     parking: Parking,
     /// Updates are applied against this watermark; `advance` moves it.
@@ -31,6 +33,7 @@ impl Stage2 {
         Stage2 {
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
+            lengths: city.segments.iter().map(|s| s.length_m).collect(),
             config,
             watermark: i64::MIN,
             late_traversals: 0,
@@ -41,7 +44,9 @@ impl Stage2 {
     pub fn apply(&mut self, updates: &[Update]) {
         for u in updates {
             match *u {
-                Update::Traversal { segment, enter_ms, exit_ms, speed_kmh } => {
+                Update::Traversal { segment, enter_ms, exit_ms } => {
+                    let Some(length_m) = self.lengths.get(segment as usize).copied() else { continue };
+                    let speed_kmh = crate::matcher::speed_kmh(length_m, enter_ms, exit_ms);
                     let sample = Sample { segment: SegmentIdx(segment), enter_ms, exit_ms, speed_kmh };
                     if self.windows.add(&sample, self.watermark).is_err() {
                         self.late_traversals += 1;

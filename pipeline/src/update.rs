@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Update {
-    /// `segment` is the index in the city model both stages load.
-    Traversal { segment: u32, enter_ms: i64, exit_ms: i64, speed_kmh: f64 },
+    /// `segment` is the index in the city model both stages load; the speed follows
+    /// from its surveyed length (no float on the wire, so no rounding on the way).
+    Traversal { segment: u32, enter_ms: i64, exit_ms: i64 },
     Gate { lot: u32, entering: bool, ts_ms: i64 },
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }

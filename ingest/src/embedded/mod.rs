@@ -94,7 +94,10 @@ impl EmbeddedLog {
         }
         let topic = self.topic(&record.topic);
         let rr = self.inner.round_robin.fetch_add(1, Ordering::Relaxed);
-        let p = partition_for(record.key.as_deref(), self.inner.partitions, rr) as usize;
+        let p = match record.partition {
+            Some(p) => (p % self.inner.partitions) as usize,
+            None => partition_for(record.key.as_deref(), self.inner.partitions, rr) as usize,
+        };
         loop {
             let freed = topic.space_freed.notified();
             tokio::pin!(freed);

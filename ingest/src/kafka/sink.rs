@@ -48,6 +48,9 @@ impl Sink for KafkaSink {
             if let Some(key) = &r.key {
                 record = record.key(&key[..]);
             }
+            if let Some(p) = r.partition {
+                record = record.partition(p as i32);
+            }
             // Enqueue without waiting; when the local queue is full, wait for room.
             loop {
                 match self.producer.send_result(record) {

@@ -1,0 +1,193 @@
+//! Two stages across instances: stage 1 writes its updates to the internal
+//! repartition topic keyed by segment or lot, followed by a watermark mark to every
+//! partition; stage 2 reads that topic in its own consumer group, so each segment and
+//! lot has exactly one owner, and takes as its watermark the minimum over partitions
+//! of the minimum over producers of their latest marks (as Flink does between
+//! operators). A producer that finishes sends a final mark of `i64::MAX`.
+
+use crate::live::LiveState;
+use crate::pipeline::BatchOutput;
+use crate::runner::{Ended, Outputs, publish};
+use crate::stage1::{Stage1, Stage1Output};
+use crate::stage2::Stage2;
+use crate::update::Update;
+use bytes::Bytes;
+use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
+use egret_model::CityModel;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Instant;
+
+/// The internal topic between the stages.
+pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
+
+/// One message on the repartition topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Internal {
+    Data { p: u64, u: Update },
+    Mark { p: u64, wm: i64 },
+}
+
+/// Stage 1's batch as repartition records: the updates keyed by segment or lot, then a
+/// mark on every partition (after the data, so a mark never overtakes it).
+pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
+    let mut records: Vec<OutRecord> = out
+        .updates
+        .iter()
+        .map(|u| {
+            let payload = serde_json::to_vec(&Internal::Data { p: producer, u: u.clone() }).unwrap_or_default();
+            OutRecord::new(REPARTITION_TOPIC, Some(Bytes::copy_from_slice(u.key(city).as_bytes())), payload)
+        })
+        .collect();
+    let mark = Bytes::from(serde_json::to_vec(&Internal::Mark { p: producer, wm: out.watermark_ms }).unwrap_or_default());
+    records.extend((0..partitions).map(|p| OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, mark.clone()) }));
+    records
+}
+
+/// Stage 2's watermark from the marks it has read.
+#[derive(Debug, Default)]
+pub struct Marks {
+    latest: BTreeMap<u32, HashMap<u64, i64>>,
+    assigned: Vec<u32>,
+}
+
+impl Marks {
+    pub fn observe(&mut self, partition: u32, producer: u64, watermark: i64) {
+        let wm = self.latest.entry(partition).or_default().entry(producer).or_insert(i64::MIN);
+        *wm = (*wm).max(watermark);
+    }
+
+    /// Data from a producer not yet heard from holds its partition until it marks.
+    pub fn saw_data(&mut self, partition: u32, producer: u64) {
+        self.latest.entry(partition).or_default().entry(producer).or_insert(i64::MIN);
+    }
+
+    pub fn set_assignment(&mut self, partitions: Vec<u32>) {
+        if !partitions.is_empty() {
+            self.assigned = partitions;
+        }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        let partition_mark = |p: &u32| self.latest.get(p).and_then(|m| m.values().min().copied()).unwrap_or(i64::MIN);
+        self.assigned.iter().map(partition_mark).min().unwrap_or(i64::MIN)
+    }
+}
+
+/// Stage 1 from `source` into the repartition `sink`; commits input offsets only once
+/// the repartition records are acknowledged.
+pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
+    source: &mut S,
+    repartition: &K,
+    dead_letters: &D,
+    stage1: &mut Stage1,
+    producer: u64,
+    partitions: u32,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Ended, IngestError> {
+    tokio::pin!(shutdown);
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(Ended::Shutdown),
+            polled = source.poll(crate::runner::BATCH) => polled?,
+        };
+        let now = Instant::now();
+        stage1.set_assignment(&source.assignment(), now);
+        stage1.mark_drained(&source.idle_partitions());
+        let (out, records) = match polled {
+            Poll::Records(records) => (stage1.process(&records, now), records),
+            Poll::Idle => (stage1.tick(now), Vec::new()),
+            Poll::End => {
+                let out = stage1.finish();
+                repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+                return Ok(Ended::InputEnd);
+            }
+        };
+        let letters = BatchOutput { dead_letters: out.dead_letters.clone(), ..Default::default() };
+        crate::runner::send_dead_letters(&letters, dead_letters).await?;
+        repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+        crate::runner::commit_batch(source, &records)?;
+    }
+}
+
+/// Stage 2 from the repartition topic into live state and the derived topics.
+pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
+    source: &mut S,
+    outputs: &Outputs<'_, D, E>,
+    stage2: &mut Stage2,
+    live: &LiveState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Ended, IngestError> {
+    tokio::pin!(shutdown);
+    let mut marks = Marks::default();
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(Ended::Shutdown),
+            polled = source.poll(crate::runner::BATCH) => polled?,
+        };
+        marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).collect());
+        let records = match polled {
+            Poll::Records(records) => records,
+            Poll::Idle => Vec::new(),
+            Poll::End => {
+                let done = stage2.finish();
+                let out = BatchOutput { windows: done.windows, lots: done.lots, dead_letters: Vec::new(), watermark_ms: i64::MAX };
+                publish(&out, outputs, live).await?;
+                return Ok(Ended::InputEnd);
+            }
+        };
+        let mut updates = Vec::with_capacity(records.len());
+        for r in &records {
+            match serde_json::from_slice::<Internal>(&r.payload) {
+                Ok(Internal::Data { p, u }) => {
+                    marks.saw_data(r.partition, p);
+                    updates.push(u);
+                }
+                Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm),
+                // Only Egret writes this topic: a bad record is a bug, not input.
+                Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
+            }
+        }
+        stage2.apply(&updates);
+        let changed = stage2.advance(marks.watermark());
+        let out = BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: Vec::new(), watermark_ms: stage2.watermark() };
+        publish(&out, outputs, live).await?;
+        crate::runner::commit_batch(source, &records)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_producer_on_the_slowest_partition_sets_the_watermark() {
+        let mut m = Marks::default();
+        m.set_assignment(vec![0, 1]);
+        assert_eq!(m.watermark(), i64::MIN);
+        m.observe(0, 7, 100);
+        m.observe(1, 7, 120);
+        assert_eq!(m.watermark(), 100);
+        m.saw_data(0, 9);
+        assert_eq!(m.watermark(), i64::MIN, "a new producer holds its partition until it marks");
+        m.observe(0, 9, 150);
+        m.observe(0, 7, 130);
+        assert_eq!(m.watermark(), 120);
+        m.observe(0, 7, i64::MAX);
+        m.observe(1, 7, i64::MAX);
+        m.observe(1, 9, i64::MAX);
+        m.observe(0, 9, i64::MAX);
+        assert_eq!(m.watermark(), i64::MAX, "every producer finished");
+    }
+
+    #[test]
+    fn internal_messages_round_trip_exactly() {
+        let u = Update::Traversal { segment: 3, enter_ms: 1, exit_ms: 90_001 };
+        let bytes = serde_json::to_vec(&Internal::Data { p: 42, u: u.clone() }).expect("encode");
+        assert_eq!(serde_json::from_slice::<Internal>(&bytes).expect("decode"), Internal::Data { p: 42, u });
+    }
+}

@@ -1,0 +1,73 @@
+//! One `egret run --kafka` instance: stage 1 consuming the input topics in the
+//! consumer group, stage 2 consuming the repartition topic in `<group>-stage2`,
+//! both in this process. Start more instances with the same group and Kafka splits
+//! both stages' partitions between them.
+
+use egret_ingest::EndWhenIdle;
+use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
+use egret_model::{CityModel, Topic};
+use egret_pipeline::repartition::{self, REPARTITION_TOPIC};
+use egret_pipeline::runner::{Ended, Outputs};
+use egret_pipeline::stage1::Stage1;
+use egret_pipeline::stage2::Stage2;
+use egret_pipeline::{DLQ_TOPIC, LiveState, PipelineConfig, Stats};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What an instance did before it stopped.
+#[derive(Debug, Clone)]
+pub struct InstanceReport {
+    pub ended: Ended,
+    /// Stage 1's totals plus stage 2's windows closed and late traversals.
+    pub stats: Stats,
+    pub corrections: u64,
+}
+
+/// Creates every topic an instance reads or writes, when missing.
+pub async fn ensure_all_topics(config: &KafkaConfig) -> anyhow::Result<()> {
+    let mut topics: Vec<(&str, bool)> = Topic::ALL.iter().map(|t| (t.default_name(), false)).collect();
+    topics.extend(kafka::DERIVED_TOPICS);
+    topics.push((DLQ_TOPIC, false));
+    topics.push((REPARTITION_TOPIC, false));
+    kafka::ensure_topics(config, &topics).await?;
+    Ok(())
+}
+
+/// Runs both stages until `stop` flips, or until the input has been idle for
+/// `exit_when_idle` (then every window is made final, as at the end of a replay).
+pub async fn run(
+    city: Arc<CityModel>,
+    pipeline: PipelineConfig,
+    config: &KafkaConfig,
+    live: Arc<LiveState>,
+    stop: watch::Receiver<bool>,
+    exit_when_idle: Option<Duration>,
+) -> anyhow::Result<InstanceReport> {
+    ensure_all_topics(config).await?;
+    let sink = KafkaSink::new(config)?;
+    let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
+    let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe(config, &inputs).await?, idle_polls);
+    let stage2_config = KafkaConfig { group_id: format!("{}-stage2", config.group_id), ..config.clone() };
+    // Stage 2 waits for stage 1's final marks before it can call its input idle.
+    let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe(&stage2_config, &[REPARTITION_TOPIC]).await?, idle_polls.saturating_mul(2));
+    let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    let mut stage1 = Stage1::new(city.clone(), pipeline.clone());
+    let mut stage2 = Stage2::new(&city, pipeline);
+    let wait = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let outputs = Outputs { dead_letters: &sink, derived: &sink };
+    let (first, second) = tokio::join!(
+        repartition::run_stage1(&mut stage1_source, &sink, &sink, &mut stage1, producer, config.partitions as u32, wait(stop.clone())),
+        repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &live, wait(stop)),
+    );
+    let (_, ended) = (first?, second?);
+    sink.flush(Duration::from_secs(30))?;
+    stage1_source.into_inner().commit_now()?;
+    stage2_source.into_inner().commit_now()?;
+    let stats = Stats { late_traversals: stage2.late_traversals, windows_closed: stage2.windows_closed, ..stage1.stats().clone() };
+    Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
+}
