@@ -88,6 +88,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    let mut marked = i64::MIN;
     loop {
         let polled = tokio::select! {
             biased;
@@ -108,7 +109,11 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         };
         let letters = BatchOutput { dead_letters: out.dead_letters.clone(), ..Default::default() };
         crate::runner::send_dead_letters(&letters, dead_letters).await?;
-        repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+        // While idle the watermark rarely moves: mark only when it did, or with data.
+        if !out.updates.is_empty() || out.watermark_ms != marked {
+            repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+            marked = out.watermark_ms;
+        }
         crate::runner::commit_batch(source, &records)?;
     }
 }

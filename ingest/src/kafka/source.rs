@@ -19,13 +19,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Remembers whether the consumer has joined its group (received an assignment,
-/// possibly empty), so the source starts only when every topic's consumer is in.
+/// possibly empty), so the source starts only when every topic's consumer is in; and
+/// turns librdkafka's periodic statistics into the consumer-lag gauge of `/metrics`.
 #[derive(Default)]
 pub struct JoinContext {
     joined: AtomicBool,
+    namespace: String,
 }
 
-impl ClientContext for JoinContext {}
+impl ClientContext for JoinContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of a partition is how drained partitions are found, not a fault.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!("kafka consumer: {error}: {reason}");
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            // Lag against what the pipeline has fully processed (the stored offset).
+            let lag: i64 = topic.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag_stored.max(0)).sum();
+            let name = name.strip_prefix(self.namespace.as_str()).unwrap_or(name).to_owned();
+            metrics::gauge!("egret_consumer_lag", "topic" => name).set(lag as f64);
+        }
+    }
+}
 
 impl ConsumerContext for JoinContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -69,7 +87,8 @@ impl KafkaSource {
                 .set("enable.partition.eof", "true")
                 .set("session.timeout.ms", "10000")
                 .set("heartbeat.interval.ms", "1000")
-                .create_with_context(JoinContext::default())
+                .set("statistics.interval.ms", "5000")
+                .create_with_context(JoinContext { joined: AtomicBool::new(false), namespace: config.namespace.clone() })
                 .map_err(broker_err("creating a consumer"))?;
             consumer.subscribe(&[&config.topic(topic)]).map_err(broker_err("subscribing"))?;
             consumers.push(((*topic).to_owned(), consumer));
