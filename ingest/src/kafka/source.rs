@@ -30,7 +30,7 @@ pub struct JoinContext {
 impl ClientContext for JoinContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of a partition is how drained partitions are found, not a fault.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
             tracing::warn!("kafka consumer: {error}: {reason}");
         }
     }
