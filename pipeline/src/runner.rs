@@ -102,34 +102,29 @@ pub(crate) fn commit_batch<S: Source>(source: &mut S, records: &[egret_ingest::R
     Ok(())
 }
 
+/// A derived-topic record: JSON of `value`, keyed by the entity id for compaction.
+fn keyed_json<T: Serialize>(topic: &str, key: &str, value: &T) -> OutRecord {
+    OutRecord::new(topic, Some(Bytes::copy_from_slice(key.as_bytes())), serde_json::to_vec(value).unwrap_or_default())
+}
+
 /// Applies a batch to live state and sends its windows, lots and dead letters on.
 pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
     live.apply(out);
-    if !out.windows.is_empty() {
-        let city = live.city();
-        let derived = out
-            .windows
-            .iter()
-            .map(|w| {
-                let segment_id = city.segment(w.segment).segment_id.as_str();
-                let payload = serde_json::to_vec(&SegmentSpeed { segment_id, window: w }).unwrap_or_default();
-                OutRecord::new(SEGMENT_SPEEDS_TOPIC, Some(Bytes::copy_from_slice(segment_id.as_bytes())), payload)
-            })
-            .collect();
+    let city = live.city();
+    let mut derived: Vec<OutRecord> = out
+        .windows
+        .iter()
+        .map(|w| {
+            let segment_id = city.segment(w.segment).segment_id.as_str();
+            keyed_json(SEGMENT_SPEEDS_TOPIC, segment_id, &SegmentSpeed { segment_id, window: w })
+        })
+        .collect();
+    derived.extend(out.lots.iter().map(|l| {
+        let lot_id = city.lots[l.lot as usize].lot_id.as_str();
+        keyed_json(PARKING_TOPIC, lot_id, &LotUpdate { lot_id, state: l })
+    }));
+    if !derived.is_empty() {
         outputs.derived.send(derived).await?;
-    }
-    if !out.lots.is_empty() {
-        let city = live.city();
-        let lots = out
-            .lots
-            .iter()
-            .map(|l| {
-                let lot_id = city.lots[l.lot as usize].lot_id.as_str();
-                let payload = serde_json::to_vec(&LotUpdate { lot_id, state: l }).unwrap_or_default();
-                OutRecord::new(PARKING_TOPIC, Some(Bytes::copy_from_slice(lot_id.as_bytes())), payload)
-            })
-            .collect();
-        outputs.derived.send(lots).await?;
     }
     send_dead_letters(out, outputs.dead_letters).await
 }
