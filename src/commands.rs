@@ -63,7 +63,7 @@ pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, 
 }
 
 /// `egret simulate`: a scenario into NDJSON files (with truth) or into Kafka.
-pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path>, kafka: Option<&str>, options: DriveOptions) -> anyhow::Result<()> {
+pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path>, kafka: Option<&KafkaConfig>, options: DriveOptions) -> anyhow::Result<()> {
     let seed = config.seed;
     let mut sim = Simulator::new(city, config);
     let (sent, target) = match (out, kafka) {
@@ -89,14 +89,13 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
             }
             (sent, format!("{} (with truth.ndjson)", dir.display()))
         }
-        (None, Some(brokers)) => {
-            let config = KafkaConfig::new(brokers);
+        (None, Some(config)) => {
             let topics: Vec<(&str, bool)> = input_topics().into_iter().map(|t| (t, false)).collect();
-            kafka::ensure_topics(&config, &topics).await?;
-            let sink = KafkaSink::new(&config)?;
+            kafka::ensure_topics(config, &topics).await?;
+            let sink = KafkaSink::new(config)?;
             let sent = drive::drive(&mut sim, &sink, options, |_| {}).await?;
             sink.flush(Duration::from_secs(60))?;
-            (sent, format!("Kafka at {brokers}"))
+            (sent, format!("Kafka at {}", config.brokers))
         }
         _ => anyhow::bail!("give exactly one of --out DIR or --kafka BROKERS"),
     };
@@ -107,7 +106,7 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
 /// Where `egret run` reads from.
 pub enum Input<'a> {
     Files(&'a Path),
-    Kafka { brokers: &'a str, group: &'a str, exit_when_idle: Option<Duration> },
+    Kafka { config: KafkaConfig, exit_when_idle: Option<Duration> },
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
@@ -126,9 +125,8 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_
             let (ended, pipeline, _) = serve::run_pipeline(source, outputs, Pipeline::new(city, pipeline), &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())
         }
-        Input::Kafka { brokers, group, exit_when_idle } => {
-            println!("serving http://{addr} while consuming from Kafka at {brokers} (group {group})");
-            let config = KafkaConfig { group_id: group.to_owned(), ..KafkaConfig::new(brokers) };
+        Input::Kafka { config, exit_when_idle } => {
+            println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
             let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle).await?;
             (report.ended, report.stats, report.corrections)
         }

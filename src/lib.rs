@@ -36,7 +36,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
         "h" => 3_600_000,
         _ => return Err(format!("unknown duration unit {unit:?} in {s:?} (use ms, s, m or h)")),
     };
-    Ok(n * factor)
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]
@@ -50,5 +50,6 @@ mod tests {
         assert_eq!(parse_duration_ms("250"), Ok(250));
         assert!(parse_duration_ms("5 parsecs").is_err());
         assert!(parse_duration_ms("m").is_err());
+        assert!(parse_duration_ms("9999999999999999h").is_err());
     }
 }

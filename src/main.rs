@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use egret::commands::{self, Input};
 use egret::drive::{DriveOptions, Pace};
+use egret_ingest::kafka::KafkaConfig;
 use egret_pipeline::PipelineConfig;
 use egret_simulator::{Noise, SimConfig};
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ struct Cli {
     /// How long after a window's end late events still revise it (then it is final).
     #[arg(long, global = true, default_value = "90s", value_parser = egret::parse_duration_ms)]
     allowed_lateness: i64,
+    /// With --kafka: a prefix for every topic name, so deployments (or test runs) can
+    /// share a cluster.
+    #[arg(long, global = true, default_value = "", env = "EGRET_KAFKA_NAMESPACE")]
+    namespace: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,7 +90,7 @@ enum Command {
         #[arg(long, default_value = "fast")]
         pace: Pace,
         /// At most this many events per second (default: as the pace allows).
-        #[arg(long)]
+        #[arg(long, value_parser = positive_rate)]
         rate: Option<f64>,
         /// Private-vehicle trip starts per minute at the demand profile's 1.0.
         #[arg(long)]
@@ -112,6 +117,13 @@ enum Command {
         #[arg(long)]
         exit_at_end: bool,
     },
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?}: a positive number of events per second")),
+    }
 }
 
 fn scenario_config(seed: u64, scenario: Scenario, start_ms: i64, duration_ms: i64, demand: Option<f64>) -> SimConfig {
@@ -153,14 +165,16 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = scenario_config(seed, scenario, start_ms, duration, demand);
             let options = DriveOptions { pace, realtime_from_ms: i64::MIN, max_rate: rate, progress: true };
-            commands::simulate(city, config, out.as_deref(), kafka.as_deref(), options).await
+            let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) });
+            commands::simulate(city, config, out.as_deref(), kafka.as_ref(), options).await
         }
         Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end } => {
             let input = match (&input, &kafka) {
                 (Some(dir), None) => Input::Files(dir),
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
-                    Input::Kafka { brokers, group: &group, exit_when_idle }
+                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) };
+                    Input::Kafka { config, exit_when_idle }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

@@ -51,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError { status: axum::http::StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "method not allowed here".into() }
+        })
         .with_state(state)
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -63,9 +63,10 @@ pub struct Range {
 
 pub async fn history(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     range: Result<Query<Range>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Path(id) = id?;
     let Query(range) = range?;
     let city = state.live.city();
     let segment = city.segment_idx(&id).ok_or_else(|| ApiError::not_found(format!("no segment {id}")))?;

@@ -65,6 +65,13 @@ async fn bad_requests_get_json_errors() {
     let (status, body) = get(&format!("/api/v1/segments/{first}/history")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["windows"].as_array().map(Vec::len), Some(0));
+    let (status, body) = get("/api/v1/segments/%FF/history").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    let response = app().oneshot(Request::post("/api/v1/segments").body(Body::empty()).expect("request")).await.expect("response");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let bytes = axum::body::to_bytes(response.into_body(), 10_000).await.expect("body");
+    let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     let (status, body) = get("/no/such/thing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"]["message"].is_string());

@@ -2,33 +2,28 @@
 //! recent events and forgets them once their event time falls behind the point where
 //! a copy would be rejected as late anyway, so the set stays bounded.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Default)]
 pub struct Dedup {
-    seen: HashMap<u64, i64>,
-    by_time: VecDeque<(i64, u64)>,
+    seen: HashSet<u64>,
+    by_time: BTreeMap<i64, Vec<u64>>,
 }
 
 impl Dedup {
     /// True the first time a key is offered.
     pub fn first_time(&mut self, key: u64, ts_ms: i64) -> bool {
-        if self.seen.contains_key(&key) {
+        if !self.seen.insert(key) {
             return false;
         }
-        self.seen.insert(key, ts_ms);
-        self.by_time.push_back((ts_ms, key));
+        self.by_time.entry(ts_ms).or_default().push(key);
         true
     }
 
-    /// Forgets keys older than `horizon_ms` (arrival order is close to time order, so
-    /// a queue in arrival order is pruned from the front until a newer key is met).
+    /// Forgets keys whose event time is older than `horizon_ms`.
     pub fn expire(&mut self, horizon_ms: i64) {
-        while let Some(&(ts, key)) = self.by_time.front() {
-            if ts >= horizon_ms {
-                break;
-            }
-            self.by_time.pop_front();
+        let keep = self.by_time.split_off(&horizon_ms);
+        for key in std::mem::replace(&mut self.by_time, keep).into_values().flatten() {
             self.seen.remove(&key);
         }
     }

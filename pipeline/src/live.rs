@@ -53,7 +53,11 @@ impl LiveState {
         }
         {
             let mut cur = self.current.write();
-            cur.as_of_ms = cur.as_of_ms.max(out.watermark_ms).min(i64::MAX / 2);
+            // The end of a finite input closes everything with an infinite watermark;
+            // the data is still only as recent as the last real one.
+            if out.watermark_ms < i64::MAX / 2 {
+                cur.as_of_ms = cur.as_of_ms.max(out.watermark_ms);
+            }
             for w in &out.windows {
                 let slot = &mut cur.latest[w.segment.0 as usize];
                 if slot.as_ref().is_none_or(|old| old.window_start_ms <= w.window_start_ms) {

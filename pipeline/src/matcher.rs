@@ -10,6 +10,8 @@ use egret_model::{CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
 use std::collections::HashMap;
 
 const RECENT_READS: usize = 4;
+/// Reads of one plate at one gantry this close together are the same passage.
+const SAME_PASSAGE_MS: i64 = 10_000;
 /// Speeds outside this range are not traffic: clock faults, a stop, a misread.
 const PLAUSIBLE_KMH: std::ops::RangeInclusive<f64> = 2.0..=250.0;
 
@@ -51,7 +53,9 @@ impl Matcher {
         let reads = &mut state.reads[..usize::from(state.len)];
         // Position in time order; an identical (reader, ts) read is a duplicate.
         let at = reads.partition_point(|r| r.ts_ms <= ts_ms);
-        if at > 0 && reads[at - 1].ts_ms == ts_ms && reads[at - 1].reader == reader {
+        // A gantry often reads a tag twice in one pass: one passage, not two.
+        let same_pass = |r: &Read| r.reader == reader && (r.ts_ms - ts_ms).abs() < SAME_PASSAGE_MS;
+        if at.checked_sub(1).is_some_and(|i| same_pass(&reads[i])) || reads.get(at).is_some_and(same_pass) {
             return;
         }
         let before = at.checked_sub(1).map(|i| reads[i]);

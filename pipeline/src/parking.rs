@@ -35,6 +35,8 @@ struct Lot {
     base: Option<(i64, i64)>,
     /// Net passages per instant after the base.
     deltas: BTreeMap<i64, i64>,
+    /// Net passages per instant over the trend window, whatever the base.
+    recent: BTreeMap<i64, i64>,
     newest_ms: i64,
 }
 
@@ -54,10 +56,12 @@ impl Parking {
     /// A car passed an entry (`entering`) or exit gate.
     pub fn gate(&mut self, lot: u32, entering: bool, ts_ms: i64) {
         let Some(l) = self.lots.get_mut(lot as usize) else { return };
+        let delta = if entering { 1 } else { -1 };
+        *l.recent.entry(ts_ms).or_default() += delta;
         if l.base.is_some_and(|(at, _)| ts_ms < at) {
             return; // Already counted by a newer snapshot.
         }
-        *l.deltas.entry(ts_ms).or_default() += if entering { 1 } else { -1 };
+        *l.deltas.entry(ts_ms).or_default() += delta;
         l.newest_ms = l.newest_ms.max(ts_ms);
         self.changed[lot as usize] = true;
     }
@@ -89,14 +93,15 @@ impl Parking {
 
     fn fold(&mut self, i: usize, settled_ms: i64) {
         let l = &mut self.lots[i];
-        let horizon = settled_ms.min(l.newest_ms - TREND_WINDOW_MS);
-        if let Some((at, count)) = l.base
-            && at < horizon
-        {
-            let recent = l.deltas.split_off(&horizon);
-            let folded: i64 = l.deltas.values().sum();
-            l.deltas = recent;
-            l.base = Some((horizon, count + folded));
+        l.recent = l.recent.split_off(&(l.newest_ms - TREND_WINDOW_MS));
+        let later = l.deltas.split_off(&settled_ms);
+        let settled = std::mem::replace(&mut l.deltas, later);
+        match l.base {
+            Some((at, count)) if at < settled_ms => l.base = Some((settled_ms, count + settled.values().sum::<i64>())),
+            Some(_) => l.deltas.extend(settled),
+            // Without a base, settled passages can only precede the next snapshot,
+            // which will count them itself: forget them.
+            None => {}
         }
     }
 
@@ -105,7 +110,7 @@ impl Parking {
         let capacity = self.capacity[i];
         let net: i64 = l.deltas.values().sum();
         let occupied = l.base.map(|(_, count)| count + net);
-        let recent: i64 = l.deltas.range(l.newest_ms - TREND_WINDOW_MS..).map(|(_, d)| d).sum();
+        let recent: i64 = l.recent.range(l.newest_ms - TREND_WINDOW_MS..).map(|(_, d)| d).sum();
         let threshold = (f64::from(capacity) * 0.02).max(2.0);
         let trend = match recent as f64 {
             r if r > threshold => "filling",
@@ -169,7 +174,31 @@ mod tests {
         }
         let s = p.state(0);
         assert_eq!(s.occupied, Some(10 + 40 - 20));
-        assert!(p.lots[0].deltas.len() <= 16, "only the last 15 minutes are kept: {}", p.lots[0].deltas.len());
+        assert!(p.lots[0].deltas.len() <= 4, "only unsettled passages are kept: {}", p.lots[0].deltas.len());
+        assert!(p.lots[0].recent.len() <= 16, "and the last 15 minutes for the trend: {}", p.lots[0].recent.len());
+    }
+
+    #[test]
+    fn a_snapshot_does_not_erase_the_trend_and_a_lot_without_one_stays_bounded() {
+        let mut p = Parking::new(vec![600, 600]);
+        p.snapshot(0, 100, 0);
+        for m in 0..10 {
+            for k in 0..10 {
+                p.gate(0, true, m * 60_000 + k);
+                p.gate(1, true, m * 60_000 + k);
+            }
+        }
+        p.snapshot(0, 200, 9 * 60_000 + 100);
+        p.changed(i64::MIN);
+        let s = p.state(0);
+        assert_eq!((s.occupied, s.trend), (Some(200), "filling"));
+        assert_eq!(s.minutes_to_full, Some(60.0), "100 cars in the last 15 minutes: 400 spaces at 6.7 a minute");
+        for m in 10..200 {
+            p.gate(1, m % 2 == 0, m * 60_000);
+            p.changed((m - 3) * 60_000);
+        }
+        assert!(p.lots[1].deltas.len() <= 4 && p.lots[1].recent.len() <= 16, "no base, still bounded");
+        assert_eq!(p.state(1).state, "unknown");
     }
 
     proptest! {

@@ -17,7 +17,7 @@ use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The internal topic between the stages.
 pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
@@ -46,22 +46,28 @@ pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u
     records
 }
 
+/// A producer silent this long on a partition no longer holds it back: it stopped
+/// (crashed, or its input went quiet) and will mark again before it sends data.
+pub const STALE_PRODUCER: Duration = Duration::from_secs(30);
+
 /// Stage 2's watermark from the marks it has read.
 #[derive(Debug, Default)]
 pub struct Marks {
-    latest: BTreeMap<u32, HashMap<u64, i64>>,
+    /// Per partition, per producer: latest mark and when it was last heard from.
+    latest: BTreeMap<u32, HashMap<u64, (i64, Instant)>>,
     assigned: Vec<u32>,
 }
 
 impl Marks {
-    pub fn observe(&mut self, partition: u32, producer: u64, watermark: i64) {
-        let wm = self.latest.entry(partition).or_default().entry(producer).or_insert(i64::MIN);
-        *wm = (*wm).max(watermark);
+    pub fn observe(&mut self, partition: u32, producer: u64, watermark: i64, now: Instant) {
+        let entry = self.latest.entry(partition).or_default().entry(producer).or_insert((i64::MIN, now));
+        *entry = (entry.0.max(watermark), now);
     }
 
     /// Data from a producer not yet heard from holds its partition until it marks.
-    pub fn saw_data(&mut self, partition: u32, producer: u64) {
-        self.latest.entry(partition).or_default().entry(producer).or_insert(i64::MIN);
+    pub fn saw_data(&mut self, partition: u32, producer: u64, now: Instant) {
+        let entry = self.latest.entry(partition).or_default().entry(producer).or_insert((i64::MIN, now));
+        entry.1 = now;
     }
 
     pub fn set_assignment(&mut self, partitions: Vec<u32>) {
@@ -70,9 +76,13 @@ impl Marks {
         }
     }
 
-    pub fn watermark(&self) -> i64 {
-        let partition_mark = |p: &u32| self.latest.get(p).and_then(|m| m.values().min().copied()).unwrap_or(i64::MIN);
-        self.assigned.iter().map(partition_mark).min().unwrap_or(i64::MIN)
+    /// The minimum over assigned partitions of the minimum over their live producers;
+    /// `i64::MIN` while nothing is known.
+    pub fn watermark(&self, now: Instant) -> i64 {
+        let live_mark = |p: &u32| {
+            self.latest.get(p)?.values().filter(|(_, heard)| now.saturating_duration_since(*heard) < STALE_PRODUCER).map(|(wm, _)| *wm).min()
+        };
+        self.assigned.iter().filter_map(live_mark).min().unwrap_or(i64::MIN)
     }
 }
 
@@ -92,7 +102,12 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     loop {
         let polled = tokio::select! {
             biased;
-            _ = &mut shutdown => return Ok(Ended::Shutdown),
+            _ = &mut shutdown => {
+                // This producer id ends with the process: tell stage 2 not to wait for it.
+                let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
+                repartition.send(encode(stage1.city(), producer, &last, partitions)).await?;
+                return Ok(Ended::Shutdown);
+            }
             polled = source.poll(crate::runner::BATCH) => polled?,
         };
         let now = Instant::now();
@@ -145,20 +160,22 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 return Ok(Ended::InputEnd);
             }
         };
+        let now = Instant::now();
         let mut updates = Vec::with_capacity(records.len());
         for r in &records {
             match serde_json::from_slice::<Internal>(&r.payload) {
-                Ok(Internal::Data { p, u }) => {
-                    marks.saw_data(r.partition, p);
+                Ok(Internal::Data { p, u }) if u.is_plausible() => {
+                    marks.saw_data(r.partition, p, now);
                     updates.push(u);
                 }
-                Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm),
+                Ok(Internal::Data { u, .. }) => tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", r.partition, r.offset),
+                Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm, now),
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
             }
         }
         stage2.apply(&updates);
-        let changed = stage2.advance(marks.watermark());
+        let changed = stage2.advance(marks.watermark(now));
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: Vec::new(), watermark_ms: stage2.watermark() };
         publish(&out, outputs, live).await?;
         crate::runner::commit_batch(source, &records)?;
@@ -171,22 +188,36 @@ mod tests {
 
     #[test]
     fn the_slowest_producer_on_the_slowest_partition_sets_the_watermark() {
+        let t = Instant::now();
         let mut m = Marks::default();
         m.set_assignment(vec![0, 1]);
-        assert_eq!(m.watermark(), i64::MIN);
-        m.observe(0, 7, 100);
-        m.observe(1, 7, 120);
-        assert_eq!(m.watermark(), 100);
-        m.saw_data(0, 9);
-        assert_eq!(m.watermark(), i64::MIN, "a new producer holds its partition until it marks");
-        m.observe(0, 9, 150);
-        m.observe(0, 7, 130);
-        assert_eq!(m.watermark(), 120);
-        m.observe(0, 7, i64::MAX);
-        m.observe(1, 7, i64::MAX);
-        m.observe(1, 9, i64::MAX);
-        m.observe(0, 9, i64::MAX);
-        assert_eq!(m.watermark(), i64::MAX, "every producer finished");
+        assert_eq!(m.watermark(t), i64::MIN);
+        m.observe(0, 7, 100, t);
+        m.observe(1, 7, 120, t);
+        assert_eq!(m.watermark(t), 100);
+        m.saw_data(0, 9, t);
+        assert_eq!(m.watermark(t), i64::MIN, "a new producer holds its partition until it marks");
+        m.observe(0, 9, 150, t);
+        m.observe(0, 7, 130, t);
+        assert_eq!(m.watermark(t), 120);
+        m.observe(0, 7, i64::MAX, t);
+        m.observe(1, 7, i64::MAX, t);
+        m.observe(1, 9, i64::MAX, t);
+        m.observe(0, 9, i64::MAX, t);
+        assert_eq!(m.watermark(t), i64::MAX, "every producer finished");
+    }
+
+    #[test]
+    fn a_producer_that_went_silent_stops_holding_the_watermark() {
+        let t = Instant::now();
+        let mut m = Marks::default();
+        m.set_assignment(vec![0]);
+        m.observe(0, 1, 100, t);
+        m.observe(0, 2, 500, t);
+        assert_eq!(m.watermark(t), 100);
+        let later = t + STALE_PRODUCER + Duration::from_secs(1);
+        m.observe(0, 2, 600, later);
+        assert_eq!(m.watermark(later), 600, "producer 1 crashed long ago");
     }
 
     #[test]

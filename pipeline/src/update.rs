@@ -16,7 +16,18 @@ pub enum Update {
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }
 
+/// Timestamps stage 1 can produce (the decoder's range, 2000–2100).
+const PLAUSIBLE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
 impl Update {
+    /// What stage 1 could have written; anything else on the topic is refused.
+    pub fn is_plausible(&self) -> bool {
+        match *self {
+            Update::Traversal { enter_ms, exit_ms, .. } => PLAUSIBLE_MS.contains(&enter_ms) && PLAUSIBLE_MS.contains(&exit_ms) && enter_ms < exit_ms,
+            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } => PLAUSIBLE_MS.contains(&ts_ms),
+        }
+    }
+
     /// The repartition key: the segment or lot id.
     pub fn key<'c>(&self, city: &'c egret_model::CityModel) -> &'c str {
         match self {

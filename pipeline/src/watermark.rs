@@ -58,14 +58,14 @@ impl Watermarks {
 
     /// Recomputes and returns the watermark as of processing time `now`.
     pub fn advance(&mut self, now: Instant) -> i64 {
-        let active = self
-            .partitions
-            .values()
-            .filter(|c| !c.drained && now.saturating_duration_since(c.last_seen) < self.idle_timeout)
-            .map(|c| c.max_event_ms)
-            .min();
-        // With every partition idle, the most advanced one sets the pace.
-        let frontier = active.or_else(|| self.partitions.values().map(|c| c.max_event_ms).max());
+        let live: Vec<&PartitionClock> = self.partitions.values().filter(|c| now.saturating_duration_since(c.last_seen) < self.idle_timeout).collect();
+        // Partitions with a backlog set the pace; a drained one must not hold them back.
+        let busy = live.iter().filter(|c| !c.drained).map(|c| c.max_event_ms).min();
+        // All caught up (live operation): the slowest live partition, so one read from
+        // a skewed clock on one partition cannot drag the watermark ahead.
+        let caught_up = live.iter().map(|c| c.max_event_ms).min();
+        // Everything silent for a while: the most advanced partition sets the pace.
+        let frontier = busy.or(caught_up).or_else(|| self.partitions.values().map(|c| c.max_event_ms).max());
         if let Some(f) = frontier.filter(|f| *f > i64::MIN) {
             self.current = self.current.max(f - self.out_of_orderness_ms);
         }
@@ -124,6 +124,17 @@ mod tests {
         w.set_assignment(&[(0, 0)], t0);
         w.observe(0, 0, 150_000, t0);
         assert_eq!(w.advance(t0), 150_000, "a revoked partition no longer counts");
+    }
+
+    #[test]
+    fn one_skewed_read_does_not_drag_a_caught_up_stream_ahead() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(5_000, Duration::from_secs(10));
+        w.observe(0, 0, 100_000, t0);
+        w.observe(0, 1, 100_500 + 4 * 60_000, t0); // a reader clock four minutes fast
+        w.mark_drained(0, 0);
+        w.mark_drained(0, 1);
+        assert_eq!(w.advance(t0), 95_000);
     }
 
     #[test]

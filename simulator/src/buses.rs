@@ -59,7 +59,7 @@ impl BusPlan {
                                 route: r,
                                 direction: d,
                                 trip_id: format!("{}-{}-{:02}{:02}", route.route_id, dir.direction_id, minute / 60, minute % 60),
-                                bus_id: format!("{}-B{:04}", &route.route_id[..2], r * 400 + d * 200 + k % 200),
+                                bus_id: format!("{}-B{:04}", route.route_id.chars().take(2).collect::<String>(), r * 400 + d * 200 + k % 200),
                             });
                         }
                         minute += headway_at(t, minute);

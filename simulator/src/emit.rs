@@ -50,7 +50,8 @@ impl Emitter {
         Emitter { config, rng, queue: BinaryHeap::new(), seq: 0, skew, truth: Vec::new() }
     }
 
-    fn live(&self, ts_ms: i64) -> bool {
+    /// Inside the scenario's span: what devices report and the truth records.
+    pub fn live(&self, ts_ms: i64) -> bool {
         ts_ms >= self.config.start_ms && ts_ms < self.config.end_ms()
     }
 

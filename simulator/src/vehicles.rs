@@ -217,10 +217,12 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
             }
         }
         let true_kmh = f64::from(seg.length_m) / ((exit - t) as f64 / 1000.0) * 3.6;
-        sim.emitter.truth(
-            exit,
-            TruthRecord::Traversal { segment_id: seg.segment_id.clone(), plate: v.plate.to_string(), enter_ms: t, exit_ms: exit, speed_kmh: true_kmh },
-        );
+        // Only drives wholly inside the scenario: no device saw the others begin.
+        if sim.emitter.live(t) {
+            let segment_id = seg.segment_id.clone();
+            let record = TruthRecord::Traversal { segment_id, plate: v.plate.to_string(), enter_ms: t, exit_ms: exit, speed_kmh: true_kmh };
+            sim.emitter.truth(exit, record);
+        }
         let limit = f64::from(seg.speed_limit_kmh);
         if true_kmh > city.rules.section_speed.threshold_kmh(limit) {
             let (id, ver) = (city.rules.section_speed.rule_id.clone(), city.rules.section_speed.rule_version);
