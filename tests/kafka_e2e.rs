@@ -220,3 +220,48 @@ async fn malformed_input_lands_in_the_dead_letter_topic_with_its_reason() {
     assert_eq!(letters, rejected, "every rejected message is in the dead-letter topic");
     assert_eq!(by_reason, expected, "reason headers match the pipeline's counts");
 }
+
+/// The acceptance run through the binaries themselves: `egret simulate --kafka` then
+/// `egret run --kafka`, reading the final windows back from `egret.segment-speeds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
+    let Some(brokers) = brokers() else { return };
+    let ns = namespace("cli");
+    let egret = env!("CARGO_BIN_EXE_egret");
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new(egret).args(args).output().expect("egret runs");
+        assert!(out.status.success(), "egret {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let printed = status(&["simulate", "--kafka", &brokers, "--namespace", &ns, "--seed", "11", "--duration", "8m"]);
+    assert!(printed.contains("wrote"), "{printed}");
+    let group = format!("{ns}g");
+    let printed = status(&["run", "--kafka", &brokers, "--namespace", &ns, "--group", &group, "--exit-when-idle", "5s", "--listen", "127.0.0.1:0"]);
+    assert!(printed.contains("input processed"), "{printed}");
+
+    let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
+    let mut source = EndWhenIdle::new(KafkaSource::subscribe(&reader, &["egret.segment-speeds"]).await.expect("subscribe"), 30);
+    let city = egret::load_city(None).expect("city");
+    let mut from_topic = Vec::new();
+    loop {
+        match source.poll(1000).await.expect("poll") {
+            Poll::Records(records) => {
+                for r in records {
+                    let w: serde_json::Value = serde_json::from_slice(&r.payload).expect("json window");
+                    if w["is_final"] == true {
+                        let segment = city.segment_idx(w["segment_id"].as_str().expect("segment_id")).expect("known segment").0;
+                        let f = |k: &str| w[k].as_f64().expect("number").to_bits();
+                        let n = |k: &str| w[k].as_i64().expect("integer");
+                        from_topic.push((segment, n("window_start_ms"), n("sample_count") as u32, f("mean_speed_kmh"), f("median_speed_kmh")));
+                    }
+                }
+            }
+            Poll::Idle => {}
+            Poll::End => break,
+        }
+    }
+    from_topic.sort();
+    let (embedded, _) = embedded_run(city, SimConfig::clean(11, START, 8 * 60_000)).await;
+    println!("egret simulate/run through Kafka: {} final windows on egret.segment-speeds", from_topic.len());
+    assert_same_windows(&from_topic, &windows(&embedded), "the egret commands through Kafka", "the embedded run");
+}
