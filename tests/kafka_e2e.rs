@@ -265,3 +265,61 @@ async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
     println!("egret simulate/run through Kafka: {} final windows on egret.segment-speeds", from_topic.len());
     assert_same_windows(&from_topic, &windows(&embedded), "the egret commands through Kafka", "the embedded run");
 }
+
+/// `/metrics` of a running `egret run --kafka` counts exactly the dead letters that
+/// landed in `egret.dlq`, for the noisy scenario (0.1% malformed, 1% duplicates…).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_the_dead_letter_topic_holds() {
+    let Some(brokers) = brokers() else { return };
+    let ns = namespace("metrics");
+    let egret = env!("CARGO_BIN_EXE_egret");
+    let sim = std::process::Command::new(egret)
+        .args(["simulate", "--kafka", &brokers, "--namespace", &ns, "--scenario", "noisy", "--duration", "3m"])
+        .output()
+        .expect("simulate");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let mut run = std::process::Command::new(egret)
+        .args(["run", "--kafka", &brokers, "--namespace", &ns, "--group", &format!("{ns}g"), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let stdout = run.stdout.take().expect("stdout");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("a first line");
+    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
+    // Wait until the consumed count stops moving, then compare.
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
+    };
+    let mut last = (u64::MAX, String::new());
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let text = reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("text");
+        let consumed = metric(&text, "egret_events_consumed_total");
+        if consumed > 0 && consumed == last.0 {
+            break;
+        }
+        last = (consumed, text);
+    }
+    let _ = run.kill();
+    let _ = run.wait();
+    let dead_letters = metric(&last.1, "egret_dead_letters_total");
+    let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
+    let mut dlq = EndWhenIdle::new(KafkaSource::subscribe(&reader, &[DLQ_TOPIC]).await.expect("subscribe"), 30);
+    let mut in_topic = 0u64;
+    loop {
+        match dlq.poll(1000).await.expect("poll") {
+            Poll::Records(r) => in_topic += r.len() as u64,
+            Poll::Idle => {}
+            Poll::End => break,
+        }
+    }
+    println!("metrics: {} events consumed, {dead_letters} dead letters counted in /metrics, {in_topic} in {DLQ_TOPIC}", last.0);
+    assert!(dead_letters > 0);
+    assert_eq!(dead_letters, in_topic);
+}
