@@ -7,7 +7,7 @@
 
 use crate::live::LiveState;
 use crate::pipeline::BatchOutput;
-use crate::runner::{Ended, Outputs, publish};
+use crate::runner::{Ended, Outputs, poll_or_shutdown, publish};
 use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::update::Update;
@@ -100,15 +100,11 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     tokio::pin!(shutdown);
     let mut marked = i64::MIN;
     loop {
-        let polled = tokio::select! {
-            biased;
-            _ = &mut shutdown => {
-                // This producer id ends with the process: tell stage 2 not to wait for it.
-                let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
-                repartition.send(encode(stage1.city(), producer, &last, partitions)).await?;
-                return Ok(Ended::Shutdown);
-            }
-            polled = source.poll(crate::runner::BATCH) => polled?,
+        let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
+            // This producer id ends with the process: tell stage 2 not to wait for it.
+            let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
+            repartition.send(encode(stage1.city(), producer, &last, partitions)).await?;
+            return Ok(Ended::Shutdown);
         };
         let now = Instant::now();
         stage1.set_assignment(&source.assignment(), now);
@@ -144,11 +140,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     tokio::pin!(shutdown);
     let mut marks = Marks::default();
     loop {
-        let polled = tokio::select! {
-            biased;
-            _ = &mut shutdown => return Ok(Ended::Shutdown),
-            polled = source.poll(crate::runner::BATCH) => polled?,
-        };
+        let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else { return Ok(Ended::Shutdown) };
         marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).collect());
         let records = match polled {
             Poll::Records(records) => records,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 /// Records asked of the source per poll: large enough to amortise, small enough to
@@ -44,11 +45,7 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     loop {
-        let polled = tokio::select! {
-            biased;
-            _ = &mut shutdown => return Ok(Ended::Shutdown),
-            polled = source.poll(BATCH) => polled?,
-        };
+        let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else { return Ok(Ended::Shutdown) };
         match polled {
             Poll::Records(records) => {
                 pipeline.set_assignment(&source.assignment(), Instant::now());
@@ -87,6 +84,19 @@ struct SegmentSpeed<'a> {
     segment_id: &'a str,
     #[serde(flatten)]
     window: &'a SegmentWindow,
+}
+
+/// The next batch from `source`, or `None` once `shutdown` has resolved (checked
+/// first, so a busy source cannot delay a stop).
+pub(crate) async fn poll_or_shutdown<S: Source, F: Future<Output = ()>>(
+    source: &mut S,
+    shutdown: &mut Pin<&mut F>,
+) -> Result<Option<Poll>, IngestError> {
+    tokio::select! {
+        biased;
+        _ = shutdown.as_mut() => Ok(None),
+        polled = source.poll(BATCH) => polled.map(Some),
+    }
 }
 
 /// Commits, per partition, the last offset of a fully processed batch.
