@@ -111,6 +111,19 @@ fn assert_same_windows(a: &[(u32, i64, u32, u64, u64)], b: &[(u32, i64, u32, u64
     assert_eq!(a.len(), b.len(), "{what_a} has {} closed windows, {what_b} {}", a.len(), b.len());
 }
 
+/// Every record of a topic, read in a fresh group until it has been idle for 3 s.
+async fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<egret_ingest::Record> {
+    let mut source = EndWhenIdle::new(KafkaSource::subscribe(config, &[topic]).await.expect("subscribe"), 30);
+    let mut all = Vec::new();
+    loop {
+        match source.poll(1000).await.expect("poll") {
+            Poll::Records(records) => all.extend(records),
+            Poll::Idle => {}
+            Poll::End => return all,
+        }
+    }
+}
+
 fn mape_vs_truth(live: &LiveState, truth: &GroundTruth) -> f64 {
     let expected = truth.segment_speeds(60_000);
     let city = live.city();
@@ -192,25 +205,16 @@ async fn malformed_input_lands_in_the_dead_letter_topic_with_its_reason() {
 
     // Read the dead-letter topic back and tally its reason headers.
     let dlq_config = KafkaConfig { group_id: format!("{}dlq-reader", config.namespace), ..config.clone() };
-    let mut reader = EndWhenIdle::new(KafkaSource::subscribe(&dlq_config, &[DLQ_TOPIC]).await.expect("subscribe dlq"), 30);
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     let mut letters = 0u64;
-    loop {
-        match reader.poll(1000).await.expect("poll dlq") {
-            Poll::Records(records) => {
-                for r in records {
-                    letters += 1;
-                    let header = |name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-                    let reason = header("egret-error").expect("every dead letter names its reason");
-                    assert!(header("egret-source-topic").is_some_and(|t| Topic::from_name(&t).is_some()), "source topic header");
-                    assert!(header("egret-source-partition").is_some_and(|p| p.parse::<u32>().is_ok()));
-                    assert!(header("egret-source-offset").is_some_and(|o| o.parse::<u64>().is_ok()));
-                    *by_reason.entry(reason).or_default() += 1;
-                }
-            }
-            Poll::Idle => {}
-            Poll::End => break,
-        }
+    for r in read_topic(&dlq_config, DLQ_TOPIC).await {
+        letters += 1;
+        let header = |name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let reason = header("egret-error").expect("every dead letter names its reason");
+        assert!(header("egret-source-topic").is_some_and(|t| Topic::from_name(&t).is_some()), "source topic header");
+        assert!(header("egret-source-partition").is_some_and(|p| p.parse::<u32>().is_ok()));
+        assert!(header("egret-source-offset").is_some_and(|o| o.parse::<u64>().is_ok()));
+        *by_reason.entry(reason).or_default() += 1;
     }
     let expected: BTreeMap<String, u64> = stats.rejected.iter().fold(BTreeMap::new(), |mut m, ((_, reason), n)| {
         *m.entry(reason.code().to_owned()).or_default() += n;
@@ -240,24 +244,15 @@ async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
     assert!(printed.contains("input processed"), "{printed}");
 
     let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
-    let mut source = EndWhenIdle::new(KafkaSource::subscribe(&reader, &["egret.segment-speeds"]).await.expect("subscribe"), 30);
     let city = egret::load_city(None).expect("city");
     let mut from_topic = Vec::new();
-    loop {
-        match source.poll(1000).await.expect("poll") {
-            Poll::Records(records) => {
-                for r in records {
-                    let w: serde_json::Value = serde_json::from_slice(&r.payload).expect("json window");
-                    if w["is_final"] == true {
-                        let segment = city.segment_idx(w["segment_id"].as_str().expect("segment_id")).expect("known segment").0;
-                        let f = |k: &str| w[k].as_f64().expect("number").to_bits();
-                        let n = |k: &str| w[k].as_i64().expect("integer");
-                        from_topic.push((segment, n("window_start_ms"), n("sample_count") as u32, f("mean_speed_kmh"), f("median_speed_kmh")));
-                    }
-                }
-            }
-            Poll::Idle => {}
-            Poll::End => break,
+    for r in read_topic(&reader, "egret.segment-speeds").await {
+        let w: serde_json::Value = serde_json::from_slice(&r.payload).expect("json window");
+        if w["is_final"] == true {
+            let segment = city.segment_idx(w["segment_id"].as_str().expect("segment_id")).expect("known segment").0;
+            let f = |k: &str| w[k].as_f64().expect("number").to_bits();
+            let n = |k: &str| w[k].as_i64().expect("integer");
+            from_topic.push((segment, n("window_start_ms"), n("sample_count") as u32, f("mean_speed_kmh"), f("median_speed_kmh")));
         }
     }
     from_topic.sort();
@@ -310,15 +305,7 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
     let _ = run.wait();
     let dead_letters = metric(&last.1, "egret_dead_letters_total");
     let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
-    let mut dlq = EndWhenIdle::new(KafkaSource::subscribe(&reader, &[DLQ_TOPIC]).await.expect("subscribe"), 30);
-    let mut in_topic = 0u64;
-    loop {
-        match dlq.poll(1000).await.expect("poll") {
-            Poll::Records(r) => in_topic += r.len() as u64,
-            Poll::Idle => {}
-            Poll::End => break,
-        }
-    }
+    let in_topic = read_topic(&reader, DLQ_TOPIC).await.len() as u64;
     println!("metrics: {} events consumed, {dead_letters} dead letters counted in /metrics, {in_topic} in {DLQ_TOPIC}", last.0);
     assert!(dead_letters > 0);
     assert_eq!(dead_letters, in_topic);
