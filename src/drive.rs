@@ -30,8 +30,9 @@ impl std::str::FromStr for Pace {
     }
 }
 
+/// The simulated delivery time becomes the record's timestamp: the collector's clock.
 pub fn to_record(e: Emitted) -> OutRecord {
-    OutRecord::new(e.topic.default_name(), Some(e.key.into_bytes().into()), e.payload)
+    OutRecord { timestamp_ms: Some(e.deliver_ms), ..OutRecord::new(e.topic.default_name(), Some(e.key.into_bytes().into()), e.payload) }
 }
 
 /// How to feed a simulation into a sink.

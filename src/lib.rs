@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod drive;
+pub mod eval;
 pub mod instance;
 pub mod serve;
 

@@ -38,7 +38,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Scenario {
     /// No device noise: every read arrives once, on time, correct.
     Clean,
@@ -117,6 +117,27 @@ enum Command {
         #[arg(long)]
         exit_at_end: bool,
     },
+    /// Run a seeded scenario through the pipeline and score what it served against
+    /// the simulator's ground truth: every accuracy figure of targets.md beside its
+    /// target. Exits non-zero when a figure misses its target.
+    Eval {
+        #[arg(long, value_enum, default_value = "clean")]
+        scenario: Scenario,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Scenario length (from 07:45 local time on a Monday).
+        #[arg(long, default_value = "30m", value_parser = egret::parse_duration_ms)]
+        duration: i64,
+    },
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Clean => "clean",
+            Scenario::Noisy => "noisy",
+        }
+    }
 }
 
 fn positive_rate(s: &str) -> Result<f64, String> {
@@ -167,6 +188,16 @@ async fn main() -> anyhow::Result<()> {
             let options = DriveOptions { pace, realtime_from_ms: i64::MIN, max_rate: rate, progress: true };
             let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) });
             commands::simulate(city, config, out.as_deref(), kafka.as_ref(), options).await
+        }
+        Command::Eval { scenario, seed, duration } => {
+            let config = scenario_config(seed, scenario, SCENARIO_START_MS, duration, None);
+            let outcome = egret::eval::run_embedded(city.clone(), pipeline, config, true).await?;
+            let rows = egret::eval::figures(&city, scenario == Scenario::Noisy, &outcome);
+            let command = format!("egret eval --scenario {} --seed {seed} --duration {}s", scenario.name(), duration / 1000);
+            if !egret::eval::print_table(scenario.name(), &command, &outcome, &rows) {
+                anyhow::bail!("some figures missed their targets");
+            }
+            Ok(())
         }
         Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end } => {
             let input = match (&input, &kafka) {

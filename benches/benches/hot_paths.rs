@@ -33,6 +33,7 @@ fn plate_reads(city: &Arc<CityModel>) -> Vec<Record> {
             partition: 0,
             offset: i as u64,
             key: None,
+            timestamp_ms: Some(e.deliver_ms),
             payload: e.payload.into(),
             headers: Vec::new(),
         })

@@ -21,6 +21,10 @@ pub struct Record {
     pub payload: Bytes,
     /// Message headers (Kafka); empty for the other sources.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// When the message reached the transport, by the collector's trusted clock
+    /// (Kafka's CreateTime). Device clocks drift; this one is what they are checked
+    /// against. `None` where the transport keeps no time (NDJSON files).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A message to write: the sink chooses the partition from the key.
@@ -32,11 +36,13 @@ pub struct OutRecord {
     pub key: Option<Bytes>,
     pub payload: Bytes,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's timestamp (see `Record::timestamp_ms`); `None` lets the sink stamp it.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl OutRecord {
     pub fn new(topic: impl Into<String>, key: impl Into<Option<Bytes>>, payload: impl Into<Bytes>) -> Self {
-        OutRecord { topic: topic.into(), partition: None, key: key.into(), payload: payload.into(), headers: Vec::new() }
+        OutRecord { topic: topic.into(), partition: None, key: key.into(), payload: payload.into(), headers: Vec::new(), timestamp_ms: None }
     }
 }
 

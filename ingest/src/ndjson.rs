@@ -141,7 +141,7 @@ impl Source for NdjsonSource {
             let Some(Reverse((_, i))) = self.heads.pop() else { break };
             let file = &mut self.files[i];
             if let Some(line) = file.next.take() {
-                out.push(Record { topic: file.topic.clone(), partition: 0, offset: file.offset, key: None, payload: Bytes::from(line), headers: Vec::new() });
+                out.push(Record { topic: file.topic.clone(), partition: 0, offset: file.offset, key: None, payload: Bytes::from(line), headers: Vec::new(), timestamp_ms: None });
                 file.offset += 1;
             }
             if let Some(ts) = file.advance()? {

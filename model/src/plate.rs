@@ -86,6 +86,20 @@ impl Plate {
     pub fn char_count(&self) -> usize {
         self.as_str().chars().count()
     }
+
+    /// The plate with one ASCII character after the province replaced by `*`, for
+    /// every such position: two plates share a key exactly when they differ in that
+    /// one character, which is how a one-character misread is found in an index.
+    pub fn wildcard_keys(&self) -> impl Iterator<Item = [u8; CAPACITY + 1]> + '_ {
+        let len = usize::from(self.len);
+        (0..len).filter(move |&i| i > 0 && self.bytes[i].is_ascii_alphanumeric()).map(move |i| {
+            let mut key = [0u8; CAPACITY + 1];
+            key[0] = self.len;
+            key[1..].copy_from_slice(&self.bytes);
+            key[1 + i] = b'*';
+            key
+        })
+    }
 }
 
 /// Folds full-width ASCII to half-width and lower case to upper; drops separators.

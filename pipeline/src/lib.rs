@@ -5,7 +5,9 @@
 //! `Pipeline` is a synchronous state machine over batches (easy to test and to
 //! benchmark); `runner::run` drives it from any `Source` and publishes to `LiveState`.
 
+pub mod clock;
 pub mod dedup;
+pub mod enforce;
 pub mod live;
 pub mod matcher;
 pub mod parking;

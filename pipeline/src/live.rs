@@ -7,7 +7,8 @@ use crate::pipeline::BatchOutput;
 use crate::window::SegmentWindow;
 use egret_model::CityModel;
 use parking_lot::RwLock;
-use std::collections::VecDeque;
+use crate::enforce::violation::{PossibleHit, Violation};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,10 +25,25 @@ pub struct Snapshot {
     pub lots: Vec<Option<LotState>>,
 }
 
+/// Tickets held for the API: newest last, bounded, one per violation id.
+pub const VIOLATIONS_KEPT: usize = 100_000;
+/// Possible hotlist hits held for a person to review.
+pub const POSSIBLE_HITS_KEPT: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct Tickets {
+    violations: VecDeque<Violation>,
+    ids: HashSet<String>,
+    possible_hits: VecDeque<PossibleHit>,
+    /// Tickets that arrived again (a replay) and were not kept twice.
+    repeats: u64,
+}
+
 pub struct LiveState {
     city: Arc<CityModel>,
     current: RwLock<Snapshot>,
     history: RwLock<Vec<VecDeque<SegmentWindow>>>,
+    tickets: RwLock<Tickets>,
     version: AtomicU64,
 }
 
@@ -37,6 +53,7 @@ impl LiveState {
         LiveState {
             current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n], lots: vec![None; city.lots.len()] }),
             history: RwLock::new(vec![VecDeque::new(); n]),
+            tickets: RwLock::new(Tickets::default()),
             version: AtomicU64::new(0),
             city,
         }
@@ -48,6 +65,7 @@ impl LiveState {
 
     /// Applies one batch's output: newer windows replace older ones; finals go to history.
     pub fn apply(&self, out: &BatchOutput) {
+        self.apply_tickets(&out.tickets);
         if out.windows.is_empty() && out.lots.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
             return;
         }
@@ -79,6 +97,48 @@ impl LiveState {
             h.push_back(w.clone());
         }
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Keeps new tickets; one already held (same id, e.g. from a replay) is not
+    /// kept again.
+    pub fn apply_tickets(&self, tickets: &crate::enforce::Tickets) {
+        if tickets.violations.is_empty() && tickets.possible_hits.is_empty() {
+            return;
+        }
+        let mut held = self.tickets.write();
+        for v in &tickets.violations {
+            if !held.ids.insert(v.violation_id.clone()) {
+                held.repeats += 1;
+                continue;
+            }
+            if held.violations.len() == VIOLATIONS_KEPT
+                && let Some(old) = held.violations.pop_front()
+            {
+                held.ids.remove(&old.violation_id);
+            }
+            held.violations.push_back(v.clone());
+        }
+        for h in &tickets.possible_hits {
+            if held.possible_hits.len() == POSSIBLE_HITS_KEPT {
+                held.possible_hits.pop_front();
+            }
+            held.possible_hits.push_back(h.clone());
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Tickets held, oldest first, that `keep` accepts.
+    pub fn violations(&self, keep: impl Fn(&Violation) -> bool) -> Vec<Violation> {
+        self.tickets.read().violations.iter().filter(|v| keep(v)).cloned().collect()
+    }
+
+    pub fn possible_hits(&self) -> Vec<PossibleHit> {
+        self.tickets.read().possible_hits.iter().cloned().collect()
+    }
+
+    /// Tickets received again and not kept twice.
+    pub fn repeated_tickets(&self) -> u64 {
+        self.tickets.read().repeats
     }
 
     pub fn snapshot(&self) -> Snapshot {

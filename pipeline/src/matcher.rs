@@ -1,10 +1,16 @@
 //! Plate-pair matching: a vehicle read at one gantry and then at the next adjacent
 //! gantry has driven the segment between them, at its surveyed length over the time
-//! between the two reads.
+//! between the two reads. When the gantry in between missed the vehicle, the only
+//! two-segment path between the reads was driven: a bridged traversal, which feeds
+//! enforcement (an average over both segments) but not the per-segment speeds.
 //!
 //! Each plate keeps its few most recent reads in event-time order, so a read that
 //! arrives late still pairs with its true neighbours. Reads at non-adjacent gantries
 //! (a missed read in between) pair with nothing. State expires with event time.
+//!
+//! Reads keep their tag: a plate seen with two tags is two vehicles (a cloned plate,
+//! see `enforce`), and reads of different vehicles never pair. Each read also keeps
+//! where it came from and how sure its clock is, for the evidence of a ticket.
 
 use egret_model::{CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
 use std::collections::HashMap;
@@ -24,12 +30,36 @@ pub struct Traversal {
     pub enter_ms: i64,
     pub exit_ms: i64,
     pub speed_kmh: f64,
+    /// The two reads, for evidence.
+    pub from: Read,
+    pub to: Read,
+    /// Set when the gantry between `segment` and this one missed the vehicle: the
+    /// drive covered both (the only two-segment path between the reads), and
+    /// `speed_kmh` is the average over both.
+    pub via: Option<SegmentIdx>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Read {
-    reader: ReaderIdx,
-    ts_ms: i64,
+/// One gantry read as the matcher keeps it (32 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    pub reader: ReaderIdx,
+    /// The device's own timestamp minus the corrected one.
+    pub clock_delta_ms: i32,
+    /// Corrected event time.
+    pub ts_ms: i64,
+    /// Source record: offset and partition on the plate-reads topic.
+    pub offset: u64,
+    pub partition: u16,
+    /// How far the corrected time may still be off (capped at 65 s).
+    pub uncertainty_ms: u16,
+    /// Fingerprint of the RFID tag id (0: none given).
+    pub tag: u32,
+}
+
+impl Read {
+    pub fn device_ts_ms(&self) -> i64 {
+        self.ts_ms + i64::from(self.clock_delta_ms)
+    }
 }
 
 #[derive(Debug)]
@@ -46,21 +76,21 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Adds a read; returns the traversals it completes (0, 1 or 2 when it fills a gap).
-    pub fn read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, reader: ReaderIdx, ts_ms: i64, out: &mut Vec<Traversal>) {
-        let state = self.plates.entry(plate).or_insert(PlateState { class, reads: [Read { reader, ts_ms }; RECENT_READS], len: 0 });
+    /// Adds a read; returns the traversals it completes (0, 1 or 2 when it fills a
+    /// gap) in `out`, or `false` when it repeats a passage already known.
+    pub fn read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, this: Read, out: &mut Vec<Traversal>) -> bool {
+        let state = self.plates.entry(plate).or_insert(PlateState { class, reads: [this; RECENT_READS], len: 0 });
         state.class = class;
-        let reads = &mut state.reads[..usize::from(state.len)];
-        // Position in time order; an identical (reader, ts) read is a duplicate.
-        let at = reads.partition_point(|r| r.ts_ms <= ts_ms);
+        let reads = &state.reads[..usize::from(state.len)];
         // A gantry often reads a tag twice in one pass: one passage, not two.
-        let same_pass = |r: &Read| r.reader == reader && (r.ts_ms - ts_ms).abs() < SAME_PASSAGE_MS;
-        if at.checked_sub(1).is_some_and(|i| same_pass(&reads[i])) || reads.get(at).is_some_and(same_pass) {
-            return;
+        let same_pass = |r: &Read| r.reader == this.reader && r.tag == this.tag && (r.ts_ms - this.ts_ms).abs() < SAME_PASSAGE_MS;
+        if reads.iter().any(same_pass) {
+            return false;
         }
-        let before = at.checked_sub(1).map(|i| reads[i]);
-        let after = reads.get(at).copied();
-        let this = Read { reader, ts_ms };
+        let at = reads.partition_point(|r| r.ts_ms <= this.ts_ms);
+        // Neighbours in time of the same vehicle (same tag).
+        let before = reads[..at].iter().rev().find(|r| r.tag == this.tag).copied();
+        let after = reads[at..].iter().find(|r| r.tag == this.tag).copied();
         if let Some(prev) = before {
             push_traversal(city, plate, class, prev, this, out);
         }
@@ -68,6 +98,12 @@ impl Matcher {
             push_traversal(city, plate, class, this, next, out);
         }
         insert(state, at, this);
+        true
+    }
+
+    /// The plate's registered class and its recent reads, oldest first.
+    pub fn recent(&self, plate: &Plate) -> Option<(VehicleClass, &[Read])> {
+        self.plates.get(plate).map(|s| (s.class, &s.reads[..usize::from(s.len)]))
     }
 
     /// Forgets plates whose newest read is older than `horizon_ms`.
@@ -101,12 +137,18 @@ pub fn speed_kmh(length_m: u32, enter_ms: i64, exit_ms: i64) -> f64 {
 }
 
 fn push_traversal(city: &CityModel, plate: Plate, class: VehicleClass, from: Read, to: Read, out: &mut Vec<Traversal>) {
-    let Some(segment) = city.segment_between(from.reader, to.reader) else { return };
     if to.ts_ms <= from.ts_ms {
         return;
     }
-    let speed_kmh = speed_kmh(city.segment(segment).length_m, from.ts_ms, to.ts_ms);
+    let (segment, via, length_m) = match city.segment_between(from.reader, to.reader) {
+        Some(s) => (s, None, city.segment(s).length_m),
+        None => match city.two_hop(from.reader, to.reader) {
+            Some((first, second)) => (first, Some(second), city.segment(first).length_m + city.segment(second).length_m),
+            None => return,
+        },
+    };
+    let speed_kmh = speed_kmh(length_m, from.ts_ms, to.ts_ms);
     if PLAUSIBLE_KMH.contains(&speed_kmh) {
-        out.push(Traversal { segment, plate, class, enter_ms: from.ts_ms, exit_ms: to.ts_ms, speed_kmh });
+        out.push(Traversal { segment, plate, class, enter_ms: from.ts_ms, exit_ms: to.ts_ms, speed_kmh, from, to, via });
     }
 }

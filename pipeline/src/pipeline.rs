@@ -2,6 +2,8 @@
 //! (keyed by segment and lot) in memory, one batch at a time. Across instances the
 //! same two stages talk through the repartition topic instead (`repartition`).
 
+use crate::enforce::Tickets;
+use crate::enforce::hotlist::HotlistEntry;
 use crate::parking::LotState;
 use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
@@ -40,6 +42,9 @@ pub struct PipelineConfig {
     pub clock: ClockMode,
     /// A plate not read for this long (event time) is forgotten.
     pub plate_ttl_ms: i64,
+    /// How far the clock of a device not yet calibrated may be off (its certified
+    /// accuracy); enforcement gives this much to the driver.
+    pub uncalibrated_clock_ms: i64,
 }
 
 impl Default for PipelineConfig {
@@ -52,6 +57,7 @@ impl Default for PipelineConfig {
             max_future_ms: 5 * 60_000,
             clock: ClockMode::Wall,
             plate_ttl_ms: 45 * 60_000,
+            uncalibrated_clock_ms: 2_000,
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct BatchOutput {
     /// Lots whose occupancy changed.
     pub lots: Vec<LotState>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Tickets issued and possible hotlist hits found in this batch.
+    pub tickets: Tickets,
     pub watermark_ms: i64,
 }
 
@@ -115,6 +123,15 @@ impl Pipeline {
         self.stage1.plates_in_flight()
     }
 
+    /// Replaces a hotlist; returns the entries that are not plates.
+    pub fn set_hotlist(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
+        self.stage1.set_hotlist(name, entries)
+    }
+
+    pub fn stage1(&self) -> &Stage1 {
+        &self.stage1
+    }
+
     /// See `Stage1::set_assignment`.
     pub fn set_assignment(&mut self, partitions: &[(String, u32)], now: Instant) {
         self.stage1.set_assignment(partitions, now);
@@ -142,12 +159,12 @@ impl Pipeline {
         let out = self.stage1.finish();
         let watermark_ms = out.watermark_ms;
         let done = self.stage2.finish();
-        BatchOutput { windows: done.windows, lots: done.lots, dead_letters: out.dead_letters, watermark_ms }
+        BatchOutput { windows: done.windows, lots: done.lots, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms }
     }
 
     fn hand_over(&mut self, out: Stage1Output) -> BatchOutput {
         self.stage2.apply(&out.updates);
         let changed = self.stage2.advance(out.watermark_ms);
-        BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: out.dead_letters, watermark_ms: out.watermark_ms }
+        BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms: out.watermark_ms }
     }
 }

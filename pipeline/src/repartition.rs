@@ -120,6 +120,12 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         };
         let letters = BatchOutput { dead_letters: out.dead_letters.clone(), ..Default::default() };
         crate::runner::send_dead_letters(&letters, dead_letters).await?;
+        // Tickets are complete in stage 1 (keyed by plate): they go straight out,
+        // through the same producer, before the input offsets are committed.
+        let tickets = crate::runner::ticket_records(&out.tickets);
+        if !tickets.is_empty() {
+            repartition.send(tickets).await?;
+        }
         // While idle the watermark rarely moves: mark only when it did, or with data.
         if !out.updates.is_empty() || out.watermark_ms != marked {
             repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
@@ -147,7 +153,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             Poll::Idle => Vec::new(),
             Poll::End => {
                 let done = stage2.finish();
-                let out = BatchOutput { windows: done.windows, lots: done.lots, dead_letters: Vec::new(), watermark_ms: i64::MAX };
+                let out = BatchOutput { windows: done.windows, lots: done.lots, watermark_ms: i64::MAX, ..Default::default() };
                 publish(&out, outputs, live).await?;
                 return Ok(Ended::InputEnd);
             }
@@ -168,7 +174,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         }
         stage2.apply(&updates);
         let changed = stage2.advance(marks.watermark(now));
-        let out = BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: Vec::new(), watermark_ms: stage2.watermark() };
+        let out = BatchOutput { windows: changed.windows, lots: changed.lots, watermark_ms: stage2.watermark(), ..Default::default() };
         publish(&out, outputs, live).await?;
         crate::runner::commit_batch(source, &records)?;
     }

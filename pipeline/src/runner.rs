@@ -71,6 +71,10 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
 pub const SEGMENT_SPEEDS_TOPIC: &str = "egret.segment-speeds";
 /// The topic of published lot occupancy.
 pub const PARKING_TOPIC: &str = "egret.parking";
+/// The topic of tickets, keyed by `violation_id` (police only).
+pub const VIOLATIONS_TOPIC: &str = "egret.violations";
+/// Possible hotlist hits for a person to check (police only).
+pub const HOTLIST_HITS_TOPIC: &str = "egret.hotlist-hits";
 
 #[derive(Serialize)]
 struct LotUpdate<'a> {
@@ -133,10 +137,22 @@ pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outpu
         let lot_id = city.lots[l.lot as usize].lot_id.as_str();
         keyed_json(PARKING_TOPIC, lot_id, &LotUpdate { lot_id, state: l })
     }));
+    derived.extend(ticket_records(&out.tickets));
     if !derived.is_empty() {
         outputs.derived.send(derived).await?;
     }
     send_dead_letters(out, outputs.dead_letters).await
+}
+
+/// Tickets keyed by their deterministic id, so a replay's repeats compact away and
+/// every consumer can drop a ticket it already holds.
+pub(crate) fn ticket_records(tickets: &crate::enforce::Tickets) -> Vec<OutRecord> {
+    let mut out: Vec<OutRecord> = tickets.violations.iter().map(|v| keyed_json(VIOLATIONS_TOPIC, &v.violation_id, v)).collect();
+    out.extend(tickets.possible_hits.iter().map(|h| keyed_json(HOTLIST_HITS_TOPIC, &h.listed_plate, h)));
+    for v in &tickets.violations {
+        metrics::counter!("egret_violations_total", "kind" => v.kind.as_str()).increment(1);
+    }
+    out
 }
 
 /// Sends rejected records to the dead-letter sink with the contract's headers.

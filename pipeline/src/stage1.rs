@@ -1,9 +1,13 @@
-//! Stage 1, keyed by plate: decode → validate against the stream clock →
-//! de-duplicate → dead-letter the rejects → pair plate reads into traversals, and
-//! route parking gate reads and lot counts. Its output is keyed for stage 2.
+//! Stage 1, keyed by plate: decode → correct device clocks → validate against the
+//! stream clock → de-duplicate → dead-letter the rejects → pair plate reads into
+//! traversals → enforce the rules, and route parking gate reads and lot counts.
+//! Its updates are keyed for stage 2; its tickets go straight out.
 
+use crate::clock::DeviceClocks;
 use crate::dedup::Dedup;
-use crate::matcher::{Matcher, Traversal};
+use crate::enforce::hotlist::HotlistEntry;
+use crate::enforce::{Enforcer, Tickets};
+use crate::matcher::{Matcher, Read, Traversal};
 use crate::pipeline::{ClockMode, DeadLetter, PipelineConfig, Stats};
 use crate::update::Update;
 use crate::watermark::Watermarks;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Stage1Output {
     pub updates: Vec<Update>,
     pub dead_letters: Vec<DeadLetter>,
+    pub tickets: Tickets,
     /// Stage 1's watermark after the batch: no later update is for a window that is
     /// final at this watermark.
     pub watermark_ms: i64,
@@ -30,11 +35,20 @@ pub struct Stage1 {
     config: PipelineConfig,
     watermarks: Watermarks,
     matcher: Matcher,
+    clocks: DeviceClocks,
+    enforcer: Enforcer,
     dedup: Dedup,
     newest_event_ms: Option<i64>,
     stats: Stats,
     traversals: Vec<Traversal>,
     drained: Vec<(u32, u32)>,
+}
+
+/// What the device's own clock said, and how far the corrected time may be off.
+#[derive(Debug, Clone, Copy)]
+struct DeviceTime {
+    device_ts_ms: i64,
+    uncertainty_ms: i64,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -46,6 +60,8 @@ impl Stage1 {
         Stage1 {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             matcher: Matcher::default(),
+            clocks: DeviceClocks::new(city.readers.len() + city.cameras.len(), config.uncalibrated_clock_ms),
+            enforcer: Enforcer::new(&city, config.window_ms + config.allowed_lateness_ms),
             dedup: Dedup::default(),
             newest_event_ms: None,
             stats: Stats::default(),
@@ -72,6 +88,25 @@ impl Stage1 {
         self.matcher.plates_in_flight()
     }
 
+    /// Replaces a hotlist; returns the entries that are not plates.
+    pub fn set_hotlist(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
+        self.enforcer.hotlists.set_list(name, entries)
+    }
+
+    pub fn remove_hotlist(&mut self, name: &str) -> bool {
+        self.enforcer.hotlists.remove_list(name)
+    }
+
+    /// Camera offences dropped unconfirmed, and those still waiting for a read.
+    pub fn unconfirmed_offences(&self) -> (u64, usize) {
+        (self.enforcer.unconfirmed(), self.enforcer.pending_offences())
+    }
+
+    /// The clock correction of a reader (by index), if it is calibrated.
+    pub fn reader_clock(&self, reader: usize) -> Option<crate::clock::Calibration> {
+        self.clocks.calibration(reader)
+    }
+
     /// The partitions the source now assigns to this instance (see `Source::assignment`).
     pub fn set_assignment(&mut self, partitions: &[(String, u32)], now: Instant) {
         if partitions.is_empty() {
@@ -95,10 +130,11 @@ impl Stage1 {
         for record in records {
             let Some(topic) = Topic::from_name(&record.topic) else { continue };
             consumed[topic as usize] += 1;
-            match decoder.decode(topic, &record.payload).and_then(|e| self.admit(e)) {
-                Ok(event) => {
+            let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e, record.timestamp_ms));
+            match decoded.and_then(|(e, clock)| Ok((self.admit(e)?, clock))) {
+                Ok((event, clock)) => {
                     self.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
-                    self.route(event, &mut out.updates);
+                    self.route(event, clock, record, &mut out);
                 }
                 Err(reject) => {
                     *self.stats.rejected.entry((topic, reject.reason)).or_default() += 1;
@@ -126,13 +162,33 @@ impl Stage1 {
 
     /// End of a finite input.
     pub fn finish(&mut self) -> Stage1Output {
-        Stage1Output { watermark_ms: self.watermarks.finish(), ..Default::default() }
+        let mut out = Stage1Output { watermark_ms: self.watermarks.finish(), ..Default::default() };
+        self.enforcer.release_held(i64::MAX, &mut out.tickets);
+        out
     }
 
     /// True when the window holding `ts_ms` is final at this watermark.
     fn is_final(&self, ts_ms: i64, watermark: i64) -> bool {
         let end = window_start(ts_ms, self.config.window_ms).saturating_add(self.config.window_ms);
         end.saturating_add(self.config.allowed_lateness_ms) <= watermark
+    }
+
+    /// Corrects a device's timestamp by its clock's estimated offset; returns the
+    /// event and (device timestamp, remaining uncertainty).
+    fn correct_clock(&mut self, mut event: Decoded, arrival_ms: Option<i64>) -> (Decoded, DeviceTime) {
+        let readers = self.city.readers.len();
+        let (device, ts) = match &mut event {
+            Decoded::PlateRead(r) => (r.reader.0 as usize, &mut r.ts_ms),
+            Decoded::Camera(c) => (readers + c.camera as usize, &mut c.ts_ms),
+            Decoded::BusGps(_) | Decoded::ParkingCount(_) => {
+                let ts = event.ts_ms();
+                return (event, DeviceTime { device_ts_ms: ts, uncertainty_ms: 0 });
+            }
+        };
+        let device_ts_ms = *ts;
+        let (corrected, uncertainty_ms) = self.clocks.observe(device, device_ts_ms, arrival_ms);
+        *ts = corrected;
+        (event, DeviceTime { device_ts_ms, uncertainty_ms })
     }
 
     /// Stream-clock checks: from the future, too late, or seen before.
@@ -158,21 +214,42 @@ impl Stage1 {
         Ok(event)
     }
 
-    fn route(&mut self, event: Decoded, updates: &mut Vec<Update>) {
+    fn route(&mut self, event: Decoded, clock: DeviceTime, record: &Record, out: &mut Stage1Output) {
+        let city = self.city.clone();
         let read = match event {
             Decoded::PlateRead(read) => read,
-            Decoded::ParkingCount(c) => return updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
-            Decoded::BusGps(_) | Decoded::Camera(_) => return,
+            Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
+            Decoded::Camera(c) => {
+                let recent = c.plate.as_ref().and_then(|p| self.matcher.recent(p));
+                self.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
+                return;
+            }
+            Decoded::BusGps(_) => return,
         };
-        if let Some((lot, entering)) = self.city.gate(read.reader) {
-            return updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
+        let kept = Read {
+            reader: read.reader,
+            clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            ts_ms: read.ts_ms,
+            offset: record.offset,
+            partition: record.partition.min(u32::from(u16::MAX)) as u16,
+            uncertainty_ms: clock.uncertainty_ms.clamp(0, i64::from(u16::MAX)) as u16,
+            tag: read.tag,
+        };
+        if let Some((lot, entering)) = city.gate(read.reader) {
+            self.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
+            return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
         self.traversals.clear();
-        self.matcher.read(&self.city, read.plate, read.class, read.reader, read.ts_ms, &mut self.traversals);
-        // Buses dwell at stops: their times are not the traffic's.
-        for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus) {
+        if !self.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
+            return;
+        }
+        let recent = self.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
+        self.enforcer.on_read(&city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
+        // Buses dwell at stops: their times are not the traffic's. A bridged drive
+        // over two segments says nothing exact about either one's speed.
+        for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus && t.via.is_none()) {
             self.stats.traversals += 1;
-            updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
+            out.updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
         }
     }
 
@@ -182,6 +259,8 @@ impl Stage1 {
         }
         let watermark = self.watermarks.advance(now);
         self.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        self.enforcer.release_held(watermark, &mut out.tickets);
+        self.enforcer.expire(watermark, self.city.rules.timezone_offset_minutes);
         self.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;
         out

@@ -18,7 +18,7 @@ fn city() -> Arc<CityModel> {
 
 fn read(offset: u64, event_id: &str, reader: &str, plate: &str, ts_ms: i64) -> Record {
     let json = format!(r#"{{"event_id":"{event_id}","reader_id":"{reader}","plate":"{plate}","vehicle_class":"car","ts_ms":{ts_ms}}}"#);
-    Record { topic: Topic::PlateReads.default_name().into(), partition: 0, offset, key: None, payload: json.into_bytes().into(), headers: vec![] }
+    Record { topic: Topic::PlateReads.default_name().into(), partition: 0, offset, key: None, payload: json.into_bytes().into(), headers: vec![], timestamp_ms: None }
 }
 
 #[test]

@@ -19,16 +19,19 @@ pub struct Noise {
     pub max_late_ms: i64,
     /// Fraction of messages replaced by malformed bytes.
     pub malformed: f64,
+    /// Every message takes up to this long from device to collector.
+    #[serde(default)]
+    pub max_latency_ms: i64,
 }
 
 impl Noise {
     pub fn clean() -> Noise {
-        Noise { missed: 0.0, duplicate: 0.0, misread: 0.0, max_skew_ms: 0, late: 0.0, max_late_ms: 0, malformed: 0.0 }
+        Noise { missed: 0.0, duplicate: 0.0, misread: 0.0, max_skew_ms: 0, late: 0.0, max_late_ms: 0, malformed: 0.0, max_latency_ms: 0 }
     }
 
     /// The noisy scenario of targets.md, footnote 1.
     pub fn noisy() -> Noise {
-        Noise { missed: 0.05, duplicate: 0.01, misread: 0.01, max_skew_ms: 2_000, late: 0.10, max_late_ms: 60_000, malformed: 0.001 }
+        Noise { missed: 0.05, duplicate: 0.01, misread: 0.01, max_skew_ms: 2_000, late: 0.10, max_late_ms: 60_000, malformed: 0.001, max_latency_ms: 300 }
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::config::SimConfig;
 use crate::plates;
 use crate::truth::TruthRecord;
+use crate::watch::Watch;
 use egret_model::event::{BusGps, CameraEvent, CameraKind, ParkingCount, PlateRead};
 use egret_model::{CityModel, Plate, Topic, VehicleClass};
 use rand::{Rng, SeedableRng};
@@ -33,6 +34,7 @@ pub(crate) struct Emitter {
     /// Fixed clock error per device id.
     skew: HashMap<String, i64>,
     truth: Vec<TruthRecord>,
+    pub watch: Watch,
 }
 
 /// What a device saw, before noise.
@@ -47,7 +49,7 @@ impl Emitter {
         let max = config.noise.max_skew_ms;
         let devices = city.readers.iter().map(|r| &r.reader_id).chain(city.cameras.iter().map(|c| &c.camera_id));
         let skew = devices.map(|id| (id.clone(), if max > 0 { rng.random_range(-max..=max) } else { 0 })).collect();
-        Emitter { config, rng, queue: BinaryHeap::new(), seq: 0, skew, truth: Vec::new() }
+        Emitter { config, rng, queue: BinaryHeap::new(), seq: 0, skew, truth: Vec::new(), watch: Watch::new(city) }
     }
 
     /// Inside the scenario's span: what devices report and the truth records.
@@ -67,6 +69,13 @@ impl Emitter {
 
     /// A device saw a vehicle at true time `ts_ms`: emit what the device reports.
     pub fn sighting(&mut self, ts_ms: i64, sighting: Sighting<'_>) {
+        if self.live(ts_ms) {
+            let (plate, device, tag) = match &sighting {
+                Sighting::Read { reader_id, plate, tag_id, .. } => (*plate, *reader_id, Some(*tag_id)),
+                Sighting::Camera { camera_id, plate, .. } => (*plate, *camera_id, None),
+            };
+            self.watch.seen(plate, device, tag, ts_ms, &mut self.truth);
+        }
         if !self.live(ts_ms) || self.rng.random_bool(self.config.noise.missed) {
             return;
         }
@@ -99,7 +108,7 @@ impl Emitter {
                 image_ref: Some(Cow::Owned(format!("img/{camera_id}/{event_id}.jpg"))),
             }),
         };
-        self.push(topic, plate.as_str().to_owned(), device_ts, payload);
+        self.push(topic, plate.as_str().to_owned(), ts_ms, payload);
     }
 
     pub fn bus_gps(&mut self, bus_id: &str, route_id: &str, trip_id: &str, pos: [f64; 2], speed_kmh: f64, ts_ms: i64) {
@@ -133,11 +142,14 @@ impl Emitter {
         self.push(Topic::ParkingCounts, lot_id.to_owned(), ts_ms, payload);
     }
 
-    /// Queues a message, applying duplicate, late and malformed noise.
+    /// Queues a message made at true time `ts_ms`, applying transport latency and
+    /// duplicate, late and malformed noise. Delivery follows the true clock, not the
+    /// device's: the collector stamps arrival with its own time.
     fn push(&mut self, topic: Topic, key: String, ts_ms: i64, payload: Vec<u8>) {
         let noise = &self.config.noise;
         let late = self.rng.random_bool(noise.late) && noise.max_late_ms > 0;
-        let deliver_ms = if late { ts_ms + self.rng.random_range(1..=noise.max_late_ms) } else { ts_ms };
+        let latency = if noise.max_latency_ms > 0 { self.rng.random_range(0..=noise.max_latency_ms) } else { 0 };
+        let deliver_ms = ts_ms + latency + if late { self.rng.random_range(1..=noise.max_late_ms) } else { 0 };
         let duplicate = self.rng.random_bool(noise.duplicate);
         let payload = if self.rng.random_bool(noise.malformed) { self.malform(&payload) } else { payload };
         if duplicate {

@@ -15,10 +15,12 @@ pub mod parking;
 pub mod plates;
 pub mod truth;
 pub mod vehicles;
+pub mod watch;
 
 pub use config::{Noise, SimConfig};
 pub use emit::Emitted;
 pub use truth::{GroundTruth, TruthRecord};
+pub use watch::WantedPlate;
 
 use egret_model::CityModel;
 use emit::Emitter;
@@ -53,10 +55,11 @@ impl Simulator {
         let network = Arc::new(vehicles::Network::new(&city));
         let lots = parking::Lots::new(&city, &mut rng);
         let bus_plan = buses::BusPlan::new(&city, config.start_ms - WARM_UP_MS, config.end_ms());
-        let emitter = Emitter::new(&city, config.clone(), rng.random());
+        let mut emitter = Emitter::new(&city, config.clone(), rng.random());
+        let fleet = vehicles::Fleet::new(&mut rng, &config, &mut emitter.watch);
         let mut sim = Simulator {
             generated_until: config.start_ms - WARM_UP_MS,
-            fleet: vehicles::Fleet::default(),
+            fleet,
             city,
             config,
             rng,
@@ -102,6 +105,11 @@ impl Simulator {
         events
     }
 
+    /// The scenario's hotlists, as the police would have loaded them before it starts.
+    pub fn hotlists(&self) -> Vec<WantedPlate> {
+        self.emitter.watch.wanted()
+    }
+
     /// Ground truth recorded so far; the simulator forgets it once taken.
     pub fn take_truth(&mut self) -> Vec<TruthRecord> {
         self.emitter.take_truth()
@@ -113,7 +121,7 @@ impl Simulator {
         let starts = demand::poisson(&mut self.rng, rate * STEP_MS as f64 / 60_000.0);
         for _ in 0..starts {
             let start_ms = t + self.rng.random_range(0..STEP_MS);
-            let vehicle = self.fleet.new_vehicle(&mut self.rng, &self.config);
+            let vehicle = self.fleet.new_vehicle(&mut self.rng, &mut self.emitter.watch, start_ms);
             let parks = live && vehicles::parks(vehicle.class) && self.rng.random_bool(self.config.parking_share);
             if parks {
                 parking::drive_to_lot(self, vehicle, start_ms);

@@ -13,7 +13,8 @@ use egret_model::time::{HourRange, local_minute_of_day};
 use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashSet;
+use crate::watch::{Watch, WantedPlate};
+use std::collections::{HashSet, VecDeque};
 
 /// A vehicle on one trip.
 #[derive(Debug, Clone)]
@@ -34,18 +35,72 @@ pub fn parks(class: VehicleClass) -> bool {
     matches!(class, VehicleClass::Car | VehicleClass::Taxi)
 }
 
-/// Hands out vehicles; remembers plates so no two vehicles share one.
+/// Share of new vehicles that drive on a hotlisted plate, while any is left.
+const WANTED_SHARE: f64 = 0.004;
+/// Share of new vehicles whose plate will later be cloned by another vehicle.
+const CLONED_SHARE: f64 = 0.002;
+/// How soon after its original the clone may take to the road.
+const CLONE_AFTER_MS: i64 = 2 * 60_000;
+
+/// Hands out vehicles; remembers plates so no two vehicles share one, except the
+/// clones it makes on purpose.
 #[derive(Default)]
 pub struct Fleet {
     plates: HashSet<Plate>,
+    /// Hotlisted plates not yet on the road.
+    wanted: Vec<Plate>,
+    /// Plates that a later vehicle will copy, with when their original appeared.
+    to_clone: VecDeque<(Plate, i64)>,
+    /// Wanted and cloned plates take to the road from here on (not in the warm-up,
+    /// when nobody would see them).
+    special_from_ms: i64,
 }
 
 impl Fleet {
-    pub fn new_vehicle(&mut self, rng: &mut ChaCha8Rng, _config: &SimConfig) -> Vehicle {
+    /// A fleet with the scenario's hotlists: 40 stolen plates, and 20 with unpaid
+    /// fines of which 5 expired the day before and 5 expire halfway through.
+    pub fn new(rng: &mut ChaCha8Rng, config: &SimConfig, watch: &mut Watch) -> Self {
+        let mut fleet = Fleet { special_from_ms: config.start_ms - 5 * 60_000, ..Fleet::default() };
+        for i in 0..60 {
+            let plate = fleet.fresh_plate(rng);
+            let (list, reason, expires_ms) = match i {
+                0..40 => ("stolen", "reported stolen", None),
+                40..45 => ("unpaid-fines", "unpaid fines (settled)", Some(config.start_ms - 86_400_000)),
+                45..50 => ("unpaid-fines", "unpaid fines", Some(config.start_ms + config.duration_ms / 2)),
+                _ => ("unpaid-fines", "unpaid fines", None),
+            };
+            watch.add_wanted(plate, WantedPlate { list: list.into(), plate: plate.to_string(), reason: reason.into(), expires_ms });
+            fleet.wanted.push(plate);
+        }
+        fleet
+    }
+
+    fn fresh_plate(&mut self, rng: &mut ChaCha8Rng) -> Plate {
         let mut plate = plates::random_plate(rng);
         while !self.plates.insert(plate) {
             plate = plates::random_plate(rng);
         }
+        plate
+    }
+
+    pub fn new_vehicle(&mut self, rng: &mut ChaCha8Rng, watch: &mut Watch, now_ms: i64) -> Vehicle {
+        let special = now_ms >= self.special_from_ms;
+        let clone_due = special && self.to_clone.front().is_some_and(|(_, since)| now_ms - since >= CLONE_AFTER_MS);
+        let plate = if special && !self.wanted.is_empty() && rng.random_bool(WANTED_SHARE) {
+            self.wanted.pop()
+        } else if clone_due && rng.random_bool(0.05) {
+            self.to_clone.pop_front().map(|(p, _)| p)
+        } else {
+            None
+        };
+        let plate = plate.unwrap_or_else(|| {
+            let plate = self.fresh_plate(rng);
+            if special && rng.random_bool(CLONED_SHARE) {
+                self.to_clone.push_back((plate, now_ms));
+                watch.watch_clone(plate);
+            }
+            plate
+        });
         let class = plates::random_class(rng);
         let speeder = rng.random_bool(0.03);
         let driver_factor = if speeder { rng.random_range(1.15..1.45) } else { rng.random_range(0.9..1.08) };
@@ -224,11 +279,12 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
             sim.emitter.truth(exit, record);
         }
         let limit = f64::from(seg.speed_limit_kmh);
-        if true_kmh > city.rules.section_speed.threshold_kmh(limit) {
+        // A section offence needs both gantries inside the scenario to be seen at all.
+        if sim.emitter.live(t) && true_kmh > city.rules.section_speed.threshold_kmh(limit) {
             let (id, ver) = (city.rules.section_speed.rule_id.clone(), city.rules.section_speed.rule_version);
             violation(sim, "section_speed", v, exit, id, ver, &seg.segment_id, true_kmh, limit);
         }
-        restricted(sim, v, s, exit);
+        restricted(sim, v, s, t, exit);
         read_at(sim, v, &seg.to_reader_id, exit);
         t = exit;
     }
@@ -241,8 +297,8 @@ fn read_at(sim: &mut Simulator, v: &Vehicle, reader_id: &str, ts_ms: i64) {
 }
 
 /// A zone restriction is broken once per rule, plate and local day: at the first exit
-/// read inside the zone within the rule's hours.
-fn restricted(sim: &mut Simulator, v: &Vehicle, s: SegmentIdx, exit_ms: i64) {
+/// from a zone segment within the rule's hours (a segment both gantries saw).
+fn restricted(sim: &mut Simulator, v: &Vehicle, s: SegmentIdx, enter_ms: i64, exit_ms: i64) {
     let (city, network) = (sim.city.clone(), sim.network.clone());
     let tz = city.rules.timezone_offset_minutes;
     let minute = local_minute_of_day(exit_ms, tz);
@@ -250,7 +306,9 @@ fn restricted(sim: &mut Simulator, v: &Vehicle, s: SegmentIdx, exit_ms: i64) {
     for (i, hours) in &network.rules[s.0 as usize].restrictions {
         let rule = &city.rules.restrictions[*i];
         let in_hours = hours.is_empty() || hours.iter().any(|h| h.contains(minute));
-        if in_hours && rule.classes.contains(&v.class) && sim.restriction_tickets.insert((*i, v.plate, day)) {
+        // Only a segment driven wholly inside the scenario was seen end to end.
+        let seen = sim.emitter.live(enter_ms) && sim.emitter.live(exit_ms);
+        if in_hours && rule.classes.contains(&v.class) && seen && sim.restriction_tickets.insert((*i, v.plate, day)) {
             let seg = city.segment(s).segment_id.clone();
             violation(sim, "restricted_vehicle", v, exit_ms, rule.rule_id.clone(), rule.rule_version, &seg, 0.0, 0.0);
         }

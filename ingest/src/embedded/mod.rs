@@ -39,7 +39,7 @@ struct TopicLog {
 struct PartitionLog {
     /// Offset of `records[0]`, which is also the committed position.
     base: u64,
-    records: VecDeque<(Option<Bytes>, Bytes)>,
+    records: VecDeque<(Option<Bytes>, Bytes, Option<i64>)>,
 }
 
 impl PartitionLog {
@@ -105,7 +105,7 @@ impl EmbeddedLog {
             {
                 let mut part = topic.partitions[p].lock();
                 if part.records.len() < self.inner.capacity {
-                    part.records.push_back((record.key, record.payload));
+                    part.records.push_back((record.key, record.payload, record.timestamp_ms));
                     break;
                 }
             }
@@ -164,7 +164,7 @@ impl EmbeddedSource {
             let skip = (pos - part.base) as usize;
             let take = per_partition.min(max - out.len());
             let before = out.len();
-            for (k, (key, payload)) in part.records.iter().skip(skip).take(take).enumerate() {
+            for (k, (key, payload, timestamp_ms)) in part.records.iter().skip(skip).take(take).enumerate() {
                 out.push(Record {
                     topic: self.topics[t].0.clone(),
                     partition: p as u32,
@@ -172,6 +172,7 @@ impl EmbeddedSource {
                     key: key.clone(),
                     payload: payload.clone(),
                     headers: Vec::new(),
+                    timestamp_ms: *timestamp_ms,
                 });
             }
             self.positions[t][p] = pos + (out.len() - before) as u64;

@@ -19,10 +19,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
 /// Derived topics of contract-v1 §3, with whether they are compacted (keyed state).
-pub const DERIVED_TOPICS: [(&str, bool); 5] = [
+pub const DERIVED_TOPICS: [(&str, bool); 6] = [
     ("egret.segment-speeds", true),
     ("egret.parking", true),
-    ("egret.violations", false),
+    // Keyed by the deterministic violation id: a replay's repeats compact away.
+    ("egret.violations", true),
+    ("egret.hotlist-hits", false),
     ("egret.incidents", false),
     ("egret.bus-status", false),
 ];

@@ -51,6 +51,9 @@ impl Sink for KafkaSink {
             if let Some(p) = r.partition {
                 record = record.partition(p as i32);
             }
+            if let Some(ts) = r.timestamp_ms {
+                record = record.timestamp(ts);
+            }
             // Enqueue without waiting; when the local queue is full, wait for room.
             loop {
                 match self.producer.send_result(record) {

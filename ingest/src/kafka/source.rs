@@ -163,6 +163,7 @@ fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
             .headers()
             .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
             .unwrap_or_default(),
+        timestamp_ms: m.timestamp().to_millis(),
     }
 }
 

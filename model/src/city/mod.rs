@@ -210,6 +210,21 @@ impl CityModel {
     pub fn segment_between(&self, from: ReaderIdx, to: ReaderIdx) -> Option<SegmentIdx> {
         self.segment_by_ends.get(&(from, to)).copied()
     }
+    /// The only two-segment path from one gantry to another, if there is exactly one:
+    /// a vehicle read at both ends drove it, even if the middle gantry missed it.
+    pub fn two_hop(&self, from: ReaderIdx, to: ReaderIdx) -> Option<(SegmentIdx, SegmentIdx)> {
+        let mut found = None;
+        for &first in self.outgoing(from) {
+            if let Some(second) = self.segment_between(self.segment_to(first), to) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((first, second));
+            }
+        }
+        found
+    }
+
     /// Segments leaving a gantry.
     pub fn outgoing(&self, from: ReaderIdx) -> &[SegmentIdx] {
         &self.outgoing[from.0 as usize]

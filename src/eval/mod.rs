@@ -1,0 +1,254 @@
+//! `egret eval`: runs a seeded scenario through the real pipeline and scores what it
+//! served against the simulator's ground truth, figure by figure, beside the
+//! targets of targets.md, with the command that reproduces the run.
+//!
+//! "Served" means what went out on the derived topics (segment windows, lot states,
+//! tickets), exactly as a consumer of `egret.*` or the API would have seen it.
+
+pub mod score;
+
+use crate::drive::{self, DriveOptions};
+use egret_ingest::embedded::EmbeddedLog;
+use egret_ingest::memory::MemorySink;
+use egret_model::{CityModel, Topic};
+use egret_pipeline::enforce::hotlist::HotlistEntry;
+use egret_pipeline::enforce::violation::{Violation, ViolationKind};
+use egret_pipeline::runner::{self, Outputs};
+use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
+use egret_simulator::{GroundTruth, SimConfig, Simulator, TruthRecord, WantedPlate};
+use score::Confusion;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a scenario run served, and the truth it is scored against.
+pub struct Outcome {
+    pub events: u64,
+    pub dead_letters: u64,
+    pub violations: Vec<Violation>,
+    /// Final windows: (segment id, window start) → (mean km/h, samples).
+    pub windows: BTreeMap<(String, i64), (f64, u32)>,
+    /// Lot states as published, in order: (lot id, as_of_ms, occupied).
+    pub lots: Vec<(String, i64, Option<u32>)>,
+    pub truth: GroundTruth,
+    pub config: SimConfig,
+}
+
+/// The scenario's hotlists, grouped by list, as the pipeline loads them.
+pub fn hotlist_entries(wanted: &[WantedPlate]) -> BTreeMap<String, Vec<HotlistEntry>> {
+    let mut lists: BTreeMap<String, Vec<HotlistEntry>> = BTreeMap::new();
+    for w in wanted {
+        lists.entry(w.list.clone()).or_default().push(HotlistEntry { plate: w.plate.clone(), reason: w.reason.clone(), expires_ms: w.expires_ms });
+    }
+    lists
+}
+
+/// Runs a scenario through simulator → embedded log → pipeline, as fast as it goes.
+pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config: SimConfig, progress: bool) -> anyhow::Result<Outcome> {
+    let log = EmbeddedLog::new(4, 50_000);
+    let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let mut source = log.subscribe(&topics, Duration::from_millis(50));
+    let live = LiveState::new(city.clone());
+    let mut sim = Simulator::new(city.clone(), config.clone());
+    let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock: ClockMode::Event, ..pipeline });
+    for (list, entries) in hotlist_entries(&sim.hotlists()) {
+        let bad = pipeline.set_hotlist(&list, &entries);
+        anyhow::ensure!(bad.is_empty(), "hotlist {list} has entries that are not plates: {bad:?}");
+    }
+    let (dead_letters, derived) = (MemorySink::new(0), MemorySink::new(usize::MAX));
+    let producer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut truth = GroundTruth::default();
+            let options = DriveOptions { progress, ..DriveOptions::fast() };
+            let sent = drive::drive(&mut sim, &log, options, |r| truth.extend(r)).await;
+            log.close();
+            sent.map(|sent| (sent, truth))
+        })
+    };
+    let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
+    runner::run(&mut source, &outputs, &mut pipeline, &live, std::future::pending()).await?;
+    let (events, truth) = producer.await??;
+    let mut outcome = Outcome {
+        events,
+        dead_letters: dead_letters.total(),
+        violations: Vec::new(),
+        windows: BTreeMap::new(),
+        lots: Vec::new(),
+        truth,
+        config,
+    };
+    for r in derived.records() {
+        let value: serde_json::Value = serde_json::from_slice(&r.payload)?;
+        match r.topic.as_str() {
+            runner::VIOLATIONS_TOPIC => outcome.violations.push(serde_json::from_value(value)?),
+            runner::SEGMENT_SPEEDS_TOPIC if value["is_final"] == true => {
+                let key = (value["segment_id"].as_str().unwrap_or_default().to_owned(), value["window_start_ms"].as_i64().unwrap_or_default());
+                let samples = value["sample_count"].as_u64().unwrap_or_default() as u32;
+                outcome.windows.insert(key, (value["mean_speed_kmh"].as_f64().unwrap_or_default(), samples));
+            }
+            runner::PARKING_TOPIC => outcome.lots.push((
+                value["lot_id"].as_str().unwrap_or_default().to_owned(),
+                value["as_of_ms"].as_i64().unwrap_or_default(),
+                value["occupied"].as_u64().map(|o| o as u32),
+            )),
+            _ => {}
+        }
+    }
+    Ok(outcome)
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub figure: String,
+    pub measured: String,
+    pub target: String,
+    /// `None` where the figure cannot be judged (nothing to measure).
+    pub pass: Option<bool>,
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".into(), |x| format!("{:.2}%", 100.0 * x))
+}
+
+/// The figures of the accuracy table for one scenario run.
+pub fn figures(city: &CityModel, noisy: bool, outcome: &Outcome) -> Vec<Figure> {
+    let mut rows = Vec::new();
+    let truth = score::true_violations(&outcome.truth.records);
+    let per_kind = score::score_violations(&outcome.violations, &truth);
+    let mut all = Confusion::default();
+    for (kind, c) in &per_kind {
+        all.add(c);
+        let counts = format!("{} issued, {} real, {} matched", c.true_positives + c.false_positives, c.true_positives + c.false_negatives, c.true_positives);
+        if !noisy {
+            let pass = c.precision().is_none_or(|p| p >= 1.0) && c.recall().is_none_or(|r| r >= 1.0) && c.true_positives + c.false_negatives > 0;
+            rows.push(Figure {
+                figure: format!("{} precision / recall", kind.as_str()),
+                measured: format!("{} / {} ({counts})", pct(c.precision()), pct(c.recall())),
+                target: "100% / 100%".into(),
+                pass: Some(pass),
+            });
+        } else {
+            rows.push(Figure {
+                figure: format!("{} precision / recall", kind.as_str()),
+                measured: format!("{} / {} ({counts})", pct(c.precision()), pct(c.recall())),
+                target: "(see totals)".into(),
+                pass: None,
+            });
+        }
+    }
+    if noisy {
+        rows.push(Figure {
+            figure: "violation precision, all kinds".into(),
+            measured: format!("{} ({} false of {})", pct(all.precision()), all.false_positives, all.true_positives + all.false_positives),
+            target: ">= 99.9%".into(),
+            pass: Some(all.precision().is_some_and(|p| p >= 0.999)),
+        });
+        rows.push(Figure {
+            figure: "violation recall, all kinds".into(),
+            measured: format!("{} ({} missed of {})", pct(all.recall()), all.false_negatives, all.true_positives + all.false_negatives),
+            target: ">= 97%".into(),
+            pass: Some(all.recall().is_some_and(|r| r >= 0.97)),
+        });
+    }
+    let true_windows: BTreeMap<(String, i64), f64> =
+        outcome.truth.segment_speeds(60_000).into_iter().map(|(k, m)| (k, m.mean_kmh)).collect();
+    let (mape, n, unmatched) = score::speed_mape(&outcome.windows, &true_windows, 3);
+    let target = if noisy { 3.0 } else { 1.0 };
+    rows.push(Figure {
+        figure: "segment mean-speed MAPE (windows with >= 3 samples)".into(),
+        measured: format!("{mape:.3}% over {n} windows ({unmatched} without a true counterpart)"),
+        target: format!("<= {target}%"),
+        pass: Some(n > 0 && mape <= target),
+    });
+    let (mae_pct, end_errors, samples) = parking_error(city, outcome);
+    if noisy {
+        rows.push(Figure {
+            figure: "parking occupancy mean absolute error".into(),
+            measured: format!("{mae_pct:.3}% of capacity over {samples} published states"),
+            target: "<= 2% of capacity".into(),
+            pass: Some(samples > 0 && mae_pct <= 2.0),
+        });
+    } else {
+        rows.push(Figure {
+            figure: "parking occupancy error".into(),
+            measured: format!("{end_errors} of {} lots wrong at the end; {mae_pct:.3}% of capacity over {samples} published states", city.lots.len()),
+            target: "0".into(),
+            pass: Some(end_errors == 0 && mae_pct == 0.0),
+        });
+    }
+    rows
+}
+
+/// Served against true occupancy: every published lot state claims "`occupied` as
+/// of `as_of_ms`"; each is compared with the true count at that instant. Returns the
+/// mean absolute error as % of capacity, the lots wrong at the end, and the number
+/// of states compared. A state with no count yet (no snapshot) is not compared.
+fn parking_error(city: &CityModel, outcome: &Outcome) -> (f64, usize, usize) {
+    let mut truth: BTreeMap<&str, Vec<(i64, u32)>> = BTreeMap::new();
+    for r in &outcome.truth.records {
+        if let TruthRecord::LotOccupancy { lot_id, ts_ms, occupied } = r {
+            truth.entry(lot_id.as_str()).or_default().push((*ts_ms, *occupied));
+        }
+    }
+    // Several changes in one millisecond: the last one recorded is the count after them.
+    let at = |series: &[(i64, u32)], t: i64| series.iter().rev().filter(|(ts, _)| *ts <= t).max_by_key(|(ts, _)| *ts).map(|(_, o)| *o);
+    let capacity: BTreeMap<&str, u32> = city.lots.iter().map(|l| (l.lot_id.as_str(), l.capacity.max(1))).collect();
+    let (mut sum_pct, mut samples) = (0.0, 0usize);
+    let mut last_served: BTreeMap<&str, u32> = BTreeMap::new();
+    for (lot, as_of, occupied) in &outcome.lots {
+        let (Some(served), Some(series)) = (occupied, truth.get(lot.as_str())) else { continue };
+        last_served.insert(lot.as_str(), *served);
+        if let Some(true_count) = at(series, *as_of) {
+            sum_pct += 100.0 * f64::from(true_count.abs_diff(*served)) / f64::from(capacity.get(lot.as_str()).copied().unwrap_or(1));
+            samples += 1;
+        }
+    }
+    let end_errors = city
+        .lots
+        .iter()
+        .filter(|l| truth.get(l.lot_id.as_str()).and_then(|t| at(t, i64::MAX)) != last_served.get(l.lot_id.as_str()).copied())
+        .count();
+    (if samples > 0 { sum_pct / samples as f64 } else { f64::NAN }, end_errors, samples)
+}
+
+/// Prints the table; returns whether every judged figure passed.
+pub fn print_table(scenario: &str, command: &str, outcome: &Outcome, rows: &[Figure]) -> bool {
+    println!("\negret eval — scenario {scenario}: {} events, {} dead letters, {} tickets issued", outcome.events, outcome.dead_letters, outcome.violations.len());
+    println!("reproduce: {command}\n");
+    let width = rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(0);
+    println!("| {:width$} | {:>12} | measured", "figure", "target");
+    println!("|{}|{}|{}", "-".repeat(width + 2), "-".repeat(14), "-".repeat(40));
+    let mut ok = true;
+    for r in rows {
+        let mark = match r.pass {
+            Some(true) => "PASS",
+            Some(false) => {
+                ok = false;
+                "FAIL"
+            }
+            None => "    ",
+        };
+        println!("| {:width$} | {:>12} | {mark} {}", r.figure, r.target, r.measured);
+    }
+    ok
+}
+
+/// Tickets issued twice (same id) within one run's output.
+pub fn repeated_ids(violations: &[Violation]) -> usize {
+    let mut ids: Vec<&str> = violations.iter().map(|v| v.violation_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    before - ids.len()
+}
+
+/// Counts per kind, for summaries.
+pub fn count_by_kind(violations: &[Violation]) -> BTreeMap<ViolationKind, usize> {
+    let mut out = BTreeMap::new();
+    for v in violations {
+        *out.entry(v.kind).or_default() += 1;
+    }
+    out
+}
