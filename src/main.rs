@@ -148,7 +148,7 @@ fn positive_rate(s: &str) -> Result<f64, String> {
 }
 
 fn scenario_config(seed: u64, scenario: Scenario, start_ms: i64, duration_ms: i64, demand: Option<f64>) -> SimConfig {
-    let mut config = SimConfig::clean(seed, start_ms, duration_ms);
+    let mut config = SimConfig { scripted: true, ..SimConfig::clean(seed, start_ms, duration_ms) };
     if let Scenario::Noisy = scenario {
         config.noise = Noise::noisy();
     }

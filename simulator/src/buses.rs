@@ -75,6 +75,32 @@ impl BusPlan {
     pub fn departures(&self) -> &[Departure] {
         &self.departures
     }
+
+    /// The first departure of a route and direction at or after `from_ms`.
+    fn find(&self, route: usize, direction: usize, from_ms: i64) -> Option<usize> {
+        self.departures.iter().position(|d| d.route == route && d.direction == direction && d.ts_ms >= from_ms)
+    }
+
+    /// Holds a departure back until one minute before the next one on its route and
+    /// direction: the two buses then run bunched.
+    pub fn bunch(&mut self, route: usize, direction: usize, from_ms: i64) {
+        let Some(i) = self.find(route, direction, from_ms) else { return };
+        let Some(next) = self.find(route, direction, self.departures[i].ts_ms + 1) else { return };
+        self.departures[i].ts_ms = self.departures[next].ts_ms - 60_000;
+        self.departures.sort_by(|a, b| (a.ts_ms, &a.trip_id).cmp(&(b.ts_ms, &b.trip_id)));
+    }
+
+    /// Removes a departure (the trip never runs) and returns it.
+    pub fn cancel(&mut self, route: usize, direction: usize, from_ms: i64) -> Option<Departure> {
+        let i = self.find(route, direction, from_ms)?;
+        Some(self.departures.remove(i))
+    }
+}
+
+/// A bus keeps its plate and tag: derived from its id, not from the traffic stream.
+pub fn bus_plate(bus_id: &str) -> (egret_model::Plate, String) {
+    let mut rng = ChaCha8Rng::seed_from_u64(u64::from(egret_model::decode::tag_fingerprint(bus_id)));
+    (plates::random_plate(&mut rng), plates::random_tag(&mut rng))
 }
 
 /// Runs every trip departing within this step.
@@ -90,10 +116,7 @@ fn run_trip(sim: &mut Simulator, dep: &Departure) {
     let tz = city.rules.timezone_offset_minutes;
     let route = &city.routes[dep.route];
     let dir = &route.directions[dep.direction];
-    // A bus keeps its plate: derive it from its id, not from the traffic stream.
-    let mut plate_rng = ChaCha8Rng::seed_from_u64(egret_model::decode::dedup_key("bus", &dep.bus_id));
-    let plate = plates::random_plate(&mut plate_rng);
-    let tag = plates::random_tag(&mut plate_rng);
+    let (plate, tag) = bus_plate(&dep.bus_id);
     // Piecewise-linear motion: (time, distance along the path) keyframes.
     let mut frames: Vec<(i64, f64)> = vec![(dep.ts_ms, 0.0)];
     let mut t = dep.ts_ms;

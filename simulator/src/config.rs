@@ -51,6 +51,9 @@ pub struct SimConfig {
     /// Bus GPS report interval.
     pub gps_every_ms: i64,
     pub noise: Noise,
+    /// Add the standard scripted events (see `scenario::Script::standard`).
+    #[serde(default)]
+    pub scripted: bool,
 }
 
 impl SimConfig {
@@ -64,6 +67,7 @@ impl SimConfig {
             parking_snapshot_every_ms: 15 * 60_000,
             gps_every_ms: 15_000,
             noise: Noise::clean(),
+            scripted: false,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod demand;
 mod emit;
 pub mod parking;
 pub mod plates;
+pub mod scenario;
 pub mod truth;
 pub mod vehicles;
 pub mod watch;
@@ -47,6 +48,9 @@ pub struct Simulator {
     fleet: vehicles::Fleet,
     lots: parking::Lots,
     bus_plan: buses::BusPlan,
+    script: scenario::Script,
+    /// Scripted trips not yet started.
+    next_scripted: usize,
 }
 
 impl Simulator {
@@ -54,9 +58,26 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let network = Arc::new(vehicles::Network::new(&city));
         let lots = parking::Lots::new(&city, &mut rng);
-        let bus_plan = buses::BusPlan::new(&city, config.start_ms - WARM_UP_MS, config.end_ms());
+        let mut bus_plan = buses::BusPlan::new(&city, config.start_ms - WARM_UP_MS, config.end_ms());
         let mut emitter = Emitter::new(&city, config.clone(), rng.random());
-        let fleet = vehicles::Fleet::new(&mut rng, &config, &mut emitter.watch);
+        let mut fleet = vehicles::Fleet::new(&mut rng, &config, &mut emitter.watch);
+        for dep in bus_plan.departures() {
+            fleet.reserve(buses::bus_plate(&dep.bus_id).0);
+        }
+        let script = if config.scripted { scenario::Script::standard(&city, config.seed, config.start_ms, config.duration_ms) } else { scenario::Script::default() };
+        if let Some((route, direction, from)) = script.bunched_departure {
+            bus_plan.bunch(route, direction, from);
+        }
+        if let Some((route, direction, from)) = script.cancelled_departure
+            && let Some(dep) = bus_plan.cancel(route, direction, from)
+        {
+            let route_id = city.routes[dep.route].route_id.clone();
+            emitter.truth(dep.ts_ms, TruthRecord::GhostTrip { route_id, trip_id: dep.trip_id, scheduled_ms: dep.ts_ms });
+        }
+        for i in &script.incidents {
+            let segment_id = city.segment(i.segment).segment_id.clone();
+            emitter.truth(i.onset_ms, TruthRecord::Incident { segment_id, onset_ms: i.onset_ms, cleared_ms: i.cleared_ms });
+        }
         let mut sim = Simulator {
             generated_until: config.start_ms - WARM_UP_MS,
             fleet,
@@ -68,6 +89,8 @@ impl Simulator {
             restriction_tickets: Default::default(),
             lots,
             bus_plan,
+            script,
+            next_scripted: 0,
         };
         sim.lots.emit_snapshots(sim.config.start_ms, &mut sim.emitter);
         sim
@@ -131,12 +154,44 @@ impl Simulator {
                 vehicles::drive(self, &vehicle, &path, start_ms);
             }
         }
+        self.scripted_step(t);
         // A snapshot at t counts the passages before t, so it goes before this step's.
         if live && (t - self.config.start_ms) % self.config.parking_snapshot_every_ms == 0 && t > self.config.start_ms {
             self.lots.emit_snapshots(t, &mut self.emitter);
         }
         parking::release_due(self, t);
         buses::depart_due(self, t);
+    }
+}
+
+impl Simulator {
+    /// The scripted scenario events (empty unless `SimConfig::scripted`).
+    pub fn script(&self) -> &scenario::Script {
+        &self.script
+    }
+
+    /// Starts the scripted trips and surge arrivals due in this step.
+    fn scripted_step(&mut self, t: i64) {
+        while let Some(trip) = self.script.trips.get(self.next_scripted).filter(|s| s.start_ms < t + STEP_MS).cloned() {
+            self.next_scripted += 1;
+            let mut vehicle = self.fleet.new_vehicle(&mut self.rng, &mut self.emitter.watch, trip.start_ms);
+            vehicle.class = trip.class;
+            vehicle.limit_factor = trip.limit_factor;
+            vehicle.runs_red = false;
+            vehicle.uses_bus_lane = false;
+            vehicles::drive(self, &vehicle, &trip.path, trip.start_ms);
+        }
+        if let Some((lot, from, to, extra)) = self.script.lot_surge
+            && (from..to).contains(&t)
+        {
+            let per_step = f64::from(extra) * STEP_MS as f64 / (to - from) as f64;
+            for _ in 0..demand::poisson(&mut self.rng, per_step) {
+                let start_ms = t + self.rng.random_range(0..STEP_MS);
+                let mut vehicle = self.fleet.new_vehicle(&mut self.rng, &mut self.emitter.watch, start_ms);
+                vehicle.class = egret_model::VehicleClass::Car;
+                parking::drive_to(self, vehicle, start_ms, lot);
+            }
+        }
     }
 }
 

@@ -70,6 +70,11 @@ impl Lots {
 /// A trip that ends at a random lot: drive there, then queue the entry.
 pub fn drive_to_lot(sim: &mut Simulator, vehicle: Vehicle, start_ms: i64) {
     let lot = sim.rng.random_range(0..sim.city.lots.len());
+    drive_to(sim, vehicle, start_ms, lot);
+}
+
+/// A trip that ends at lot `lot`.
+pub fn drive_to(sim: &mut Simulator, vehicle: Vehicle, start_ms: i64, lot: usize) {
     let Some(last) = sim.city.segment_idx(&sim.city.lots[lot].segment_id) else { return };
     let path = sim.network.random_walk_to(&sim.city, &mut sim.rng, last);
     let arrive = drive(sim, &vehicle, &path, start_ms);

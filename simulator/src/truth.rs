@@ -27,6 +27,10 @@ pub enum TruthRecord {
     LotOccupancy { lot_id: String, ts_ms: i64, occupied: u32 },
     /// A bus really arrived at a stop.
     BusArrival { bus_id: String, route_id: String, trip_id: String, stop_id: String, ts_ms: i64 },
+    /// A crash blocked a segment from onset until cleared.
+    Incident { segment_id: String, onset_ms: i64, cleared_ms: i64 },
+    /// A scheduled trip that never ran.
+    GhostTrip { route_id: String, trip_id: String, scheduled_ms: i64 },
 }
 
 /// Truth gathered for scoring, with the per-segment per-minute speeds derived.

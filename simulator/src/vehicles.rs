@@ -28,6 +28,9 @@ pub struct Vehicle {
     pub runs_red: bool,
     /// Uses a bus lane when it is not allowed to.
     pub uses_bus_lane: bool,
+    /// Drives at this multiple of each segment's limit, whatever the traffic (a
+    /// scripted speeder).
+    pub limit_factor: Option<f64>,
 }
 
 /// Classes that end trips in public car parks.
@@ -75,6 +78,11 @@ impl Fleet {
         fleet
     }
 
+    /// Keeps a plate (a bus's) from ever being handed to another vehicle.
+    pub fn reserve(&mut self, plate: Plate) {
+        self.plates.insert(plate);
+    }
+
     fn fresh_plate(&mut self, rng: &mut ChaCha8Rng) -> Plate {
         let mut plate = plates::random_plate(rng);
         while !self.plates.insert(plate) {
@@ -111,6 +119,7 @@ impl Fleet {
             driver_factor,
             runs_red: rng.random_bool(0.05),
             uses_bus_lane: class != VehicleClass::Taxi && rng.random_bool(0.04),
+            limit_factor: None,
         }
     }
 }
@@ -217,9 +226,17 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
     read_at(sim, v, &city.segment(*first).from_reader_id, t);
     for &s in path {
         let seg = city.segment(s);
-        let kmh = segment_speed_kmh(seg, s.0, t, tz) * v.driver_factor;
+        let kmh = match v.limit_factor {
+            Some(f) => f64::from(seg.speed_limit_kmh) * f,
+            None => segment_speed_kmh(seg, s.0, t, tz) * v.driver_factor,
+        };
         let mps = kmh / 3.6;
         let mut exit = t + (f64::from(seg.length_m) / mps * 1000.0).round() as i64;
+        if let Some(incident) = sim.script.incident_on(s) {
+            // Held at the crash until it is cleared; the rest of the way at speed.
+            let reach = t + ((exit - t) as f64 * incident.at_fraction) as i64;
+            exit += incident.passes_at(reach) - reach;
+        }
         let rules = &network.rules[s.0 as usize];
         let minute = local_minute_of_day(t, tz);
         let in_bus_lane = rules.bus_lane.as_ref().is_some_and(|(_, h)| h.iter().any(|h| h.contains(minute)))
@@ -232,8 +249,9 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
                     let spot = (kmh * (1.0 + 0.03 * sim.rng.random_range(-1.0..1.0)) * 10.0).round() / 10.0;
                     let sighting = Sighting::Camera { camera_id: &cam.camera_id, kind: cam.kind, plate: v.plate, speed_kmh: Some(spot), red_elapsed_ms: None };
                     sim.emitter.sighting(at, sighting);
-                    let limit = f64::from(cam.speed_limit_kmh.unwrap_or(seg.speed_limit_kmh));
-                    if spot > city.rules.point_speed.threshold_kmh(limit) {
+                    let limit_kmh = cam.speed_limit_kmh.unwrap_or(seg.speed_limit_kmh);
+                    let limit = f64::from(limit_kmh);
+                    if city.rules.point_speed.exceeded_by_speed(limit_kmh, spot) {
                         let (id, ver) = (city.rules.point_speed.rule_id.clone(), city.rules.point_speed.rule_version);
                         violation(sim, "point_speed", v, at, id, ver, &cam.camera_id, spot, limit);
                     }
@@ -280,7 +298,7 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
         }
         let limit = f64::from(seg.speed_limit_kmh);
         // A section offence needs both gantries inside the scenario to be seen at all.
-        if sim.emitter.live(t) && true_kmh > city.rules.section_speed.threshold_kmh(limit) {
+        if sim.emitter.live(t) && city.rules.section_speed.exceeded_by_drive(seg.speed_limit_kmh, seg.length_m, exit - t) {
             let (id, ver) = (city.rules.section_speed.rule_id.clone(), city.rules.section_speed.rule_version);
             violation(sim, "section_speed", v, exit, id, ver, &seg.segment_id, true_kmh, limit);
         }

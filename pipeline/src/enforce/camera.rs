@@ -100,9 +100,9 @@ impl CameraRules {
         let (kind, measured, limit) = match kind {
             CameraKind::Speed => {
                 let segment = city.segment_idx(&cam.segment_id).map(|s| city.segment(s).speed_limit_kmh)?;
-                let limit = f64::from(cam.speed_limit_kmh.unwrap_or(segment));
+                let limit_kmh = cam.speed_limit_kmh.unwrap_or(segment);
                 let speed = speed_kmh?;
-                (speed > rules.point_speed.threshold_kmh(limit)).then_some((ViolationKind::PointSpeed, speed, limit))?
+                rules.point_speed.exceeded_by_speed(limit_kmh, speed).then_some((ViolationKind::PointSpeed, speed, f64::from(limit_kmh)))?
             }
             CameraKind::RedLight => {
                 let elapsed = red_elapsed_ms?;

@@ -187,11 +187,11 @@ impl Enforcer {
         let threshold = rule.threshold_kmh(limit);
         let margin_ms = i64::from(t.from.uncertainty_ms) + i64::from(t.to.uncertainty_ms);
         let elapsed_ms = t.exit_ms - t.enter_ms;
-        // The speed in the driver's favour: the clocks' doubt added to the time.
-        let speed = crate::matcher::speed_kmh(length_m, 0, elapsed_ms + margin_ms);
-        if speed <= threshold {
+        // Judged in the driver's favour: the clocks' doubt added to the time.
+        if !rule.exceeded_by_drive(limit_kmh, length_m, elapsed_ms + margin_ms) {
             return None;
         }
+        let speed = crate::matcher::speed_kmh(length_m, 0, elapsed_ms + margin_ms);
         let location = segments.iter().map(|s| s.segment_id.as_str()).collect::<Vec<_>>().join("+");
         let (from, to) = (self.read_sighting(city, &t.from), self.read_sighting(city, &t.to));
         let plate = t.plate.to_string();
@@ -212,7 +212,8 @@ impl Enforcer {
             plate,
             ts_ms: t.exit_ms,
             location,
-            measured: (speed * 10.0).floor() / 10.0,
+            // Rounded down (in the driver's favour) to 0.001 km/h.
+            measured: (speed * 1000.0).floor() / 1000.0,
             limit,
             rule_id: rule.rule_id.clone(),
             rule_version: rule.rule_version,
