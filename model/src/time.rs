@@ -31,6 +31,12 @@ impl HourRange {
     }
 }
 
+/// True when `ts_ms` falls within any of `hours` (local time); no hours means all day.
+pub fn in_hours(hours: &[HourRange], ts_ms: i64, offset_minutes: i32) -> bool {
+    let minute = local_minute_of_day(ts_ms, offset_minutes);
+    hours.is_empty() || hours.iter().any(|h| h.contains(minute))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

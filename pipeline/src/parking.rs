@@ -38,6 +38,8 @@ struct Lot {
     /// Net passages per instant over the trend window, whatever the base.
     recent: BTreeMap<i64, i64>,
     newest_ms: i64,
+    /// The instant up to which the last published count was complete.
+    published_upto: i64,
 }
 
 #[derive(Debug)]
@@ -78,14 +80,19 @@ impl Parking {
         self.changed[lot as usize] = true;
     }
 
-    /// States of lots changed since the last call. Passages before `settled_ms` can
-    /// no longer change (later events are rejected as late) and are folded into the base.
-    pub fn changed(&mut self, settled_ms: i64) -> Vec<LotState> {
+    /// States of lots whose count as of `upto_ms` (the watermark: every passage
+    /// before it has been seen, barring late ones) differs from the last published,
+    /// counted up to that instant. Passages before `settled_ms` can no longer change
+    /// (later events are rejected as late) and are folded into the base.
+    pub fn changed(&mut self, settled_ms: i64, upto_ms: i64) -> Vec<LotState> {
         let mut out = Vec::new();
         for i in 0..self.lots.len() {
-            if std::mem::take(&mut self.changed[i]) {
+            let l = &self.lots[i];
+            let passed = upto_ms > l.published_upto && l.deltas.range(l.published_upto + 1..=upto_ms).next().is_some();
+            if std::mem::take(&mut self.changed[i]) || passed {
                 self.fold(i, settled_ms);
-                out.push(self.state(i));
+                out.push(self.state_at(i, upto_ms));
+                self.lots[i].published_upto = upto_ms;
             }
         }
         out
@@ -105,10 +112,16 @@ impl Parking {
         }
     }
 
+    /// A lot's state with every passage seen.
     pub fn state(&self, i: usize) -> LotState {
+        self.state_at(i, i64::MAX)
+    }
+
+    /// A lot's state counting the passages up to `upto_ms`, as of that instant.
+    pub fn state_at(&self, i: usize, upto_ms: i64) -> LotState {
         let l = &self.lots[i];
         let capacity = self.capacity[i];
-        let net: i64 = l.deltas.values().sum();
+        let net: i64 = l.deltas.range(..=upto_ms).map(|(_, d)| d).sum();
         let occupied = l.base.map(|(_, count)| count + net);
         let recent: i64 = l.recent.range(l.newest_ms - TREND_WINDOW_MS..).map(|(_, d)| d).sum();
         let threshold = (f64::from(capacity) * 0.02).max(2.0);
@@ -135,7 +148,7 @@ impl Parking {
                 _ => None,
             },
             over_capacity: occupied.is_some_and(|o| o > i64::from(capacity)),
-            as_of_ms: l.newest_ms,
+            as_of_ms: if upto_ms == i64::MAX { l.newest_ms } else { upto_ms.max(l.base.map_or(i64::MIN, |(at, _)| at)) },
         }
     }
 }
@@ -149,17 +162,17 @@ mod tests {
     fn snapshot_plus_gates_in_any_order() {
         let mut p = Parking::new(vec![10]);
         p.gate(0, true, 500); // before any base: kept until a snapshot decides
-        assert_eq!(p.changed(i64::MIN)[0].state, "unknown");
+        assert_eq!(p.changed(i64::MIN, i64::MAX)[0].state, "unknown");
         p.snapshot(0, 4, 1_000);
         p.gate(0, true, 2_000);
         p.gate(0, false, 1_500);
         p.gate(0, true, 900); // before the snapshot: already in its count
-        let s = &p.changed(i64::MIN)[0];
+        let s = &p.changed(i64::MIN, i64::MAX)[0];
         assert_eq!((s.occupied, s.state), (Some(4), "open"));
         for t in 0..7 {
             p.gate(0, true, 3_000 + t);
         }
-        let s = &p.changed(i64::MIN)[0];
+        let s = &p.changed(i64::MIN, i64::MAX)[0];
         assert_eq!((s.occupied, s.state, s.over_capacity), (Some(11), "full", true));
         assert_eq!(s.trend, "filling");
     }
@@ -170,7 +183,7 @@ mod tests {
         p.snapshot(0, 10, 0);
         for m in 0..60 {
             p.gate(0, m % 3 != 0, m * 60_000);
-            p.changed((m - 3) * 60_000);
+            p.changed((m - 3) * 60_000, i64::MAX);
         }
         let s = p.state(0);
         assert_eq!(s.occupied, Some(10 + 40 - 20));
@@ -189,13 +202,13 @@ mod tests {
             }
         }
         p.snapshot(0, 200, 9 * 60_000 + 100);
-        p.changed(i64::MIN);
+        p.changed(i64::MIN, i64::MAX);
         let s = p.state(0);
         assert_eq!((s.occupied, s.trend), (Some(200), "filling"));
         assert_eq!(s.minutes_to_full, Some(60.0), "100 cars in the last 15 minutes: 400 spaces at 6.7 a minute");
         for m in 10..200 {
             p.gate(1, m % 2 == 0, m * 60_000);
-            p.changed((m - 3) * 60_000);
+            p.changed((m - 3) * 60_000, i64::MAX);
         }
         assert!(p.lots[1].deltas.len() <= 4 && p.lots[1].recent.len() <= 16, "no base, still bounded");
         assert_eq!(p.state(1).state, "unknown");
@@ -220,10 +233,10 @@ mod tests {
                 for (i, (ts, entering)) in order.iter().enumerate() {
                     p.gate(0, *entering, *ts);
                     if i % 17 == 0 {
-                        p.changed(i64::MIN);
+                        p.changed(i64::MIN, i64::MAX);
                     }
                 }
-                p.changed(i64::MIN);
+                p.changed(i64::MIN, i64::MAX);
                 p.state(0).occupied
             };
             prop_assert_eq!(count(&passages), count(&shuffled));

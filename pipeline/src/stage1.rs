@@ -164,6 +164,8 @@ impl Stage1 {
     pub fn finish(&mut self) -> Stage1Output {
         let mut out = Stage1Output { watermark_ms: self.watermarks.finish(), ..Default::default() };
         self.enforcer.release_held(i64::MAX, &mut out.tickets);
+        let city = self.city.clone();
+        self.enforcer.expire(&city, i64::MAX, &mut out.tickets);
         out
     }
 
@@ -260,7 +262,8 @@ impl Stage1 {
         let watermark = self.watermarks.advance(now);
         self.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
         self.enforcer.release_held(watermark, &mut out.tickets);
-        self.enforcer.expire(watermark, self.city.rules.timezone_offset_minutes);
+        let city = self.city.clone();
+        self.enforcer.expire(&city, watermark, &mut out.tickets);
         self.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;
         out

@@ -62,7 +62,7 @@ impl Stage2 {
     pub fn advance(&mut self, watermark: i64) -> Stage2Output {
         self.watermark = self.watermark.max(watermark);
         let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(settled) };
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(settled, self.watermark) };
         let closed = self.windows.close(self.watermark);
         self.windows_closed += closed.len() as u64;
         out.windows.extend(closed);
@@ -71,7 +71,7 @@ impl Stage2 {
 
     /// End of input: everything becomes final.
     pub fn finish(&mut self) -> Stage2Output {
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN) };
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX) };
         self.watermark = i64::MAX;
         let closed = self.windows.close(i64::MAX);
         self.windows_closed += closed.len() as u64;

@@ -9,7 +9,7 @@ use crate::plates;
 use crate::truth::TruthRecord;
 use crate::SimConfig;
 use egret_model::city::{SignalPlan, parse_hours};
-use egret_model::time::{HourRange, local_minute_of_day};
+use egret_model::time::{HourRange, in_hours, local_minute_of_day};
 use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -128,8 +128,6 @@ impl Fleet {
 #[derive(Default)]
 struct SegmentRules {
     cameras: Vec<u32>,
-    /// (rule index, hours) of zone restrictions covering this segment.
-    restrictions: Vec<(usize, Vec<HourRange>)>,
     /// (bus lane rule index, hours).
     bus_lane: Option<(usize, Vec<HourRange>)>,
 }
@@ -152,14 +150,6 @@ impl Network {
         for (i, c) in city.cameras.iter().enumerate() {
             if let Some(s) = city.segment_idx(&c.segment_id) {
                 rules[s.0 as usize].cameras.push(i as u32);
-            }
-        }
-        for (i, r) in city.rules.restrictions.iter().enumerate() {
-            let hours = parse_hours(&r.rule_id, &r.hours).unwrap_or_default();
-            for zone in city.rules.zones.iter().filter(|z| z.zone_id == r.zone_id) {
-                for s in zone.segments.iter().filter_map(|s| city.segment_idx(s)) {
-                    rules[s.0 as usize].restrictions.push((i, hours.clone()));
-                }
             }
         }
         for (i, b) in city.rules.bus_lanes.iter().enumerate() {
@@ -302,7 +292,11 @@ pub fn drive(sim: &mut Simulator, v: &Vehicle, path: &[SegmentIdx], start_ms: i6
             let (id, ver) = (city.rules.section_speed.rule_id.clone(), city.rules.section_speed.rule_version);
             violation(sim, "section_speed", v, exit, id, ver, &seg.segment_id, true_kmh, limit);
         }
-        restricted(sim, v, s, t, exit);
+        // Only a segment driven wholly inside the scenario was seen end to end.
+        let seen = sim.emitter.live(t) && sim.emitter.live(exit);
+        for (i, hours) in city.restrictions_on(s) {
+            restricted(sim, v, *i, hours, seen, exit, &seg.segment_id);
+        }
         read_at(sim, v, &seg.to_reader_id, exit);
         t = exit;
     }
@@ -314,22 +308,16 @@ fn read_at(sim: &mut Simulator, v: &Vehicle, reader_id: &str, ts_ms: i64) {
     sim.emitter.truth(ts_ms, TruthRecord::Passage { plate: v.plate.to_string(), reader_id: reader_id.to_owned(), ts_ms });
 }
 
-/// A zone restriction is broken once per rule, plate and local day: at the first exit
-/// from a zone segment within the rule's hours (a segment both gantries saw).
-fn restricted(sim: &mut Simulator, v: &Vehicle, s: SegmentIdx, enter_ms: i64, exit_ms: i64) {
-    let (city, network) = (sim.city.clone(), sim.network.clone());
+/// A zone restriction is broken once per rule, plate and local day: at the first
+/// exit from a zone segment (both of whose gantries were inside the scenario)
+/// within the rule's hours.
+fn restricted(sim: &mut Simulator, v: &Vehicle, i: usize, hours: &[HourRange], seen: bool, ts_ms: i64, location: &str) {
+    let city = sim.city.clone();
     let tz = city.rules.timezone_offset_minutes;
-    let minute = local_minute_of_day(exit_ms, tz);
-    let day = (exit_ms + i64::from(tz) * 60_000).div_euclid(86_400_000);
-    for (i, hours) in &network.rules[s.0 as usize].restrictions {
-        let rule = &city.rules.restrictions[*i];
-        let in_hours = hours.is_empty() || hours.iter().any(|h| h.contains(minute));
-        // Only a segment driven wholly inside the scenario was seen end to end.
-        let seen = sim.emitter.live(enter_ms) && sim.emitter.live(exit_ms);
-        if in_hours && rule.classes.contains(&v.class) && seen && sim.restriction_tickets.insert((*i, v.plate, day)) {
-            let seg = city.segment(s).segment_id.clone();
-            violation(sim, "restricted_vehicle", v, exit_ms, rule.rule_id.clone(), rule.rule_version, &seg, 0.0, 0.0);
-        }
+    let day = (ts_ms + i64::from(tz) * 60_000).div_euclid(86_400_000);
+    let rule = &city.rules.restrictions[i];
+    if seen && in_hours(hours, ts_ms, tz) && rule.classes.contains(&v.class) && sim.restriction_tickets.insert((i, v.plate, day)) {
+        violation(sim, "restricted_vehicle", v, ts_ms, rule.rule_id.clone(), rule.rule_version, location, 0.0, 0.0);
     }
 }
 

@@ -112,11 +112,17 @@ fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "n/a".into(), |x| format!("{:.2}%", 100.0 * x))
 }
 
+/// Offences in the first minutes are not scored: a device's clock is calibrated
+/// after its first few events, and until then the rules give its doubt (2 s) to
+/// the driver. A deployment calibrates once and runs on; a scenario starts cold.
+pub const ENFORCEMENT_WARM_UP_MS: i64 = 2 * 60_000;
+
 /// The figures of the accuracy table for one scenario run.
 pub fn figures(city: &CityModel, noisy: bool, outcome: &Outcome) -> Vec<Figure> {
     let mut rows = Vec::new();
+    let scored_from = outcome.config.start_ms + ENFORCEMENT_WARM_UP_MS;
     let truth = score::true_violations(&outcome.truth.records);
-    let per_kind = score::score_violations(&outcome.violations, &truth);
+    let per_kind = score::score_violations(&outcome.violations, &truth, scored_from);
     let mut all = Confusion::default();
     for (kind, c) in &per_kind {
         all.add(c);
@@ -201,6 +207,9 @@ fn parking_error(city: &CityModel, outcome: &Outcome) -> (f64, usize, usize) {
         let (Some(served), Some(series)) = (occupied, truth.get(lot.as_str())) else { continue };
         last_served.insert(lot.as_str(), *served);
         if let Some(true_count) = at(series, *as_of) {
+            if std::env::var_os("EGRET_EVAL_DEBUG").is_some() && true_count != *served {
+                eprintln!("lot {lot} as of {as_of}: served {served}, true {true_count}; truth near {:?}", series.iter().filter(|(t, _)| (t - as_of).abs() < 3000).collect::<Vec<_>>());
+            }
             sum_pct += 100.0 * f64::from(true_count.abs_diff(*served)) / f64::from(capacity.get(lot.as_str()).copied().unwrap_or(1));
             samples += 1;
         }

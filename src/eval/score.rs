@@ -79,8 +79,10 @@ fn within(v: &Violation, ts_ms: i64, tolerance: i64) -> bool {
 }
 
 /// Pairs served tickets with true offences one to one (each ticket with the nearest
-/// unpaired offence in time) and counts the confusion per kind.
-pub fn score_violations(served: &[Violation], truth: &[TrueViolation]) -> BTreeMap<ViolationKind, Confusion> {
+/// unpaired offence in time) and counts the confusion per kind. Pairs and misses are
+/// counted by the true offence's time and stray tickets by their own, from
+/// `scored_from_ms` on (pairing itself looks at everything).
+pub fn score_violations(served: &[Violation], truth: &[TrueViolation], scored_from_ms: i64) -> BTreeMap<ViolationKind, Confusion> {
     let mut by_key: HashMap<(ViolationKind, &str), Vec<(usize, &TrueViolation)>> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
         by_key.entry((t.kind, t.plate.as_str())).or_default().push((i, t));
@@ -105,10 +107,13 @@ pub fn score_violations(served: &[Violation], truth: &[TrueViolation]) -> BTreeM
             .min_by_key(|(_, t)| (t.ts_ms - v.ts_ms).abs());
         let c = out.entry(v.kind).or_default();
         match best {
-            Some((i, _)) => {
+            Some((i, t)) => {
                 paired[*i] = true;
-                c.true_positives += 1;
+                if t.ts_ms >= scored_from_ms {
+                    c.true_positives += 1;
+                }
             }
+            None if v.ts_ms < scored_from_ms => {}
             None => {
                 if std::env::var_os("EGRET_EVAL_DEBUG").is_some() {
                     eprintln!("false: {} {} {} {} {}", v.kind.as_str(), v.plate, v.ts_ms, v.location, v.evidence.summary);
@@ -118,10 +123,13 @@ pub fn score_violations(served: &[Violation], truth: &[TrueViolation]) -> BTreeM
         }
     }
     for (t, was_paired) in truth.iter().zip(paired) {
-        if !was_paired && std::env::var_os("EGRET_EVAL_DEBUG").is_some() {
+        if was_paired || t.ts_ms < scored_from_ms {
+            continue;
+        }
+        if std::env::var_os("EGRET_EVAL_DEBUG").is_some() {
             eprintln!("missed: {t:?}");
         }
-        if !was_paired {
+        {
             out.entry(t.kind).or_default().false_negatives += 1;
         }
     }
@@ -177,7 +185,7 @@ mod tests {
         let k = ViolationKind::PointSpeed;
         let s = [served(k, "A", 1_000, "C1"), served(k, "A", 1_500, "C1"), served(k, "B", 0, "C2"), served(k, "C", 0, "C9")];
         let t = [real(k, "A", 1_200, "C1"), real(k, "B", 50_000, "C2"), real(k, "D", 0, "C1")];
-        let c = score_violations(&s, &t)[&k];
+        let c = score_violations(&s, &t, i64::MIN)[&k];
         // A matches once (the second A is a repeat), B is too far in time, C was never real.
         assert_eq!(c, Confusion { true_positives: 1, false_positives: 3, false_negatives: 2 });
         assert_eq!(c.precision(), Some(0.25));

@@ -12,6 +12,7 @@ pub use files::*;
 pub use geo::{haversine_m, point_along};
 pub use rules::*;
 
+use crate::time::HourRange;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -51,6 +52,22 @@ pub struct CityModel {
     outgoing: Vec<Vec<SegmentIdx>>,
     /// For parking gate readers: (lot index, is entry).
     gate_of_reader: Vec<Option<(u32, bool)>>,
+    /// Per segment: (restriction index, parsed hours) of the zone rules on it.
+    segment_restrictions: Vec<Vec<(usize, Vec<HourRange>)>>,
+}
+
+/// The zone restrictions that apply on each segment, with their hours parsed.
+fn restriction_places(rules: &RulesFile, segment_by_id: &HashMap<String, SegmentIdx>, segments: usize) -> Result<Vec<Vec<(usize, Vec<HourRange>)>>, CityError> {
+    let mut on_segment = vec![Vec::new(); segments];
+    for (i, r) in rules.restrictions.iter().enumerate() {
+        let hours = parse_hours(&r.rule_id, &r.hours).map_err(CityError::Invalid)?;
+        for zone in rules.zones.iter().filter(|z| z.zone_id == r.zone_id) {
+            for s in zone.segments.iter().filter_map(|s| segment_by_id.get(s)) {
+                on_segment[s.0 as usize].push((i, hours.clone()));
+            }
+        }
+    }
+    Ok(on_segment)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T, CityError> {
@@ -166,7 +183,9 @@ impl CityModel {
             }
             parse_hours(&r.rule_id, &r.hours).map_err(CityError::Invalid)?;
         }
+        let segment_restrictions = restriction_places(&rules, &segment_by_id, segments.len())?;
         Ok(CityModel {
+            segment_restrictions,
             version,
             readers,
             segments,
@@ -223,6 +242,11 @@ impl CityModel {
             }
         }
         found
+    }
+
+    /// (restriction index, hours) of the zone rules that apply on a segment.
+    pub fn restrictions_on(&self, s: SegmentIdx) -> &[(usize, Vec<HourRange>)] {
+        &self.segment_restrictions[s.0 as usize]
     }
 
     /// Segments leaving a gantry.

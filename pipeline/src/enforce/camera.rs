@@ -5,6 +5,12 @@
 //! those gantries miss some vehicles too) around the same time. Until then it waits
 //! (bounded, and dropped when the watermark leaves it unconfirmed). The RFID read
 //! also tells the registered class, which decides who may use a bus lane.
+//!
+//! A camera misreads about one plate in a hundred, by one character. When no read
+//! of the camera's plate turns up, the gantries around the camera are searched for
+//! plates one character away from it within five minutes: if there is exactly one,
+//! that vehicle's tag is what the camera saw, and the ticket goes to its registered
+//! plate, with both readings in the evidence. Two or more candidates: no ticket.
 
 use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
 use crate::matcher::Read;
@@ -17,6 +23,10 @@ use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, VehicleClass};
 pub const CORROBORATE_MS: i64 = 15 * 60_000;
 /// Camera offences waiting for confirmation, per plate.
 const MAX_PENDING_PER_PLATE: usize = 8;
+/// How far either side of a camera trigger a one-character neighbour is looked for.
+pub const FUZZY_WINDOW_MS: i64 = 5 * 60_000;
+/// Reads kept per gantry for that search.
+const GANTRY_LOG_KEPT: usize = 512;
 
 /// A camera trigger that would be an offence, waiting for its plate to be confirmed.
 #[derive(Debug, Clone)]
@@ -30,6 +40,8 @@ pub struct CameraOffence {
     pub limit: f64,
     pub image_ref: Option<String>,
     pub source: String,
+    /// Set once the one-character search has run (it runs once).
+    pub searched: bool,
 }
 
 /// Gantries this many segments before or after a camera's segment can confirm its
@@ -116,13 +128,28 @@ impl CameraRules {
             }
             CameraKind::Anpr | CameraKind::Gate => return None,
         };
-        Some(CameraOffence { plate, camera, kind, ts_ms, device_ts_ms, measured, limit, image_ref: image_ref.map(str::to_owned), source })
+        Some(CameraOffence { plate, camera, kind, ts_ms, device_ts_ms, measured, limit, image_ref: image_ref.map(str::to_owned), source, searched: false })
     }
 
     /// The read among `reads` that confirms the offence's plate, if any.
     pub fn confirming<'r>(&self, offence: &CameraOffence, reads: &'r [Read]) -> Option<&'r Read> {
         let confirmers = &self.confirmers[offence.camera as usize];
         reads.iter().find(|r| confirmers.contains(&r.reader) && (r.ts_ms - offence.ts_ms).abs() <= CORROBORATE_MS)
+    }
+
+    /// The one vehicle read near the camera, around its trigger, whose plate is one
+    /// character from the camera's reading; `None` when there is none or several.
+    pub fn one_character_away<'l>(&self, o: &CameraOffence, log: &'l GantryLog) -> Option<&'l (Plate, VehicleClass, Read)> {
+        let mut found: Option<&(Plate, VehicleClass, Read)> = None;
+        for reader in &self.confirmers[o.camera as usize] {
+            for entry in log.around(*reader, o.ts_ms, FUZZY_WINDOW_MS).filter(|(p, _, _)| one_character_apart(p, &o.plate)) {
+                match found {
+                    Some((p, _, _)) if *p != entry.0 => return None,
+                    _ => found = found.or(Some(entry)),
+                }
+            }
+        }
+        found
     }
 
     /// The ticket for a confirmed offence; `None` when the vehicle's class may do it
@@ -192,6 +219,43 @@ impl CameraRules {
     }
 }
 
+/// Plates of the same length that differ in exactly one character.
+pub fn one_character_apart(a: &Plate, b: &Plate) -> bool {
+    let (a, b) = (a.as_str(), b.as_str());
+    a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() == 1
+}
+
+/// Recent reads per gantry, for the one-character search.
+#[derive(Debug)]
+pub struct GantryLog {
+    reads: Vec<std::collections::VecDeque<(Plate, VehicleClass, Read)>>,
+}
+
+impl GantryLog {
+    pub fn new(readers: usize) -> Self {
+        GantryLog { reads: vec![std::collections::VecDeque::new(); readers] }
+    }
+
+    pub fn record(&mut self, plate: Plate, class: VehicleClass, read: Read) {
+        let Some(log) = self.reads.get_mut(read.reader.0 as usize) else { return };
+        if log.len() == GANTRY_LOG_KEPT {
+            log.pop_front();
+        }
+        log.push_back((plate, class, read));
+    }
+
+    fn around(&self, reader: ReaderIdx, ts_ms: i64, window_ms: i64) -> impl Iterator<Item = &(Plate, VehicleClass, Read)> {
+        self.reads.get(reader.0 as usize).into_iter().flatten().filter(move |(_, _, r)| (r.ts_ms - ts_ms).abs() <= window_ms)
+    }
+
+    /// Forgets reads older than `horizon_ms`.
+    pub fn expire(&mut self, horizon_ms: i64) {
+        for log in &mut self.reads {
+            log.retain(|(_, _, r)| r.ts_ms >= horizon_ms);
+        }
+    }
+}
+
 /// Camera offences waiting for an RFID read of their plate.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -218,6 +282,21 @@ impl Pending {
             self.by_plate.remove(plate);
         }
         done
+    }
+
+    /// Takes the offences not yet searched for a one-character neighbour that are
+    /// older than `before_ms`.
+    pub fn take_unsearched(&mut self, before_ms: i64) -> Vec<CameraOffence> {
+        let mut out = Vec::new();
+        for list in self.by_plate.values_mut() {
+            let (due, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|o| !o.searched && o.ts_ms < before_ms);
+            *list = keep;
+            out.extend(due);
+        }
+        self.by_plate.retain(|_, list| !list.is_empty());
+        // Deterministic order whatever the map's.
+        out.sort_by(|a, b| (a.ts_ms, &a.source).cmp(&(b.ts_ms, &b.source)));
+        out
     }
 
     /// Drops offences no read can confirm any more (older than `horizon_ms`).

@@ -9,25 +9,19 @@
 //! driver: a section-speed ticket must hold with the clock error added to the time.
 
 pub mod camera;
+pub mod cloned;
 pub mod hotlist;
 pub mod violation;
 
 use crate::matcher::{Read, Traversal};
-use camera::{CORROBORATE_MS, CameraRules, Pending};
-use egret_model::city::{haversine_m, parse_hours};
-use egret_model::time::{HourRange, local_minute_of_day};
+use camera::{CORROBORATE_MS, CameraRules, FUZZY_WINDOW_MS, GantryLog, Pending};
+use cloned::ClonedPlates;
+use egret_model::time::in_hours;
 use egret_model::{CityModel, Plate, SegmentIdx, VehicleClass};
 use hotlist::Hotlists;
 use std::collections::{HashMap, HashSet};
 use violation::{Evidence, PossibleHit, Sighting, Violation, ViolationKind, violation_id};
 
-/// Two sightings this close are never called impossible travel (clock and
-/// position error).
-const MIN_CLONE_DISTANCE_M: f64 = 2_000.0;
-/// Two tags of one plate count as two vehicles when each was read twice this close.
-pub const CLONE_WINDOW_MS: i64 = 45 * 60_000;
-/// Read times kept per tag of a plate seen with several tags.
-const TAG_READS_KEPT: usize = 4;
 
 /// What enforcement produced for one batch.
 #[derive(Debug, Default)]
@@ -37,17 +31,14 @@ pub struct Tickets {
 }
 
 pub struct Enforcer {
-    /// Per segment: (restriction index, hours) of the zone rules covering it.
-    restrictions: Vec<Vec<(usize, Vec<HourRange>)>>,
     cameras: CameraRules,
     pending: Pending,
     pub hotlists: Hotlists,
     /// (rule, plate, local day) already ticketed, for once-a-day offences; rule
     /// `usize::MAX` is the cloned plate.
     daily: HashSet<(usize, Plate, i64)>,
-    /// Plates read with more than one RFID tag: per tag, its recent read times. Only
-    /// such plates (clones, and misreads that hit a real plate) are here.
-    multi_tag: HashMap<Plate, Vec<(u32, Vec<i64>)>>,
+    cloned: ClonedPlates,
+    gantry_log: GantryLog,
     /// Section tickets over bridged drives, held until no late read can fill the
     /// gap (`hold_ms` of event time): a filled gap gives direct traversals, judged
     /// on their own, and the bridged ticket is dropped rather than issued twice.
@@ -66,22 +57,13 @@ impl Enforcer {
     /// `hold_ms`: how long after its exit read a bridged drive may still be split
     /// by a late read (the pipeline's window plus allowed lateness).
     pub fn new(city: &CityModel, hold_ms: i64) -> Self {
-        let mut restrictions = vec![Vec::new(); city.segments.len()];
-        for (i, r) in city.rules.restrictions.iter().enumerate() {
-            let hours = parse_hours(&r.rule_id, &r.hours).unwrap_or_default();
-            for zone in city.rules.zones.iter().filter(|z| z.zone_id == r.zone_id) {
-                for s in zone.segments.iter().filter_map(|s| city.segment_idx(s)) {
-                    restrictions[s.0 as usize].push((i, hours.clone()));
-                }
-            }
-        }
         Enforcer {
-            restrictions,
             cameras: CameraRules::new(city),
             pending: Pending::default(),
             hotlists: Hotlists::default(),
             daily: HashSet::new(),
-            multi_tag: HashMap::new(),
+            cloned: ClonedPlates::default(),
+            gantry_log: GantryLog::new(city.readers.len()),
             held: HashMap::new(),
             hold_ms,
             plate_reads_topic: egret_model::Topic::PlateReads.default_name().to_owned(),
@@ -95,14 +77,7 @@ impl Enforcer {
     }
 
     fn read_sighting(&self, city: &CityModel, r: &Read) -> Sighting {
-        Sighting {
-            device_id: city.reader(r.reader).reader_id.clone(),
-            device_ts_ms: r.device_ts_ms(),
-            ts_ms: r.ts_ms,
-            source: source_ref(&self.plate_reads_topic, u32::from(r.partition), r.offset),
-            image_ref: None,
-            value: None,
-        }
+        read_sighting(city, &self.plate_reads_topic, r)
     }
 
     /// A new RFID read of `plate` (already in `recent`, the plate's reads) and the
@@ -119,10 +94,11 @@ impl Enforcer {
             }
             self.restricted(city, t, out);
         }
+        self.gantry_log.record(plate, class, *read);
         let sighting = self.read_sighting(city, read);
         self.hotlist(plate, sighting, out);
-        self.track_tags(plate, read, recent);
-        self.cloned(city, plate, recent, out);
+        let reads_topic = self.plate_reads_topic.clone();
+        self.cloned.check(city, plate, read, recent, |r| read_sighting(city, &reads_topic, r), out);
         let confirmed = self.pending.take_confirmed(&plate, |o| self.cameras.confirming(o, std::slice::from_ref(read)).is_some());
         for o in confirmed {
             let source = source_ref(&self.plate_reads_topic, u32::from(read.partition), read.offset);
@@ -258,47 +234,52 @@ impl Enforcer {
         out.violations.extend(released);
     }
 
-    /// Zone rules: the first traversal of a restricted zone segment within the rule's
-    /// hours, once per rule, plate and local day. A bridged drive covers both its
-    /// segments, and must be within the hours from start to end (the time at the
-    /// missed gantry is not known).
+    /// Zone rules, once per rule, plate and local day, at the first traversal of a
+    /// zone segment within the rule's hours. A bridged drive covers both its
+    /// segments and must be within the hours from start to end (the time at the
+    /// missed gantry is not known). Two reads of the tag make the traversal, so a
+    /// lone misread never names the wrong vehicle.
     fn restricted(&mut self, city: &CityModel, t: &Traversal, out: &mut Tickets) {
         let tz = city.rules.timezone_offset_minutes;
         let instants = if t.via.is_some() { vec![t.enter_ms, t.exit_ms] } else { vec![t.exit_ms] };
-        let day = local_day(t.exit_ms, tz);
         let applicable: Vec<(SegmentIdx, usize)> = std::iter::once(t.segment)
             .chain(t.via)
-            .flat_map(|s| self.restrictions[s.0 as usize].iter().map(move |(i, _)| (s, *i)))
+            .flat_map(|s| city.restrictions_on(s).iter().filter(|(_, hours)| instants.iter().all(|ts| in_hours(hours, *ts, tz))).map(move |(i, _)| (s, *i)))
             .collect();
         for (s, i) in applicable {
-            let rule = &city.rules.restrictions[i];
-            let hours = self.restrictions[s.0 as usize].iter().find(|(r, _)| *r == i).map_or(&[][..], |(_, h)| h.as_slice());
-            let in_hours = hours.is_empty() || instants.iter().all(|ts| hours.iter().any(|h| h.contains(local_minute_of_day(*ts, tz))));
-            if !in_hours || !rule.classes.contains(&t.class) || !self.daily.insert((i, t.plate, day)) {
-                continue;
-            }
-            let segment = city.segment(s);
-            let zone = city.rules.zones.iter().find(|z| z.zone_id == rule.zone_id).map_or(rule.zone_id.as_str(), |z| z.name.as_str());
-            let plate = t.plate.to_string();
-            let (from, to) = (self.read_sighting(city, &t.from), self.read_sighting(city, &t.to));
-            out.violations.push(Violation {
-                violation_id: violation_id(ViolationKind::RestrictedVehicle, &plate, &rule.rule_id, &day.to_string()),
-                kind: ViolationKind::RestrictedVehicle,
-                plate: plate.clone(),
-                ts_ms: t.exit_ms,
-                location: segment.segment_id.clone(),
-                measured: 0.0,
-                limit: 0.0,
-                rule_id: rule.rule_id.clone(),
-                rule_version: rule.rule_version,
-                evidence: Evidence {
-                    summary: format!("{plate}, registered as {}, drove {} in {zone} from {} to {}", t.class.as_str(), segment.segment_id, from.device_id, to.device_id),
-                    sightings: vec![from, to],
-                    vehicle_class: Some(t.class.as_str().to_owned()),
-                    ..Evidence::default()
-                },
-            });
+            let segment = &city.segment(s).segment_id;
+            let sightings = vec![self.read_sighting(city, &t.from), self.read_sighting(city, &t.to)];
+            let how = format!("drove {segment} from {} to {}", sightings[0].device_id, sightings[1].device_id);
+            self.restricted_ticket(city, i, t.plate, t.class, t.exit_ms, segment, sightings, how, out);
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn restricted_ticket(&mut self, city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: i64, location: &str, sightings: Vec<Sighting>, how: String, out: &mut Tickets) {
+        let rule = &city.rules.restrictions[i];
+        let day = local_day(ts_ms, city.rules.timezone_offset_minutes);
+        if !rule.classes.contains(&class) || !self.daily.insert((i, plate, day)) {
+            return;
+        }
+        let zone = city.rules.zones.iter().find(|z| z.zone_id == rule.zone_id).map_or(rule.zone_id.as_str(), |z| z.name.as_str());
+        let plate = plate.to_string();
+        out.violations.push(Violation {
+            violation_id: violation_id(ViolationKind::RestrictedVehicle, &plate, &rule.rule_id, &day.to_string()),
+            kind: ViolationKind::RestrictedVehicle,
+            plate: plate.clone(),
+            ts_ms,
+            location: location.to_owned(),
+            measured: 0.0,
+            limit: 0.0,
+            rule_id: rule.rule_id.clone(),
+            rule_version: rule.rule_version,
+            evidence: Evidence {
+                summary: format!("{plate}, registered as {}, {how} ({zone}, rule hours apply)", class.as_str()),
+                sightings,
+                vehicle_class: Some(class.as_str().to_owned()),
+                ..Evidence::default()
+            },
+        });
     }
 
     fn hotlist(&mut self, plate: Plate, sighting: Sighting, out: &mut Tickets) {
@@ -337,83 +318,36 @@ impl Enforcer {
         }
     }
 
-    /// Follows the tags of a plate once its recent reads show more than one.
-    fn track_tags(&mut self, plate: Plate, read: &Read, recent: &[Read]) {
-        if read.tag == 0 {
-            return;
-        }
-        if let Some(tags) = self.multi_tag.get_mut(&plate) {
-            match tags.iter_mut().find(|(t, _)| *t == read.tag) {
-                Some((_, times)) => {
-                    times.push(read.ts_ms);
-                    if times.len() > TAG_READS_KEPT {
-                        times.remove(0);
-                    }
-                }
-                None => tags.push((read.tag, vec![read.ts_ms])),
-            }
-        } else if recent.iter().any(|r| r.tag != 0 && r.tag != read.tag) {
-            let mut tags: Vec<(u32, Vec<i64>)> = Vec::new();
-            for r in recent.iter().filter(|r| r.tag != 0) {
-                match tags.iter_mut().find(|(t, _)| *t == r.tag) {
-                    Some((_, times)) => times.push(r.ts_ms),
-                    None => tags.push((r.tag, vec![r.ts_ms])),
-                }
-            }
-            self.multi_tag.insert(plate, tags);
-        }
-    }
-
-    /// Two vehicles behind one plate: two RFID tags each read at least twice, or two
-    /// groups of reads (at least two each) that no vehicle could drive between. A
-    /// single misread never qualifies: it is one read, not two.
-    fn cloned(&mut self, city: &CityModel, plate: Plate, recent: &[Read], out: &mut Tickets) {
-        let rule = &city.rules.cloned_plate;
-        let Some(newest) = recent.iter().map(|r| r.ts_ms).max() else { return };
-        let day = local_day(newest, city.rules.timezone_offset_minutes);
-        if self.daily.contains(&(usize::MAX, plate, day)) {
-            return;
-        }
-        let tags = self.multi_tag.get(&plate).map_or(&[][..], Vec::as_slice);
-        let read_twice = |times: &Vec<i64>| times.iter().filter(|t| newest - **t <= CLONE_WINDOW_MS).count() >= 2;
-        let tag_count = tags.len();
-        let two_tags = tags.iter().filter(|(_, times)| read_twice(times)).count() >= 2;
-        let (groups, fastest_kmh) = travel_groups(city, recent, rule.max_plausible_kmh);
-        let impossible = groups.iter().filter(|g| g.len() >= 2).count() >= 2;
-        if !two_tags && !impossible {
-            return;
-        }
-        self.daily.insert((usize::MAX, plate, day));
-        let sightings: Vec<Sighting> = recent.iter().map(|r| self.read_sighting(city, r)).collect();
-        let plate_s = plate.to_string();
-        let summary = if two_tags {
-            format!("{plate_s} read with {tag_count} different RFID tags, two of them at least twice within 45 min")
-        } else {
-            format!("{plate_s} seen in two places linked only at {fastest_kmh:.0} km/h (limit of plausibility {} km/h)", rule.max_plausible_kmh)
-        };
-        out.violations.push(Violation {
-            violation_id: violation_id(ViolationKind::ClonedPlate, &plate_s, &rule.rule_id, &day.to_string()),
-            kind: ViolationKind::ClonedPlate,
-            plate: plate_s,
-            ts_ms: newest,
-            location: sightings.last().map(|s| s.device_id.clone()).unwrap_or_default(),
-            measured: if impossible { fastest_kmh } else { tag_count as f64 },
-            limit: rule.max_plausible_kmh,
-            rule_id: rule.rule_id.clone(),
-            rule_version: rule.rule_version,
-            evidence: Evidence { summary, sightings, reason: Some(if two_tags { "two_tags" } else { "impossible_travel" }.into()), ..Evidence::default() },
-        });
-    }
-
     /// Forgets what no later event can need: unconfirmed camera offences, old hits
     /// and once-a-day marks of past days.
-    pub fn expire(&mut self, watermark_ms: i64, tz_minutes: i32) {
+    pub fn expire(&mut self, city: &CityModel, watermark_ms: i64, out: &mut Tickets) {
+        let tz_minutes = city.rules.timezone_offset_minutes;
+        // Every read within the search window has arrived once the watermark is a
+        // window (and a margin for late ones) past the trigger.
+        for mut o in self.pending.take_unsearched(watermark_ms.saturating_sub(FUZZY_WINDOW_MS + 60_000)) {
+            o.searched = true;
+            match self.cameras.one_character_away(&o, &self.gantry_log).copied() {
+                Some((registered, class, read)) => {
+                    let camera_reading = o.plate;
+                    o.plate = registered;
+                    let source = source_ref(&self.plate_reads_topic, u32::from(read.partition), read.offset);
+                    if let Some(mut v) = self.cameras.ticket(city, &o, class, &read, source) {
+                        v.evidence.summary = format!(
+                            "{}; the camera read {camera_reading}: the only plate one character from it at the gantries around the camera within 5 min is {registered}, whose RFID tag is the registration",
+                            v.evidence.summary
+                        );
+                        out.violations.push(v);
+                    }
+                }
+                None => self.pending.add(o),
+            }
+        }
         self.pending.expire(watermark_ms.saturating_sub(CORROBORATE_MS));
+        self.gantry_log.expire(watermark_ms.saturating_sub(FUZZY_WINDOW_MS + CORROBORATE_MS));
         self.hotlists.expire(watermark_ms);
         let today = local_day(watermark_ms, tz_minutes);
         self.daily.retain(|(_, _, day)| *day >= today - 1);
-        let horizon = watermark_ms.saturating_sub(CLONE_WINDOW_MS);
-        self.multi_tag.retain(|_, tags| tags.iter().any(|(_, times)| times.iter().any(|t| *t >= horizon)));
+        self.cloned.expire(watermark_ms, today);
     }
 
     /// Camera offences waiting for their plate's RFID read.
@@ -422,37 +356,20 @@ impl Enforcer {
     }
 }
 
-/// Local calendar day number (days since the epoch in local time).
-pub fn local_day(ts_ms: i64, tz_minutes: i32) -> i64 {
-    (ts_ms + i64::from(tz_minutes) * 60_000).div_euclid(86_400_000)
+/// A gantry read as evidence.
+fn read_sighting(city: &CityModel, topic: &str, r: &Read) -> Sighting {
+    Sighting {
+        device_id: city.reader(r.reader).reader_id.clone(),
+        device_ts_ms: r.device_ts_ms(),
+        ts_ms: r.ts_ms,
+        source: source_ref(topic, u32::from(r.partition), r.offset),
+        image_ref: None,
+        value: None,
+    }
 }
 
-/// Splits time-ordered reads into groups a vehicle could drive between (greedily,
-/// each read joining the first group whose latest read it can be reached from), and
-/// the fastest speed any read would have needed to join an earlier group.
-fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<Vec<Read>>, f64) {
-    let reachable = |a: &Read, b: &Read| {
-        let (ra, rb) = (city.reader(a.reader), city.reader(b.reader));
-        let metres = haversine_m([ra.lon, ra.lat], [rb.lon, rb.lat]);
-        let secs = ((b.ts_ms - a.ts_ms).abs() as f64 / 1000.0).max(0.001);
-        (metres < MIN_CLONE_DISTANCE_M || metres / secs * 3.6 <= max_kmh, metres / secs * 3.6)
-    };
-    let mut groups: Vec<Vec<Read>> = Vec::new();
-    let mut fastest: f64 = 0.0;
-    for r in reads {
-        let mut joined = false;
-        for g in groups.iter_mut() {
-            let (ok, kmh) = reachable(g.last().unwrap_or(r), r);
-            if ok {
-                g.push(*r);
-                joined = true;
-                break;
-            }
-            fastest = fastest.max(kmh);
-        }
-        if !joined {
-            groups.push(vec![*r]);
-        }
-    }
-    (groups, fastest)
+/// Local calendar day number (days since the epoch in local time).
+pub fn local_day(ts_ms: i64, tz_minutes: i32) -> i64 {
+    ts_ms.saturating_add(i64::from(tz_minutes) * 60_000).div_euclid(86_400_000)
 }
+

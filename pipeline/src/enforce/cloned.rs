@@ -1,0 +1,137 @@
+//! Cloned plates: two vehicles behind one plate. Either the plate is read with two
+//! RFID tags, each at least twice within 45 minutes, or its reads fall into two
+//! groups (at least two reads each) that no vehicle could drive between. A single
+//! misread never qualifies: it is one read, not two. One offence per plate and day.
+
+use super::Tickets;
+use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
+use crate::matcher::Read;
+use egret_model::city::haversine_m;
+use egret_model::{CityModel, Plate};
+use std::collections::{HashMap, HashSet};
+
+/// Two sightings this close are never called impossible travel (clock and
+/// position error).
+const MIN_CLONE_DISTANCE_M: f64 = 2_000.0;
+/// Two tags of one plate count as two vehicles when each was read twice this close.
+pub const CLONE_WINDOW_MS: i64 = 45 * 60_000;
+/// Read times kept per tag of a plate seen with several tags.
+const TAG_READS_KEPT: usize = 4;
+
+#[derive(Debug, Default)]
+pub struct ClonedPlates {
+    /// Plates read with more than one RFID tag: per tag, its recent read times. Only
+    /// such plates (clones, and misreads that hit a real plate) are here.
+    multi_tag: HashMap<Plate, Vec<(u32, Vec<i64>)>>,
+    /// (plate, local day) already ticketed.
+    days: HashSet<(Plate, i64)>,
+}
+
+impl ClonedPlates {
+    /// Follows the tags of a plate once its recent reads show more than one.
+    fn track_tags(&mut self, plate: Plate, read: &Read, recent: &[Read]) {
+        if read.tag == 0 {
+            return;
+        }
+        if let Some(tags) = self.multi_tag.get_mut(&plate) {
+            match tags.iter_mut().find(|(t, _)| *t == read.tag) {
+                Some((_, times)) => {
+                    times.push(read.ts_ms);
+                    if times.len() > TAG_READS_KEPT {
+                        times.remove(0);
+                    }
+                }
+                None => tags.push((read.tag, vec![read.ts_ms])),
+            }
+        } else if recent.iter().any(|r| r.tag != 0 && r.tag != read.tag) {
+            let mut tags: Vec<(u32, Vec<i64>)> = Vec::new();
+            for r in recent.iter().filter(|r| r.tag != 0) {
+                match tags.iter_mut().find(|(t, _)| *t == r.tag) {
+                    Some((_, times)) => times.push(r.ts_ms),
+                    None => tags.push((r.tag, vec![r.ts_ms])),
+                }
+            }
+            self.multi_tag.insert(plate, tags);
+        }
+    }
+
+    /// Checks a plate after a new read (`recent` holds it); tickets a clone.
+    /// Two vehicles behind one plate: two RFID tags each read at least twice, or two
+    /// groups of reads (at least two each) that no vehicle could drive between. A
+    /// single misread never qualifies: it is one read, not two.
+    pub fn check(&mut self, city: &CityModel, plate: Plate, read: &Read, recent: &[Read], sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
+        self.track_tags(plate, read, recent);
+        let rule = &city.rules.cloned_plate;
+        let Some(newest) = recent.iter().map(|r| r.ts_ms).max() else { return };
+        let day = super::local_day(newest, city.rules.timezone_offset_minutes);
+        if self.days.contains(&(plate, day)) {
+            return;
+        }
+        let tags = self.multi_tag.get(&plate).map_or(&[][..], Vec::as_slice);
+        let read_twice = |times: &Vec<i64>| times.iter().filter(|t| newest - **t <= CLONE_WINDOW_MS).count() >= 2;
+        let tag_count = tags.len();
+        let two_tags = tags.iter().filter(|(_, times)| read_twice(times)).count() >= 2;
+        let (groups, fastest_kmh) = travel_groups(city, recent, rule.max_plausible_kmh);
+        let impossible = groups.iter().filter(|g| g.len() >= 2).count() >= 2;
+        if !two_tags && !impossible {
+            return;
+        }
+        self.days.insert((plate, day));
+        let sightings: Vec<Sighting> = recent.iter().map(sighting).collect();
+        let plate_s = plate.to_string();
+        let summary = if two_tags {
+            format!("{plate_s} read with {tag_count} different RFID tags, two of them at least twice within 45 min")
+        } else {
+            format!("{plate_s} seen in two places linked only at {fastest_kmh:.0} km/h (limit of plausibility {} km/h)", rule.max_plausible_kmh)
+        };
+        out.violations.push(Violation {
+            violation_id: violation_id(ViolationKind::ClonedPlate, &plate_s, &rule.rule_id, &day.to_string()),
+            kind: ViolationKind::ClonedPlate,
+            plate: plate_s,
+            ts_ms: newest,
+            location: sightings.last().map(|s| s.device_id.clone()).unwrap_or_default(),
+            measured: if impossible { fastest_kmh } else { tag_count as f64 },
+            limit: rule.max_plausible_kmh,
+            rule_id: rule.rule_id.clone(),
+            rule_version: rule.rule_version,
+            evidence: Evidence { summary, sightings, reason: Some(if two_tags { "two_tags" } else { "impossible_travel" }.into()), ..Evidence::default() },
+        });
+    }
+
+    /// Forgets plates and days no later read can involve.
+    pub fn expire(&mut self, watermark_ms: i64, today: i64) {
+        let horizon = watermark_ms.saturating_sub(CLONE_WINDOW_MS);
+        self.multi_tag.retain(|_, tags| tags.iter().any(|(_, times)| times.iter().any(|t| *t >= horizon)));
+        self.days.retain(|(_, day)| *day >= today - 1);
+    }
+}
+
+/// Splits time-ordered reads into groups a vehicle could drive between (greedily,
+/// each read joining the first group whose latest read it can be reached from), and
+/// the fastest speed any read would have needed to join an earlier group.
+fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<Vec<Read>>, f64) {
+    let reachable = |a: &Read, b: &Read| {
+        let (ra, rb) = (city.reader(a.reader), city.reader(b.reader));
+        let metres = haversine_m([ra.lon, ra.lat], [rb.lon, rb.lat]);
+        let secs = ((b.ts_ms - a.ts_ms).abs() as f64 / 1000.0).max(0.001);
+        (metres < MIN_CLONE_DISTANCE_M || metres / secs * 3.6 <= max_kmh, metres / secs * 3.6)
+    };
+    let mut groups: Vec<Vec<Read>> = Vec::new();
+    let mut fastest: f64 = 0.0;
+    for r in reads {
+        let mut joined = false;
+        for g in groups.iter_mut() {
+            let (ok, kmh) = reachable(g.last().unwrap_or(r), r);
+            if ok {
+                g.push(*r);
+                joined = true;
+                break;
+            }
+            fastest = fastest.max(kmh);
+        }
+        if !joined {
+            groups.push(vec![*r]);
+        }
+    }
+    (groups, fastest)
+}
