@@ -16,6 +16,7 @@ mod pipeline;
 pub mod runner;
 pub mod stage1;
 pub mod stage2;
+pub mod tags;
 pub mod update;
 pub mod watermark;
 pub mod window;

@@ -4,6 +4,7 @@
 //! Its updates are keyed for stage 2; its tickets go straight out.
 
 use crate::clock::DeviceClocks;
+use crate::tags::TagRegistry;
 use crate::dedup::Dedup;
 use crate::enforce::hotlist::HotlistEntry;
 use crate::enforce::{Enforcer, Tickets};
@@ -36,6 +37,7 @@ pub struct Stage1 {
     watermarks: Watermarks,
     matcher: Matcher,
     clocks: DeviceClocks,
+    tags: TagRegistry,
     enforcer: Enforcer,
     dedup: Dedup,
     newest_event_ms: Option<i64>,
@@ -60,6 +62,7 @@ impl Stage1 {
         Stage1 {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             matcher: Matcher::default(),
+            tags: TagRegistry::default(),
             clocks: DeviceClocks::new(city.readers.len() + city.cameras.len(), config.uncalibrated_clock_ms),
             enforcer: Enforcer::new(&city, config.window_ms + config.allowed_lateness_ms),
             dedup: Dedup::default(),
@@ -95,6 +98,11 @@ impl Stage1 {
 
     pub fn remove_hotlist(&mut self, name: &str) -> bool {
         self.enforcer.hotlists.remove_list(name)
+    }
+
+    /// Plate reads taken as their tag's established plate (one character off it).
+    pub fn plates_corrected(&self) -> u64 {
+        self.tags.corrected
     }
 
     /// Camera offences dropped unconfirmed, and those still waiting for a read.
@@ -228,6 +236,8 @@ impl Stage1 {
             }
             Decoded::BusGps(_) => return,
         };
+        let mut read = read;
+        read.plate = self.tags.resolve(read.tag, read.plate, read.ts_ms);
         let kept = Read {
             reader: read.reader,
             clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -261,6 +271,7 @@ impl Stage1 {
         }
         let watermark = self.watermarks.advance(now);
         self.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        self.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
         self.enforcer.release_held(watermark, &mut out.tickets);
         let city = self.city.clone();
         self.enforcer.expire(&city, watermark, &mut out.tickets);

@@ -6,6 +6,7 @@ use crate::config::SimConfig;
 use crate::plates;
 use crate::truth::TruthRecord;
 use crate::watch::Watch;
+use crate::zone_truth::ZoneTruth;
 use egret_model::event::{BusGps, CameraEvent, CameraKind, ParkingCount, PlateRead};
 use egret_model::{CityModel, Plate, Topic, VehicleClass};
 use rand::{Rng, SeedableRng};
@@ -35,6 +36,7 @@ pub(crate) struct Emitter {
     skew: HashMap<String, i64>,
     truth: Vec<TruthRecord>,
     pub watch: Watch,
+    pub zones: ZoneTruth,
 }
 
 /// What a device saw, before noise.
@@ -49,7 +51,7 @@ impl Emitter {
         let max = config.noise.max_skew_ms;
         let devices = city.readers.iter().map(|r| &r.reader_id).chain(city.cameras.iter().map(|c| &c.camera_id));
         let skew = devices.map(|id| (id.clone(), if max > 0 { rng.random_range(-max..=max) } else { 0 })).collect();
-        Emitter { config, rng, queue: BinaryHeap::new(), seq: 0, skew, truth: Vec::new(), watch: Watch::new(city) }
+        Emitter { config, rng, queue: BinaryHeap::new(), seq: 0, skew, truth: Vec::new(), watch: Watch::new(city), zones: ZoneTruth::new(city) }
     }
 
     /// Inside the scenario's span: what devices report and the truth records.
@@ -61,6 +63,18 @@ impl Emitter {
         if self.live(ts_ms) {
             self.truth.push(record);
         }
+    }
+
+    /// A zone offence proven by a segment's two gantries (see `zone_truth`).
+    pub fn zone_offence(&mut self, rule: usize, plate: Plate, ts_ms: i64, location: &str) {
+        if self.live(ts_ms) {
+            self.zones.offence(rule, plate, ts_ms, location, &mut self.truth);
+        }
+    }
+
+    /// Decides passes inside zones once every passage up to `known_until_ms` exists.
+    pub fn settle_zones(&mut self, known_until_ms: i64) {
+        self.zones.settle(known_until_ms, &mut self.truth);
     }
 
     pub fn take_truth(&mut self) -> Vec<TruthRecord> {
@@ -75,6 +89,9 @@ impl Emitter {
                 Sighting::Camera { camera_id, plate, .. } => (*plate, *camera_id, None),
             };
             self.watch.seen(plate, device, tag, ts_ms, &mut self.truth);
+            if let Sighting::Read { reader_id, plate, class, .. } = &sighting {
+                self.zones.passed(*plate, *class, reader_id, ts_ms);
+            }
         }
         if !self.live(ts_ms) || self.rng.random_bool(self.config.noise.missed) {
             return;

@@ -17,6 +17,7 @@ pub mod scenario;
 pub mod truth;
 pub mod vehicles;
 pub mod watch;
+pub mod zone_truth;
 
 pub use config::{Noise, SimConfig};
 pub use emit::Emitted;
@@ -43,8 +44,6 @@ pub struct Simulator {
     generated_until: i64,
     emitter: Emitter,
     network: Arc<vehicles::Network>,
-    /// (restriction, plate, local day) already broken: one offence a day.
-    restriction_tickets: std::collections::HashSet<(usize, egret_model::Plate, i64)>,
     fleet: vehicles::Fleet,
     lots: parking::Lots,
     bus_plan: buses::BusPlan,
@@ -86,7 +85,6 @@ impl Simulator {
             rng,
             emitter,
             network,
-            restriction_tickets: Default::default(),
             lots,
             bus_plan,
             script,
@@ -124,6 +122,7 @@ impl Simulator {
     /// Everything left, once the scenario has ended (late deliveries included).
     pub fn drain_all(&mut self) -> Vec<Emitted> {
         let mut events = self.advance_to(self.config.end_ms());
+        self.emitter.settle_zones(i64::MAX);
         events.extend(self.emitter.drain_until(i64::MAX));
         events
     }
@@ -161,6 +160,8 @@ impl Simulator {
         }
         parking::release_due(self, t);
         buses::depart_due(self, t);
+        // Every passage up to now has been generated (trips are planned whole).
+        self.emitter.settle_zones(t);
     }
 }
 

@@ -35,7 +35,7 @@ fn clean_events_are_all_valid_and_truth_covers_every_fact() {
     let city = city();
     // Late morning: free-flowing enough for speeding to happen.
     let late_morning = START + 195 * 60_000;
-    let (events, truth) = run(SimConfig::clean(3, late_morning, 10 * 60_000));
+    let (events, truth) = run(SimConfig { scripted: true, ..SimConfig::clean(3, late_morning, 10 * 60_000) });
     let decoder = Decoder::new(&city);
     let mut topics = BTreeSet::new();
     for e in &events {
@@ -54,14 +54,16 @@ fn clean_events_are_all_valid_and_truth_covers_every_fact() {
             TruthRecord::Violation { .. } => "violation",
             TruthRecord::LotOccupancy { .. } => "lot",
             TruthRecord::BusArrival { .. } => "bus",
+            TruthRecord::Incident { .. } => "incident",
+            TruthRecord::GhostTrip { .. } => "ghost trip",
         })
         .collect();
-    assert_eq!(kinds.len(), 5, "{kinds:?}");
+    assert_eq!(kinds.len(), 7, "{kinds:?}");
     let violation_kinds: BTreeSet<&str> = truth
         .iter()
         .filter_map(|r| if let TruthRecord::Violation { kind, .. } = r { Some(kind.as_str()) } else { None })
         .collect();
-    for kind in ["section_speed", "point_speed", "red_light"] {
+    for kind in ["section_speed", "point_speed", "red_light", "bus_lane", "restricted_vehicle", "hotlist", "cloned_plate"] {
         assert!(violation_kinds.contains(kind), "{kind} missing from {violation_kinds:?}");
     }
 }

@@ -308,16 +308,13 @@ fn read_at(sim: &mut Simulator, v: &Vehicle, reader_id: &str, ts_ms: i64) {
     sim.emitter.truth(ts_ms, TruthRecord::Passage { plate: v.plate.to_string(), reader_id: reader_id.to_owned(), ts_ms });
 }
 
-/// A zone restriction is broken once per rule, plate and local day: at the first
-/// exit from a zone segment (both of whose gantries were inside the scenario)
-/// within the rule's hours.
+/// A zone restriction proven by a zone segment's two gantries (see `zone_truth`
+/// for the whole rule, including passes of gantries inside a zone).
 fn restricted(sim: &mut Simulator, v: &Vehicle, i: usize, hours: &[HourRange], seen: bool, ts_ms: i64, location: &str) {
     let city = sim.city.clone();
-    let tz = city.rules.timezone_offset_minutes;
-    let day = (ts_ms + i64::from(tz) * 60_000).div_euclid(86_400_000);
     let rule = &city.rules.restrictions[i];
-    if seen && in_hours(hours, ts_ms, tz) && rule.classes.contains(&v.class) && sim.restriction_tickets.insert((i, v.plate, day)) {
-        violation(sim, "restricted_vehicle", v, ts_ms, rule.rule_id.clone(), rule.rule_version, location, 0.0, 0.0);
+    if seen && in_hours(hours, ts_ms, city.rules.timezone_offset_minutes) && rule.classes.contains(&v.class) {
+        sim.emitter.zone_offence(i, v.plate, ts_ms, location);
     }
 }
 

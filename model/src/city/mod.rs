@@ -54,20 +54,43 @@ pub struct CityModel {
     gate_of_reader: Vec<Option<(u32, bool)>>,
     /// Per segment: (restriction index, parsed hours) of the zone rules on it.
     segment_restrictions: Vec<Vec<(usize, Vec<HourRange>)>>,
+    /// Per gantry: the same for the zones it stands inside (every segment that
+    /// starts or ends at it is in the zone), where a read proves presence.
+    reader_restrictions: Vec<Vec<(usize, Vec<HourRange>)>>,
 }
 
-/// The zone restrictions that apply on each segment, with their hours parsed.
-fn restriction_places(rules: &RulesFile, segment_by_id: &HashMap<String, SegmentIdx>, segments: usize) -> Result<Vec<Vec<(usize, Vec<HourRange>)>>, CityError> {
-    let mut on_segment = vec![Vec::new(); segments];
+type Restrictions = Vec<Vec<(usize, Vec<HourRange>)>>;
+
+/// The zone restrictions that apply on each segment and at each gantry standing
+/// inside a zone, with their hours parsed.
+fn restriction_places(rules: &RulesFile, segment_by_id: &HashMap<String, SegmentIdx>, ends: &[(ReaderIdx, ReaderIdx)], readers: usize) -> Result<(Restrictions, Restrictions), CityError> {
+    let mut on_segment = vec![Vec::new(); ends.len()];
+    let mut at_reader = vec![Vec::new(); readers];
     for (i, r) in rules.restrictions.iter().enumerate() {
         let hours = parse_hours(&r.rule_id, &r.hours).map_err(CityError::Invalid)?;
         for zone in rules.zones.iter().filter(|z| z.zone_id == r.zone_id) {
+            let mut in_zone = vec![false; ends.len()];
             for s in zone.segments.iter().filter_map(|s| segment_by_id.get(s)) {
                 on_segment[s.0 as usize].push((i, hours.clone()));
+                in_zone[s.0 as usize] = true;
+            }
+            // A gantry is inside when no segment outside the zone touches it.
+            let mut touches_outside = vec![false; readers];
+            let mut touches = vec![false; readers];
+            for (s, (from, to)) in ends.iter().enumerate() {
+                for r in [from, to] {
+                    touches[r.0 as usize] = true;
+                    touches_outside[r.0 as usize] |= !in_zone[s];
+                }
+            }
+            for (reader, slot) in at_reader.iter_mut().enumerate() {
+                if touches[reader] && !touches_outside[reader] {
+                    slot.push((i, hours.clone()));
+                }
             }
         }
     }
-    Ok(on_segment)
+    Ok((on_segment, at_reader))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T, CityError> {
@@ -183,9 +206,12 @@ impl CityModel {
             }
             parse_hours(&r.rule_id, &r.hours).map_err(CityError::Invalid)?;
         }
-        let segment_restrictions = restriction_places(&rules, &segment_by_id, segments.len())?;
+        let ends: Vec<(ReaderIdx, ReaderIdx)> =
+            segments.iter().map(|s| (reader_by_id[s.from_reader_id.as_str()], reader_by_id[s.to_reader_id.as_str()])).collect();
+        let (segment_restrictions, reader_restrictions) = restriction_places(&rules, &segment_by_id, &ends, readers.len())?;
         Ok(CityModel {
             segment_restrictions,
+            reader_restrictions,
             version,
             readers,
             segments,
@@ -247,6 +273,12 @@ impl CityModel {
     /// (restriction index, hours) of the zone rules that apply on a segment.
     pub fn restrictions_on(&self, s: SegmentIdx) -> &[(usize, Vec<HourRange>)] {
         &self.segment_restrictions[s.0 as usize]
+    }
+
+    /// (restriction index, hours) of the zone rules that apply at a gantry standing
+    /// inside their zone.
+    pub fn restrictions_at(&self, reader: ReaderIdx) -> &[(usize, Vec<HourRange>)] {
+        &self.reader_restrictions[reader.0 as usize]
     }
 
     /// Segments leaving a gantry.

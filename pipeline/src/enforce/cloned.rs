@@ -106,9 +106,9 @@ impl ClonedPlates {
     }
 }
 
-/// Splits time-ordered reads into groups a vehicle could drive between (greedily,
-/// each read joining the first group whose latest read it can be reached from), and
-/// the fastest speed any read would have needed to join an earlier group.
+/// Splits time-ordered reads into groups a vehicle could drive between (each read
+/// joins the group whose latest read it continues at the lowest speed, if that is
+/// plausible), and the speed the most implausible new group would have needed.
 fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<Vec<Read>>, f64) {
     let reachable = |a: &Read, b: &Read| {
         let (ra, rb) = (city.reader(a.reader), city.reader(b.reader));
@@ -119,18 +119,19 @@ fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<Vec<Rea
     let mut groups: Vec<Vec<Read>> = Vec::new();
     let mut fastest: f64 = 0.0;
     for r in reads {
-        let mut joined = false;
-        for g in groups.iter_mut() {
-            let (ok, kmh) = reachable(g.last().unwrap_or(r), r);
-            if ok {
-                g.push(*r);
-                joined = true;
-                break;
+        // Join the group this read most naturally continues (the slowest link).
+        let best = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.last().map(|last| (i, reachable(last, r))))
+            .min_by(|(_, (_, a)), (_, (_, b))| a.total_cmp(b));
+        match best {
+            Some((i, (true, _))) => groups[i].push(*r),
+            Some((_, (false, kmh))) => {
+                fastest = fastest.max(kmh);
+                groups.push(vec![*r]);
             }
-            fastest = fastest.max(kmh);
-        }
-        if !joined {
-            groups.push(vec![*r]);
+            None => groups.push(vec![*r]),
         }
     }
     (groups, fastest)

@@ -12,14 +12,15 @@ pub mod camera;
 pub mod cloned;
 pub mod hotlist;
 pub mod violation;
+pub mod zones;
 
 use crate::matcher::{Read, Traversal};
 use camera::{CORROBORATE_MS, CameraRules, FUZZY_WINDOW_MS, GantryLog, Pending};
 use cloned::ClonedPlates;
-use egret_model::time::in_hours;
-use egret_model::{CityModel, Plate, SegmentIdx, VehicleClass};
+use zones::ZoneRules;
+use egret_model::{CityModel, Plate, VehicleClass};
 use hotlist::Hotlists;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use violation::{Evidence, PossibleHit, Sighting, Violation, ViolationKind, violation_id};
 
 
@@ -36,7 +37,7 @@ pub struct Enforcer {
     pub hotlists: Hotlists,
     /// (rule, plate, local day) already ticketed, for once-a-day offences; rule
     /// `usize::MAX` is the cloned plate.
-    daily: HashSet<(usize, Plate, i64)>,
+    zones: ZoneRules,
     cloned: ClonedPlates,
     gantry_log: GantryLog,
     /// Section tickets over bridged drives, held until no late read can fill the
@@ -61,7 +62,7 @@ impl Enforcer {
             cameras: CameraRules::new(city),
             pending: Pending::default(),
             hotlists: Hotlists::default(),
-            daily: HashSet::new(),
+            zones: ZoneRules::default(),
             cloned: ClonedPlates::default(),
             gantry_log: GantryLog::new(city.readers.len()),
             held: HashMap::new(),
@@ -92,8 +93,11 @@ impl Enforcer {
                 Some(v) => out.violations.push(v),
                 None => {}
             }
-            self.restricted(city, t, out);
+            let topic = &self.plate_reads_topic;
+            self.zones.on_traversal(city, t, |r| read_sighting(city, topic, r), out);
         }
+        let topic = self.plate_reads_topic.clone();
+        self.zones.on_read(city, plate, class, read, recent, |r| read_sighting(city, &topic, r), out);
         self.gantry_log.record(plate, class, *read);
         let sighting = self.read_sighting(city, read);
         self.hotlist(plate, sighting, out);
@@ -234,54 +238,6 @@ impl Enforcer {
         out.violations.extend(released);
     }
 
-    /// Zone rules, once per rule, plate and local day, at the first traversal of a
-    /// zone segment within the rule's hours. A bridged drive covers both its
-    /// segments and must be within the hours from start to end (the time at the
-    /// missed gantry is not known). Two reads of the tag make the traversal, so a
-    /// lone misread never names the wrong vehicle.
-    fn restricted(&mut self, city: &CityModel, t: &Traversal, out: &mut Tickets) {
-        let tz = city.rules.timezone_offset_minutes;
-        let instants = if t.via.is_some() { vec![t.enter_ms, t.exit_ms] } else { vec![t.exit_ms] };
-        let applicable: Vec<(SegmentIdx, usize)> = std::iter::once(t.segment)
-            .chain(t.via)
-            .flat_map(|s| city.restrictions_on(s).iter().filter(|(_, hours)| instants.iter().all(|ts| in_hours(hours, *ts, tz))).map(move |(i, _)| (s, *i)))
-            .collect();
-        for (s, i) in applicable {
-            let segment = &city.segment(s).segment_id;
-            let sightings = vec![self.read_sighting(city, &t.from), self.read_sighting(city, &t.to)];
-            let how = format!("drove {segment} from {} to {}", sightings[0].device_id, sightings[1].device_id);
-            self.restricted_ticket(city, i, t.plate, t.class, t.exit_ms, segment, sightings, how, out);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn restricted_ticket(&mut self, city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: i64, location: &str, sightings: Vec<Sighting>, how: String, out: &mut Tickets) {
-        let rule = &city.rules.restrictions[i];
-        let day = local_day(ts_ms, city.rules.timezone_offset_minutes);
-        if !rule.classes.contains(&class) || !self.daily.insert((i, plate, day)) {
-            return;
-        }
-        let zone = city.rules.zones.iter().find(|z| z.zone_id == rule.zone_id).map_or(rule.zone_id.as_str(), |z| z.name.as_str());
-        let plate = plate.to_string();
-        out.violations.push(Violation {
-            violation_id: violation_id(ViolationKind::RestrictedVehicle, &plate, &rule.rule_id, &day.to_string()),
-            kind: ViolationKind::RestrictedVehicle,
-            plate: plate.clone(),
-            ts_ms,
-            location: location.to_owned(),
-            measured: 0.0,
-            limit: 0.0,
-            rule_id: rule.rule_id.clone(),
-            rule_version: rule.rule_version,
-            evidence: Evidence {
-                summary: format!("{plate}, registered as {}, {how} ({zone}, rule hours apply)", class.as_str()),
-                sightings,
-                vehicle_class: Some(class.as_str().to_owned()),
-                ..Evidence::default()
-            },
-        });
-    }
-
     fn hotlist(&mut self, plate: Plate, sighting: Sighting, out: &mut Tickets) {
         for m in self.hotlists.check(plate, sighting.ts_ms) {
             if !m.exact {
@@ -346,7 +302,7 @@ impl Enforcer {
         self.gantry_log.expire(watermark_ms.saturating_sub(FUZZY_WINDOW_MS + CORROBORATE_MS));
         self.hotlists.expire(watermark_ms);
         let today = local_day(watermark_ms, tz_minutes);
-        self.daily.retain(|(_, _, day)| *day >= today - 1);
+        self.zones.expire(watermark_ms, today);
         self.cloned.expire(watermark_ms, today);
     }
 

@@ -1,0 +1,153 @@
+//! Zone restrictions (hazardous goods in the tunnel, trucks on the island at peak
+//! hours…): once per rule, plate and local day, at the first proof within the
+//! rule's hours that a vehicle of a restricted class was in the zone.
+//!
+//! The evidence standard is two reads of the vehicle's tag: a traversal of a zone
+//! segment, or a read at a gantry standing inside the zone plus another read of
+//! the same tag and plate within 15 minutes, before or after (a lone read may carry
+//! a misread plate and would name the wrong vehicle). A pass inside a zone waits up
+//! to 15 minutes of event time for that second read; a read of the same tag with
+//! another plate shows one of them misread and drops it. A bridged traversal
+//! covers both its segments and must be within the hours at both ends (the time at
+//! the missed gantry is not known).
+
+use super::Tickets;
+use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
+use crate::matcher::{Read, Traversal};
+use egret_model::time::in_hours;
+use egret_model::{CityModel, Plate, SegmentIdx, VehicleClass};
+use std::collections::{HashMap, HashSet};
+
+/// How long a pass inside a zone waits for a second read of its tag.
+pub const HOLD_LONE_READ_MS: i64 = 15 * 60_000;
+
+struct Held {
+    ticket: Violation,
+    rule: usize,
+    plate: Plate,
+    tag: u32,
+    day: i64,
+    release_ms: i64,
+}
+
+#[derive(Default)]
+pub struct ZoneRules {
+    /// (rule, plate, local day) already ticketed.
+    daily: HashSet<(usize, Plate, i64)>,
+    /// The plate each tag was last read with, and when.
+    tag_plates: HashMap<u32, (Plate, i64)>,
+    /// Tags seen with two plates recently: their lone reads prove nothing.
+    doubtful_tags: HashMap<u32, i64>,
+    held: Vec<Held>,
+}
+
+/// A ticket under rule `i`; `None` when the class is not restricted by it.
+#[allow(clippy::too_many_arguments)]
+fn ticket(city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: i64, day: i64, location: &str, sightings: Vec<Sighting>, how: &str) -> Option<Violation> {
+    let rule = &city.rules.restrictions[i];
+    if !rule.classes.contains(&class) {
+        return None;
+    }
+    let zone = city.rules.zones.iter().find(|z| z.zone_id == rule.zone_id).map_or(rule.zone_id.as_str(), |z| z.name.as_str());
+    let plate = plate.to_string();
+    Some(Violation {
+        violation_id: violation_id(ViolationKind::RestrictedVehicle, &plate, &rule.rule_id, &day.to_string()),
+        kind: ViolationKind::RestrictedVehicle,
+        plate: plate.clone(),
+        ts_ms,
+        location: location.to_owned(),
+        measured: 0.0,
+        limit: 0.0,
+        rule_id: rule.rule_id.clone(),
+        rule_version: rule.rule_version,
+        evidence: Evidence {
+            summary: format!("{plate}, registered as {}, {how} ({zone}, within the rule's hours)", class.as_str()),
+            sightings,
+            vehicle_class: Some(class.as_str().to_owned()),
+            ..Evidence::default()
+        },
+    })
+}
+
+impl ZoneRules {
+    fn issue(&mut self, v: Violation, rule: usize, plate: Plate, day: i64, out: &mut Tickets) {
+        if self.daily.insert((rule, plate, day)) {
+            self.held.retain(|h| !(h.rule == rule && h.plate == plate && h.day == day));
+            out.violations.push(v);
+        }
+    }
+
+    pub fn on_traversal(&mut self, city: &CityModel, t: &Traversal, sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
+        let tz = city.rules.timezone_offset_minutes;
+        let instants = if t.via.is_some() { vec![t.enter_ms, t.exit_ms] } else { vec![t.exit_ms] };
+        let applicable: Vec<(SegmentIdx, usize)> = std::iter::once(t.segment)
+            .chain(t.via)
+            .flat_map(|s| city.restrictions_on(s).iter().filter(|(_, hours)| instants.iter().all(|ts| in_hours(hours, *ts, tz))).map(move |(i, _)| (s, *i)))
+            .collect();
+        let day = super::local_day(t.exit_ms, tz);
+        for (s, i) in applicable {
+            let segment = &city.segment(s).segment_id;
+            let sightings = vec![sighting(&t.from), sighting(&t.to)];
+            let how = format!("drove {segment} from {} to {}", sightings[0].device_id, sightings[1].device_id);
+            if let Some(v) = ticket(city, i, t.plate, t.class, t.exit_ms, day, segment, sightings, &how) {
+                self.issue(v, i, t.plate, day, out);
+            }
+        }
+    }
+
+    /// A read: checks held tickets against its tag, then the zones its gantry stands in.
+    /// `recent` are the plate's reads (this one among them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, read: &Read, recent: &[Read], sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
+        let tz = city.rules.timezone_offset_minutes;
+        if read.tag != 0 {
+            if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, _)| *p != plate) {
+                let other = *other;
+                self.held.retain(|h| !(h.tag == read.tag && h.plate == other));
+                self.doubtful_tags.insert(read.tag, read.ts_ms);
+            }
+            // The same tag and plate again: a held ticket is confirmed.
+            let confirmed: Vec<usize> = (0..self.held.len()).filter(|k| self.held[*k].tag == read.tag && self.held[*k].plate == plate).collect();
+            for k in confirmed.into_iter().rev() {
+                let mut h = self.held.remove(k);
+                let again = sighting(read);
+                h.ticket.evidence.summary.push_str(&format!("; the same tag read again with this plate by {}", again.device_id));
+                h.ticket.evidence.sightings.push(again);
+                self.issue(h.ticket, h.rule, h.plate, h.day, out);
+            }
+            self.tag_plates.insert(read.tag, (plate, read.ts_ms));
+        }
+        let day = super::local_day(read.ts_ms, tz);
+        let rules: Vec<usize> = city.restrictions_at(read.reader).iter().filter(|(_, h)| in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
+        for i in rules {
+            if self.daily.contains(&(i, plate, day)) || self.held.iter().any(|h| h.rule == i && h.plate == plate && h.day == day) {
+                continue;
+            }
+            let s = sighting(read);
+            let how = format!("was read by {}, which stands inside the zone", s.device_id);
+            let location = s.device_id.clone();
+            let Some(mut v) = ticket(city, i, plate, class, read.ts_ms, day, &location, vec![s], &how) else { continue };
+            if read.tag == 0 || self.doubtful_tags.contains_key(&read.tag) {
+                continue;
+            }
+            // Another read of the same tag and plate already confirms it.
+            if let Some(other) = recent.iter().find(|r| r.tag == read.tag && *r != read && (r.ts_ms - read.ts_ms).abs() <= HOLD_LONE_READ_MS) {
+                let again = sighting(other);
+                v.evidence.summary.push_str(&format!("; the same tag read with this plate by {}", again.device_id));
+                v.evidence.sightings.push(again);
+                self.issue(v, i, plate, day, out);
+                continue;
+            }
+            self.held.push(Held { ticket: v, rule: i, plate, tag: read.tag, day, release_ms: read.ts_ms + HOLD_LONE_READ_MS });
+        }
+    }
+
+    /// Drops passes no second read came for; forgets what no later read needs.
+    pub fn expire(&mut self, watermark_ms: i64, today: i64) {
+        self.held.retain(|h| h.release_ms > watermark_ms);
+        let horizon = watermark_ms.saturating_sub(HOLD_LONE_READ_MS);
+        self.tag_plates.retain(|_, (_, ts)| *ts >= horizon);
+        self.doubtful_tags.retain(|_, ts| *ts >= horizon);
+        self.daily.retain(|(_, _, day)| *day >= today - 1);
+    }
+}

@@ -1,0 +1,93 @@
+//! RFID tags as the vehicle's identity. A tag is issued to one registered plate,
+//! so a read whose plate is one character away from the plate its tag has been
+//! read with (twice, so the tag's plate is established) is a misread of that plate,
+//! and is taken as that plate. Other reads are taken as they come: a plate that is
+//! really different (a clone with a forged tag id) is left for the cloned-plate rule.
+
+use egret_model::Plate;
+use std::collections::HashMap;
+
+/// Reads that agree on a tag's plate before it is trusted to correct others.
+const ESTABLISHED_AFTER: u8 = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct TagPlate {
+    plate: Plate,
+    agreeing: u8,
+    last_ms: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct TagRegistry {
+    tags: HashMap<u32, TagPlate>,
+    /// Reads whose plate was corrected.
+    pub corrected: u64,
+}
+
+impl TagRegistry {
+    /// The plate a read of `tag` showing `plate` at `ts_ms` belongs to.
+    pub fn resolve(&mut self, tag: u32, plate: Plate, ts_ms: i64) -> Plate {
+        if tag == 0 {
+            return plate;
+        }
+        let entry = self.tags.entry(tag).or_insert(TagPlate { plate, agreeing: 0, last_ms: ts_ms });
+        entry.last_ms = entry.last_ms.max(ts_ms);
+        if entry.plate == plate {
+            entry.agreeing = entry.agreeing.saturating_add(1);
+            return plate;
+        }
+        if entry.agreeing >= ESTABLISHED_AFTER && crate::enforce::camera::one_character_apart(&entry.plate, &plate) {
+            self.corrected += 1;
+            return entry.plate;
+        }
+        if entry.agreeing < ESTABLISHED_AFTER {
+            // Not established yet: the newer plate may be the right one.
+            *entry = TagPlate { plate, agreeing: 1, last_ms: ts_ms };
+        }
+        plate
+    }
+
+    /// Forgets tags not read since `horizon_ms`.
+    pub fn expire(&mut self, horizon_ms: i64) {
+        self.tags.retain(|_, t| t.last_ms >= horizon_ms);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plate(s: &str) -> Plate {
+        Plate::parse(s).expect("plate")
+    }
+
+    #[test]
+    fn a_misread_of_an_established_tag_is_corrected() {
+        let mut r = TagRegistry::default();
+        assert_eq!(r.resolve(7, plate("闽D12345"), 0), plate("闽D12345"));
+        assert_eq!(r.resolve(7, plate("闽D12345"), 1), plate("闽D12345"));
+        assert_eq!(r.resolve(7, plate("闽D12845"), 2), plate("闽D12345"));
+        assert_eq!(r.corrected, 1);
+    }
+
+    #[test]
+    fn an_unestablished_tag_or_a_different_plate_is_not_corrected() {
+        let mut r = TagRegistry::default();
+        r.resolve(7, plate("闽D12845"), 0);
+        // The first read was the misread: the next ones take over.
+        assert_eq!(r.resolve(7, plate("闽D12345"), 1), plate("闽D12345"));
+        assert_eq!(r.resolve(7, plate("闽D12345"), 2), plate("闽D12345"));
+        assert_eq!(r.resolve(7, plate("闽D12845"), 3), plate("闽D12345"));
+        // Two characters away: another plate, not a misread.
+        assert_eq!(r.resolve(7, plate("闽E99345"), 4), plate("闽E99345"));
+        assert_eq!(r.resolve(0, plate("闽D00001"), 5), plate("闽D00001"));
+    }
+}
