@@ -8,6 +8,7 @@ use crate::window::SegmentWindow;
 use egret_model::CityModel;
 use parking_lot::RwLock;
 use crate::enforce::violation::{PossibleHit, Violation};
+use crate::incident::Incident;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +40,18 @@ struct Tickets {
     repeats: u64,
 }
 
+/// Cleared incidents kept for the API, newest last.
+pub const CLEARED_INCIDENTS_KEPT: usize = 200;
+
+#[derive(Debug, Default)]
+struct Incidents {
+    open: std::collections::BTreeMap<String, Incident>,
+    cleared: VecDeque<Incident>,
+}
+
 pub struct LiveState {
     city: Arc<CityModel>,
+    incidents: RwLock<Incidents>,
     current: RwLock<Snapshot>,
     history: RwLock<Vec<VecDeque<SegmentWindow>>>,
     tickets: RwLock<Tickets>,
@@ -54,6 +65,7 @@ impl LiveState {
             current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n], lots: vec![None; city.lots.len()] }),
             history: RwLock::new(vec![VecDeque::new(); n]),
             tickets: RwLock::new(Tickets::default()),
+            incidents: RwLock::new(Incidents::default()),
             version: AtomicU64::new(0),
             city,
         }
@@ -66,6 +78,7 @@ impl LiveState {
     /// Applies one batch's output: newer windows replace older ones; finals go to history.
     pub fn apply(&self, out: &BatchOutput) {
         self.apply_tickets(&out.tickets);
+        self.apply_incidents(&out.incidents);
         if out.windows.is_empty() && out.lots.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
             return;
         }
@@ -125,6 +138,31 @@ impl LiveState {
             held.possible_hits.push_back(h.clone());
         }
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    fn apply_incidents(&self, changed: &[Incident]) {
+        if changed.is_empty() {
+            return;
+        }
+        let mut board = self.incidents.write();
+        for i in changed {
+            if i.cleared_ms.is_some() {
+                board.open.remove(&i.incident_id);
+                if board.cleared.len() == CLEARED_INCIDENTS_KEPT {
+                    board.cleared.pop_front();
+                }
+                board.cleared.push_back(i.clone());
+            } else {
+                board.open.insert(i.incident_id.clone(), i.clone());
+            }
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Open incidents (by id), and the most recently cleared ones.
+    pub fn incidents(&self) -> (Vec<Incident>, Vec<Incident>) {
+        let board = self.incidents.read();
+        (board.open.values().cloned().collect(), board.cleared.iter().cloned().collect())
     }
 
     /// Tickets held, oldest first, that `keep` accepts.

@@ -3,6 +3,7 @@
 //! same two stages talk through the repartition topic instead (`repartition`).
 
 use crate::enforce::Tickets;
+use crate::incident::Incident;
 use crate::enforce::hotlist::HotlistEntry;
 use crate::parking::LotState;
 use crate::stage1::{Stage1, Stage1Output};
@@ -79,6 +80,8 @@ pub struct BatchOutput {
     pub dead_letters: Vec<DeadLetter>,
     /// Tickets issued and possible hotlist hits found in this batch.
     pub tickets: Tickets,
+    /// Incidents opened or cleared in this batch.
+    pub incidents: Vec<Incident>,
     pub watermark_ms: i64,
 }
 
@@ -159,12 +162,19 @@ impl Pipeline {
         let out = self.stage1.finish();
         let watermark_ms = out.watermark_ms;
         let done = self.stage2.finish();
-        BatchOutput { windows: done.windows, lots: done.lots, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms }
+        BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms }
     }
 
     fn hand_over(&mut self, out: Stage1Output) -> BatchOutput {
         self.stage2.apply(&out.updates);
         let changed = self.stage2.advance(out.watermark_ms);
-        BatchOutput { windows: changed.windows, lots: changed.lots, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms: out.watermark_ms }
+        BatchOutput {
+            windows: changed.windows,
+            lots: changed.lots,
+            incidents: changed.incidents,
+            dead_letters: out.dead_letters,
+            tickets: out.tickets,
+            watermark_ms: out.watermark_ms,
+        }
     }
 }

@@ -73,6 +73,8 @@ pub const SEGMENT_SPEEDS_TOPIC: &str = "egret.segment-speeds";
 pub const PARKING_TOPIC: &str = "egret.parking";
 /// The topic of tickets, keyed by `violation_id` (police only).
 pub const VIOLATIONS_TOPIC: &str = "egret.violations";
+/// Incidents as they open and clear, keyed by `incident_id`.
+pub const INCIDENTS_TOPIC: &str = "egret.incidents";
 /// Possible hotlist hits for a person to check (police only).
 pub const HOTLIST_HITS_TOPIC: &str = "egret.hotlist-hits";
 
@@ -138,6 +140,7 @@ pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outpu
         keyed_json(PARKING_TOPIC, lot_id, &LotUpdate { lot_id, state: l })
     }));
     derived.extend(ticket_records(&out.tickets));
+    derived.extend(out.incidents.iter().map(|i| keyed_json(INCIDENTS_TOPIC, &i.incident_id, i)));
     if !derived.is_empty() {
         outputs.derived.send(derived).await?;
     }

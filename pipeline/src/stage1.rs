@@ -237,7 +237,7 @@ impl Stage1 {
             Decoded::BusGps(_) => return,
         };
         let mut read = read;
-        read.plate = self.tags.resolve(read.tag, read.plate, read.ts_ms);
+        read.plate = self.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);
         let kept = Read {
             reader: read.reader,
             clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -262,6 +262,12 @@ impl Stage1 {
         for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus && t.via.is_none()) {
             self.stats.traversals += 1;
             out.updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
+            // The newest drive of this vehicle leads onto its only way on.
+            if t.exit_ms == read.ts_ms
+                && let Some(next) = city.continuation(t.segment)
+            {
+                out.updates.push(Update::Entered { segment: next.0, ts_ms: read.ts_ms });
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Stage 2, keyed by segment and lot: event-time windows of segment speeds and
 //! parking occupancy, driven by the updates of stage 1 and a watermark.
 
+use crate::incident::{Incident, IncidentDetector};
 use crate::parking::{LotState, Parking};
 use crate::pipeline::PipelineConfig;
 use crate::update::Update;
@@ -14,6 +15,7 @@ pub struct Stage2 {
     lengths: Vec<u32>,
     windows: Windows,
     parking: Parking,
+    incidents: IncidentDetector,
     /// Updates are applied against this watermark; `advance` moves it.
     watermark: i64,
     pub late_traversals: u64,
@@ -26,6 +28,8 @@ pub struct Stage2Output {
     /// Provisional snapshots of changed windows, then windows that became final.
     pub windows: Vec<SegmentWindow>,
     pub lots: Vec<LotState>,
+    /// Incidents opened or cleared.
+    pub incidents: Vec<Incident>,
 }
 
 impl Stage2 {
@@ -33,6 +37,7 @@ impl Stage2 {
         Stage2 {
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
+            incidents: IncidentDetector::new(city),
             lengths: city.segments.iter().map(|s| s.length_m).collect(),
             config,
             watermark: i64::MIN,
@@ -48,10 +53,12 @@ impl Stage2 {
                     let Some(length_m) = self.lengths.get(segment as usize).copied() else { continue };
                     let speed_kmh = crate::matcher::speed_kmh(length_m, enter_ms, exit_ms);
                     let sample = Sample { segment: SegmentIdx(segment), enter_ms, exit_ms, speed_kmh };
+                    self.incidents.traversed(segment, enter_ms, exit_ms, speed_kmh);
                     if self.windows.add(&sample, self.watermark).is_err() {
                         self.late_traversals += 1;
                     }
                 }
+                Update::Entered { segment, ts_ms } => self.incidents.entered(segment, ts_ms),
                 Update::Gate { lot, entering, ts_ms } => self.parking.gate(lot, entering, ts_ms),
                 Update::Count { lot, occupied, ts_ms } => self.parking.snapshot(lot, occupied, ts_ms),
             }
@@ -62,7 +69,11 @@ impl Stage2 {
     pub fn advance(&mut self, watermark: i64) -> Stage2Output {
         self.watermark = self.watermark.max(watermark);
         let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(settled, self.watermark) };
+        let mut out = Stage2Output {
+            windows: self.windows.changed(),
+            lots: self.parking.changed(settled, self.watermark),
+            incidents: self.incidents.check(self.watermark),
+        };
         let closed = self.windows.close(self.watermark);
         self.windows_closed += closed.len() as u64;
         out.windows.extend(closed);
@@ -71,7 +82,8 @@ impl Stage2 {
 
     /// End of input: everything becomes final.
     pub fn finish(&mut self) -> Stage2Output {
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX) };
+        // The end of input decides nothing about incidents: silence is not a crash.
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new() };
         self.watermark = i64::MAX;
         let closed = self.windows.close(i64::MAX);
         self.windows_closed += closed.len() as u64;
@@ -81,6 +93,11 @@ impl Stage2 {
 
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    /// Incidents open now.
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        self.incidents.open().cloned().collect()
     }
 
     pub fn corrections(&self) -> u64 {

@@ -15,7 +15,12 @@ struct TagPlate {
     plate: Plate,
     agreeing: u8,
     last_ms: i64,
+    /// Where it was last read: two reads in one pass are one observation.
+    last_reader: u32,
 }
+
+/// Reads of a tag at one gantry this close together are the same pass.
+const SAME_PASS_MS: i64 = 10_000;
 
 #[derive(Debug, Default)]
 pub struct TagRegistry {
@@ -25,15 +30,19 @@ pub struct TagRegistry {
 }
 
 impl TagRegistry {
-    /// The plate a read of `tag` showing `plate` at `ts_ms` belongs to.
-    pub fn resolve(&mut self, tag: u32, plate: Plate, ts_ms: i64) -> Plate {
+    /// The plate a read of `tag` at gantry `reader` showing `plate` at `ts_ms` belongs to.
+    pub fn resolve(&mut self, tag: u32, reader: u32, plate: Plate, ts_ms: i64) -> Plate {
         if tag == 0 {
             return plate;
         }
-        let entry = self.tags.entry(tag).or_insert(TagPlate { plate, agreeing: 0, last_ms: ts_ms });
+        let entry = self.tags.entry(tag).or_insert(TagPlate { plate, agreeing: 0, last_ms: ts_ms, last_reader: u32::MAX });
+        let same_pass = entry.last_reader == reader && (ts_ms - entry.last_ms).abs() < SAME_PASS_MS;
         entry.last_ms = entry.last_ms.max(ts_ms);
+        entry.last_reader = reader;
         if entry.plate == plate {
-            entry.agreeing = entry.agreeing.saturating_add(1);
+            if !same_pass {
+                entry.agreeing = entry.agreeing.saturating_add(1);
+            }
             return plate;
         }
         if entry.agreeing >= ESTABLISHED_AFTER && crate::enforce::camera::one_character_apart(&entry.plate, &plate) {
@@ -42,7 +51,7 @@ impl TagRegistry {
         }
         if entry.agreeing < ESTABLISHED_AFTER {
             // Not established yet: the newer plate may be the right one.
-            *entry = TagPlate { plate, agreeing: 1, last_ms: ts_ms };
+            *entry = TagPlate { plate, agreeing: 1, last_ms: ts_ms, last_reader: reader };
         }
         plate
     }
@@ -72,22 +81,32 @@ mod tests {
     #[test]
     fn a_misread_of_an_established_tag_is_corrected() {
         let mut r = TagRegistry::default();
-        assert_eq!(r.resolve(7, plate("闽D12345"), 0), plate("闽D12345"));
-        assert_eq!(r.resolve(7, plate("闽D12345"), 1), plate("闽D12345"));
-        assert_eq!(r.resolve(7, plate("闽D12845"), 2), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 1, plate("闽D12345"), 0), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 120_000), plate("闽D12345"));
         assert_eq!(r.corrected, 1);
+    }
+
+    #[test]
+    fn two_reads_in_one_pass_are_one_observation() {
+        let mut r = TagRegistry::default();
+        r.resolve(7, 1, plate("闽D12845"), 0);
+        r.resolve(7, 1, plate("闽D12845"), 2_000);
+        // Not established by one pass read twice: the true plate is not "corrected".
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000), plate("闽D12345"));
+        assert_eq!(r.corrected, 0);
     }
 
     #[test]
     fn an_unestablished_tag_or_a_different_plate_is_not_corrected() {
         let mut r = TagRegistry::default();
-        r.resolve(7, plate("闽D12845"), 0);
+        r.resolve(7, 1, plate("闽D12845"), 0);
         // The first read was the misread: the next ones take over.
-        assert_eq!(r.resolve(7, plate("闽D12345"), 1), plate("闽D12345"));
-        assert_eq!(r.resolve(7, plate("闽D12345"), 2), plate("闽D12345"));
-        assert_eq!(r.resolve(7, plate("闽D12845"), 3), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 3, plate("闽D12345"), 120_000), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 4, plate("闽D12845"), 180_000), plate("闽D12345"));
         // Two characters away: another plate, not a misread.
-        assert_eq!(r.resolve(7, plate("闽E99345"), 4), plate("闽E99345"));
-        assert_eq!(r.resolve(0, plate("闽D00001"), 5), plate("闽D00001"));
+        assert_eq!(r.resolve(7, 5, plate("闽E99345"), 240_000), plate("闽E99345"));
+        assert_eq!(r.resolve(0, 1, plate("闽D00001"), 5), plate("闽D00001"));
     }
 }

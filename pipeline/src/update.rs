@@ -12,6 +12,9 @@ pub enum Update {
     /// `segment` is the index in the city model both stages load; the speed follows
     /// from its surveyed length (no float on the wire, so no rounding on the way).
     Traversal { segment: u32, enter_ms: i64, exit_ms: i64 },
+    /// A vehicle left one segment onto `segment`, the only way on: incidents watch
+    /// for entries that never come out.
+    Entered { segment: u32, ts_ms: i64 },
     Gate { lot: u32, entering: bool, ts_ms: i64 },
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }
@@ -24,14 +27,14 @@ impl Update {
     pub fn is_plausible(&self) -> bool {
         match *self {
             Update::Traversal { enter_ms, exit_ms, .. } => PLAUSIBLE_MS.contains(&enter_ms) && PLAUSIBLE_MS.contains(&exit_ms) && enter_ms < exit_ms,
-            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } => PLAUSIBLE_MS.contains(&ts_ms),
+            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } | Update::Entered { ts_ms, .. } => PLAUSIBLE_MS.contains(&ts_ms),
         }
     }
 
     /// The repartition key: the segment or lot id.
     pub fn key<'c>(&self, city: &'c egret_model::CityModel) -> &'c str {
         match self {
-            Update::Traversal { segment, .. } => &city.segments[*segment as usize].segment_id,
+            Update::Traversal { segment, .. } | Update::Entered { segment, .. } => &city.segments[*segment as usize].segment_id,
             Update::Gate { lot, .. } | Update::Count { lot, .. } => &city.lots[*lot as usize].lot_id,
         }
     }

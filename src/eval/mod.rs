@@ -13,6 +13,7 @@ use egret_ingest::memory::MemorySink;
 use egret_model::{CityModel, Topic};
 use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::enforce::violation::{Violation, ViolationKind};
+use egret_pipeline::incident::Incident;
 use egret_pipeline::runner::{self, Outputs};
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
 use egret_simulator::{GroundTruth, SimConfig, Simulator, TruthRecord, WantedPlate};
@@ -30,6 +31,8 @@ pub struct Outcome {
     pub windows: BTreeMap<(String, i64), (f64, u32)>,
     /// Lot states as published, in order: (lot id, as_of_ms, occupied).
     pub lots: Vec<(String, i64, Option<u32>)>,
+    /// Incidents as last published, by id.
+    pub incidents: BTreeMap<String, Incident>,
     pub truth: GroundTruth,
     pub config: SimConfig,
 }
@@ -75,6 +78,7 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
         violations: Vec::new(),
         windows: BTreeMap::new(),
         lots: Vec::new(),
+        incidents: BTreeMap::new(),
         truth,
         config,
     };
@@ -82,6 +86,10 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
         let value: serde_json::Value = serde_json::from_slice(&r.payload)?;
         match r.topic.as_str() {
             runner::VIOLATIONS_TOPIC => outcome.violations.push(serde_json::from_value(value)?),
+            runner::INCIDENTS_TOPIC => {
+                let incident: Incident = serde_json::from_value(value)?;
+                outcome.incidents.insert(incident.incident_id.clone(), incident);
+            }
             runner::SEGMENT_SPEEDS_TOPIC if value["is_final"] == true => {
                 let key = (value["segment_id"].as_str().unwrap_or_default().to_owned(), value["window_start_ms"].as_i64().unwrap_or_default());
                 let samples = value["sample_count"].as_u64().unwrap_or_default() as u32;
@@ -167,6 +175,19 @@ pub fn figures(city: &CityModel, noisy: bool, outcome: &Outcome) -> Vec<Figure> 
         measured: format!("{mape:.3}% over {n} windows ({unmatched} without a true counterpart)"),
         target: format!("<= {target}%"),
         pass: Some(n > 0 && mape <= target),
+    });
+    let (delays, missed, false_incidents) = score::incidents(&outcome.truth.records, outcome.incidents.values());
+    let worst = delays.iter().map(|(_, d)| *d).max();
+    rows.push(Figure {
+        figure: "incident detection delay after onset / false incidents".into(),
+        measured: format!(
+            "{} / {false_incidents} ({} real, {missed} missed{})",
+            worst.map_or_else(|| "n/a".into(), |d| format!("{:.0} s", d as f64 / 1000.0)),
+            delays.len() + missed,
+            delays.iter().map(|(s, d)| format!("; {s} after {:.0} s", *d as f64 / 1000.0)).collect::<String>()
+        ),
+        target: "<= 120 s / 0".into(),
+        pass: Some(missed == 0 && false_incidents == 0 && worst.is_some_and(|d| d <= 120_000)),
     });
     let (mae_pct, end_errors, samples) = parking_error(city, outcome);
     if noisy {

@@ -3,6 +3,7 @@
 //! hand-made inputs.
 
 use egret_pipeline::enforce::violation::{Violation, ViolationKind};
+use egret_pipeline::incident::Incident;
 use egret_simulator::TruthRecord;
 use std::collections::{BTreeMap, HashMap};
 
@@ -134,6 +135,37 @@ pub fn score_violations(served: &[Violation], truth: &[TrueViolation], scored_fr
         }
     }
     out
+}
+
+/// Detected incidents against true ones: a detection on the segment between the
+/// onset and 15 minutes after clearance finds it. Returns (segment, delay from
+/// onset to the first detection) per found incident, the number missed, and the
+/// detections that match no real incident.
+pub fn incidents<'a>(truth: &[TruthRecord], detected: impl Iterator<Item = &'a Incident>) -> (Vec<(String, i64)>, usize, usize) {
+    let real: Vec<(&str, i64, i64)> = truth
+        .iter()
+        .filter_map(|r| match r {
+            TruthRecord::Incident { segment_id, onset_ms, cleared_ms } => Some((segment_id.as_str(), *onset_ms, *cleared_ms)),
+            _ => None,
+        })
+        .collect();
+    let detected: Vec<&Incident> = detected.collect();
+    let finds = |d: &Incident, (seg, onset, cleared): (&str, i64, i64)| d.segment_id == seg && d.detected_ms >= onset && d.detected_ms <= cleared + 15 * 60_000;
+    let mut delays = Vec::new();
+    let mut missed = 0;
+    for r in &real {
+        match detected.iter().filter(|d| finds(d, *r)).map(|d| d.detected_ms).min() {
+            Some(first) => delays.push((r.0.to_owned(), first - r.1)),
+            None => missed += 1,
+        }
+    }
+    let false_alarms = detected.iter().filter(|d| !real.iter().any(|r| finds(d, *r))).count();
+    if std::env::var_os("EGRET_EVAL_DEBUG").is_some() {
+        for d in detected.iter().filter(|d| !real.iter().any(|r| finds(d, *r))) {
+            eprintln!("false incident: {d:?}");
+        }
+    }
+    (delays, missed, false_alarms)
 }
 
 /// Mean absolute percentage error of served window means against the true ones, over

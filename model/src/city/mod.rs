@@ -281,6 +281,17 @@ impl CityModel {
         &self.reader_restrictions[reader.0 as usize]
     }
 
+    /// Where a vehicle that drove `segment` must go next, if there is one way on
+    /// (turning straight back aside).
+    pub fn continuation(&self, segment: SegmentIdx) -> Option<SegmentIdx> {
+        let back = self.segment_from(segment);
+        let mut ways = self.outgoing(self.segment_to(segment)).iter().filter(|s| self.segment_to(**s) != back);
+        match (ways.next(), ways.next()) {
+            (Some(only), None) => Some(*only),
+            _ => None,
+        }
+    }
+
     /// Segments leaving a gantry.
     pub fn outgoing(&self, from: ReaderIdx) -> &[SegmentIdx] {
         &self.outgoing[from.0 as usize]

@@ -112,10 +112,16 @@ pub struct PossibleHit {
 /// and the identity of the facts (device and device time), as 32 hex digits. Stable
 /// across runs, machines and versions of Rust.
 pub fn violation_id(kind: ViolationKind, plate: &str, rule_id: &str, facts: &str) -> String {
+    stable_id(&[kind.as_str(), plate, rule_id, facts])
+}
+
+/// 128-bit FNV-1a over the parts (each ended by a separator), as 32 hex digits: the
+/// ids of tickets and incidents, the same whenever the same facts are seen.
+pub fn stable_id(parts: &[&str]) -> String {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let mut hash = OFFSET;
-    for part in [kind.as_str(), plate, rule_id, facts] {
+    for part in parts {
         for b in part.bytes().chain(std::iter::once(0x1f)) {
             hash = (hash ^ u128::from(b)).wrapping_mul(PRIME);
         }

@@ -107,7 +107,12 @@ impl ZoneRules {
                 self.doubtful_tags.insert(read.tag, read.ts_ms);
             }
             // The same tag and plate again: a held ticket is confirmed.
-            let confirmed: Vec<usize> = (0..self.held.len()).filter(|k| self.held[*k].tag == read.tag && self.held[*k].plate == plate).collect();
+            let confirmed: Vec<usize> = (0..self.held.len())
+                .filter(|k| {
+                    let h = &self.held[*k];
+                    h.tag == read.tag && h.plate == plate && (read.ts_ms - h.ticket.ts_ms).abs() <= HOLD_LONE_READ_MS
+                })
+                .collect();
             for k in confirmed.into_iter().rev() {
                 let mut h = self.held.remove(k);
                 let again = sighting(read);

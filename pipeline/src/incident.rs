@@ -1,0 +1,204 @@
+//! Incident detection per segment, in stage 2 (keyed by segment).
+//!
+//! A crash that blocks a road shows first not as slow traversals (the first slow
+//! vehicle leaves the segment only after the road clears) but as vehicles that went
+//! in and do not come out. Stage 1 reports each vehicle that enters a segment with
+//! a single way on (it left the previous segment at its from-gantry); stage 2 pairs
+//! entries with traversals by their entry instant. Stopped traffic is declared when
+//! at least three vehicles that entered after the last one to come out are overdue
+//! (beyond the slow end of recent travel times, plus a grace) and nothing has come
+//! out for 45 s or one and a half times the longest recent pause (a red phase),
+//! whichever is longer. A collapse of completed speeds (three in a row below a quarter of free
+//! flow) is slow traffic. An incident clears once three vehicles in a row leave at
+//! 40% of free flow or better.
+//!
+//! Vehicles that end their trip at the gantry look like entries that never exit;
+//! they are why the rule asks for silence as well as overdue vehicles.
+
+use crate::enforce::violation::stable_id;
+use egret_model::CityModel;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+
+const MIN_OVERDUE: usize = 3;
+/// Completed speeds below this share of free flow, three in a row: a collapse (the
+/// worst rush hour keeps roads above a third of free flow).
+const COLLAPSED: f64 = 0.25;
+/// Three in a row at this share of free flow or better: flowing again.
+const FLOWING: f64 = 0.4;
+const MIN_SILENCE_MS: i64 = 45_000;
+const MIN_GRACE_MS: i64 = 15_000;
+const SPEEDS_KEPT: usize = 20;
+const ENTRIES_KEPT: usize = 256;
+/// Entries older than this are forgotten (a vehicle that turned off unseen).
+const ENTRY_HORIZON_MS: i64 = 30 * 60_000;
+
+/// An incident as served and published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub incident_id: String,
+    pub segment_id: String,
+    /// `stopped_traffic` or `slow_traffic`.
+    pub kind: String,
+    /// Best estimate of when it began (the last vehicle out, or the first slow one in).
+    pub onset_ms: i64,
+    /// Event time (watermark) when it was detected.
+    pub detected_ms: i64,
+    pub cleared_ms: Option<i64>,
+    /// 1 (minor) to 3 (road blocked).
+    pub severity: u8,
+    /// Vehicles overdue when detected, and their expected travel time.
+    pub overdue_vehicles: u32,
+    pub expected_travel_s: f64,
+}
+
+#[derive(Debug, Default)]
+struct SegmentState {
+    /// Entry instants of vehicles not yet seen leaving.
+    entries: VecDeque<i64>,
+    last_exit_ms: i64,
+    /// Entry instant of the last vehicle seen leaving.
+    last_exit_entry_ms: i64,
+    /// Recent traversal speeds (km/h) with their exit instants, by exit time.
+    speeds: VecDeque<(i64, f64)>,
+    /// Recent travel times (ms), in arrival order.
+    travel_ms: VecDeque<i64>,
+    open: Option<Incident>,
+}
+
+#[derive(Debug)]
+pub struct IncidentDetector {
+    segments: Vec<SegmentState>,
+    lengths: Vec<u32>,
+    free_flow: Vec<f64>,
+    ids: Vec<String>,
+    /// Segments with entries waiting or an incident open.
+    active: BTreeSet<u32>,
+}
+
+fn percentile(mut v: Vec<i64>, p: f64) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[((v.len() - 1) as f64 * p).round() as usize])
+}
+
+impl IncidentDetector {
+    pub fn new(city: &CityModel) -> Self {
+        IncidentDetector {
+            segments: (0..city.segments.len()).map(|_| SegmentState::default()).collect(),
+            lengths: city.segments.iter().map(|s| s.length_m).collect(),
+            free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
+            ids: city.segments.iter().map(|s| s.segment_id.clone()).collect(),
+            active: BTreeSet::new(),
+        }
+    }
+
+    /// A vehicle entered `segment` at `ts_ms`.
+    pub fn entered(&mut self, segment: u32, ts_ms: i64) {
+        let Some(s) = self.segments.get_mut(segment as usize) else { return };
+        if s.entries.len() == ENTRIES_KEPT {
+            s.entries.pop_front();
+        }
+        s.entries.push_back(ts_ms);
+        self.active.insert(segment);
+    }
+
+    /// A vehicle drove `segment` from `enter_ms` to `exit_ms` at `speed_kmh`.
+    pub fn traversed(&mut self, segment: u32, enter_ms: i64, exit_ms: i64, speed_kmh: f64) {
+        let Some(s) = self.segments.get_mut(segment as usize) else { return };
+        if let Some(i) = s.entries.iter().position(|e| *e == enter_ms) {
+            s.entries.remove(i);
+        }
+        if exit_ms > s.last_exit_ms {
+            s.last_exit_ms = exit_ms;
+            s.last_exit_entry_ms = enter_ms;
+        }
+        let at = s.speeds.partition_point(|(t, _)| *t <= exit_ms);
+        s.speeds.insert(at, (exit_ms, speed_kmh));
+        if s.speeds.len() > SPEEDS_KEPT {
+            s.speeds.pop_front();
+        }
+        s.travel_ms.push_back(exit_ms - enter_ms);
+        if s.travel_ms.len() > SPEEDS_KEPT {
+            s.travel_ms.pop_front();
+        }
+        if s.open.is_some() {
+            self.active.insert(segment);
+        }
+    }
+
+    /// Opens and clears incidents as of `watermark_ms`; returns the changed ones.
+    pub fn check(&mut self, watermark_ms: i64) -> Vec<Incident> {
+        let mut changed = Vec::new();
+        let mut idle = Vec::new();
+        for &seg in &self.active {
+            let i = seg as usize;
+            let (length, free_flow) = (f64::from(self.lengths[i]), self.free_flow[i]);
+            let s = &mut self.segments[i];
+            while s.entries.front().is_some_and(|e| *e < watermark_ms - ENTRY_HORIZON_MS) {
+                s.entries.pop_front();
+            }
+            // The slow end of recent travel times (signals, slow drivers), and the
+            // longest recent pause between vehicles coming out (a red phase).
+            let free_flow_ms = (length / (free_flow / 3.6) * 1000.0) as i64;
+            let slow_ms = percentile(s.travel_ms.iter().copied().collect(), 0.9).unwrap_or(2 * free_flow_ms);
+            let expected_ms = percentile(s.travel_ms.iter().copied().collect(), 0.5).unwrap_or(free_flow_ms);
+            let longest_pause = s.speeds.iter().zip(s.speeds.iter().skip(1)).map(|((a, _), (b, _))| b - a).max().unwrap_or(0);
+            match &mut s.open {
+                None => {
+                    let overdue = s.entries.iter().filter(|e| **e > s.last_exit_entry_ms && **e + slow_ms + MIN_GRACE_MS < watermark_ms).count();
+                    let silence = MIN_SILENCE_MS.max(longest_pause * 3 / 2);
+                    let silent = s.last_exit_ms > 0 && watermark_ms - s.last_exit_ms >= silence;
+                    let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
+                    let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
+                    let (kind, onset, severity) = if overdue >= MIN_OVERDUE && silent {
+                        ("stopped_traffic", s.last_exit_ms, 3)
+                    } else if collapsed {
+                        ("slow_traffic", s.speeds.iter().rev().nth(2).map_or(watermark_ms, |(t, _)| *t), 2)
+                    } else {
+                        if s.entries.is_empty() {
+                            idle.push(seg);
+                        }
+                        continue;
+                    };
+                    let incident = Incident {
+                        // Deterministic: a replay finds the same incident under the same id.
+                        incident_id: stable_id(&["incident", &self.ids[i], &onset.to_string()]),
+                        segment_id: self.ids[i].clone(),
+                        kind: kind.into(),
+                        onset_ms: onset,
+                        detected_ms: watermark_ms,
+                        cleared_ms: None,
+                        severity,
+                        overdue_vehicles: overdue as u32,
+                        expected_travel_s: expected_ms as f64 / 1000.0,
+                    };
+                    changed.push(incident.clone());
+                    s.open = Some(incident);
+                }
+                Some(open) => {
+                    // Cleared: the last three out, all since detection, drove at a
+                    // flowing speed again.
+                    let last3: Vec<(i64, f64)> = s.speeds.iter().rev().take(3).copied().collect();
+                    let flowing = last3.len() == 3 && last3.iter().all(|(t, v)| *t > open.detected_ms && *v >= FLOWING * free_flow);
+                    if flowing {
+                        open.cleared_ms = last3.last().map(|(t, _)| *t);
+                        changed.push(open.clone());
+                        s.open = None;
+                    }
+                }
+            }
+        }
+        for seg in idle {
+            self.active.remove(&seg);
+        }
+        changed
+    }
+
+    /// Incidents open now.
+    pub fn open(&self) -> impl Iterator<Item = &Incident> {
+        self.segments.iter().filter_map(|s| s.open.as_ref())
+    }
+}
