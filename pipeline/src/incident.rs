@@ -12,8 +12,10 @@
 //! flow) is slow traffic. An incident clears once three vehicles in a row leave at
 //! 40% of free flow or better.
 //!
-//! Vehicles that end their trip at the gantry look like entries that never exit;
-//! they are why the rule asks for silence as well as overdue vehicles.
+//! Vehicles that end their trip at the gantry look like entries that never exit.
+//! Each segment learns how often that happens (entries overtaken by later ones and
+//! overdue), and asks for as many overdue vehicles in a row as would happen by
+//! chance less than once in a million, at least three, and silence as well.
 
 use crate::enforce::violation::stable_id;
 use egret_model::CityModel;
@@ -21,13 +23,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 
 const MIN_OVERDUE: usize = 3;
+/// How unlikely the overdue vehicles must be by chance (gone elsewhere, exit read
+/// missed or late) before the road is called blocked.
+const CHANCE: f64 = 1e-6;
 /// Completed speeds below this share of free flow, three in a row: a collapse (the
 /// worst rush hour keeps roads above a third of free flow).
 const COLLAPSED: f64 = 0.25;
 /// Three in a row at this share of free flow or better: flowing again.
 const FLOWING: f64 = 0.4;
 const MIN_SILENCE_MS: i64 = 45_000;
-const MIN_GRACE_MS: i64 = 15_000;
+const MIN_GRACE_MS: i64 = 10_000;
+/// A vehicle is overdue past this percentile of recent travel times plus the grace.
+const SLOW_PERCENTILE: f64 = 0.75;
 const SPEEDS_KEPT: usize = 20;
 const ENTRIES_KEPT: usize = 256;
 /// Entries older than this are forgotten (a vehicle that turned off unseen).
@@ -54,8 +61,14 @@ pub struct Incident {
 
 #[derive(Debug, Default)]
 struct SegmentState {
-    /// Entry instants of vehicles not yet seen leaving.
-    entries: VecDeque<i64>,
+    /// Entry instants of vehicles not yet seen leaving, and whether each has been
+    /// counted as gone elsewhere.
+    entries: VecDeque<(i64, bool)>,
+    /// Entries that came out in time, and entries overtaken and overdue (their trip
+    /// ended at the gantry, their exit read was missed or is late): the segment's
+    /// usual share of vehicles that look stuck, which sets how many are unusual.
+    came_out: u32,
+    gone_elsewhere: u32,
     last_exit_ms: i64,
     /// Entry instant of the last vehicle seen leaving.
     last_exit_entry_ms: i64,
@@ -74,7 +87,14 @@ pub struct IncidentDetector {
     ids: Vec<String>,
     /// Segments with entries waiting or an incident open.
     active: BTreeSet<u32>,
+    /// All segments' counts together: the prior for a segment with little history
+    /// (device noise is the same everywhere).
+    came_out: u64,
+    gone_elsewhere: u64,
 }
+
+/// How many entries of its own a segment needs before its share outweighs the pool's.
+const PRIOR_WEIGHT: f64 = 30.0;
 
 fn percentile(mut v: Vec<i64>, p: f64) -> Option<i64> {
     if v.is_empty() {
@@ -92,6 +112,8 @@ impl IncidentDetector {
             free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
             ids: city.segments.iter().map(|s| s.segment_id.clone()).collect(),
             active: BTreeSet::new(),
+            came_out: 0,
+            gone_elsewhere: 0,
         }
     }
 
@@ -101,15 +123,33 @@ impl IncidentDetector {
         if s.entries.len() == ENTRIES_KEPT {
             s.entries.pop_front();
         }
-        s.entries.push_back(ts_ms);
+        s.entries.push_back((ts_ms, false));
         self.active.insert(segment);
+    }
+
+    /// The vehicle that entered `segment` at `enter_ms` turned up elsewhere.
+    pub fn left(&mut self, segment: u32, enter_ms: i64) {
+        let Some(s) = self.segments.get_mut(segment as usize) else { return };
+        if let Some(i) = s.entries.iter().position(|(e, _)| *e == enter_ms) {
+            s.entries.remove(i);
+        }
     }
 
     /// A vehicle drove `segment` from `enter_ms` to `exit_ms` at `speed_kmh`.
     pub fn traversed(&mut self, segment: u32, enter_ms: i64, exit_ms: i64, speed_kmh: f64) {
         let Some(s) = self.segments.get_mut(segment as usize) else { return };
-        if let Some(i) = s.entries.iter().position(|e| *e == enter_ms) {
-            s.entries.remove(i);
+        if let Some(i) = s.entries.iter().position(|(e, _)| *e == enter_ms) {
+            // One counted as gone and seen leaving after all (its exit read came in
+            // late) still counts as gone: at the time it looked like a stuck vehicle.
+            if s.entries.remove(i).is_some_and(|(_, counted)| !counted) {
+                s.came_out = s.came_out.saturating_add(1);
+                self.came_out += 1;
+            }
+            if s.came_out + s.gone_elsewhere > 400 {
+                // Keep the estimate recent.
+                s.came_out /= 2;
+                s.gone_elsewhere /= 2;
+            }
         }
         if exit_ms > s.last_exit_ms {
             s.last_exit_ms = exit_ms;
@@ -137,23 +177,38 @@ impl IncidentDetector {
             let i = seg as usize;
             let (length, free_flow) = (f64::from(self.lengths[i]), self.free_flow[i]);
             let s = &mut self.segments[i];
-            while s.entries.front().is_some_and(|e| *e < watermark_ms - ENTRY_HORIZON_MS) {
+            while s.entries.front().is_some_and(|(e, _)| *e < watermark_ms - ENTRY_HORIZON_MS) {
                 s.entries.pop_front();
             }
             // The slow end of recent travel times (signals, slow drivers), and the
             // longest recent pause between vehicles coming out (a red phase).
             let free_flow_ms = (length / (free_flow / 3.6) * 1000.0) as i64;
-            let slow_ms = percentile(s.travel_ms.iter().copied().collect(), 0.9).unwrap_or(2 * free_flow_ms);
+            let slow_ms = percentile(s.travel_ms.iter().copied().collect(), SLOW_PERCENTILE).unwrap_or(2 * free_flow_ms);
             let expected_ms = percentile(s.travel_ms.iter().copied().collect(), 0.5).unwrap_or(free_flow_ms);
             let longest_pause = s.speeds.iter().zip(s.speeds.iter().skip(1)).map(|((a, _), (b, _))| b - a).max().unwrap_or(0);
             match &mut s.open {
                 None => {
-                    let overdue = s.entries.iter().filter(|e| **e > s.last_exit_entry_ms && **e + slow_ms + MIN_GRACE_MS < watermark_ms).count();
+                    let overdue_at = |e: i64| e + slow_ms + MIN_GRACE_MS < watermark_ms;
+                    for (e, counted) in s.entries.iter_mut() {
+                        if !*counted && *e < s.last_exit_entry_ms && overdue_at(*e) {
+                            *counted = true;
+                            s.gone_elsewhere += 1;
+                            self.gone_elsewhere += 1;
+                        }
+                    }
+                    let overdue = s.entries.iter().filter(|(e, _)| *e > s.last_exit_entry_ms && overdue_at(*e)).count();
+                    // As many in a row as would happen by chance less than `CHANCE`.
+                    let pooled = (self.gone_elsewhere as f64 + 1.0) / ((self.came_out + self.gone_elsewhere) as f64 + 5.0);
+                    let gone_share = (f64::from(s.gone_elsewhere) + PRIOR_WEIGHT * pooled) / (f64::from(s.came_out + s.gone_elsewhere) + PRIOR_WEIGHT);
+                    let needed = ((CHANCE).ln() / gone_share.ln()).ceil().clamp(MIN_OVERDUE as f64, 12.0) as usize;
                     let silence = MIN_SILENCE_MS.max(longest_pause * 3 / 2);
                     let silent = s.last_exit_ms > 0 && watermark_ms - s.last_exit_ms >= silence;
                     let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
                     let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
-                    let (kind, onset, severity) = if overdue >= MIN_OVERDUE && silent {
+                    if std::env::var("EGRET_DEBUG_INCIDENT").is_ok_and(|v| v == self.ids[i]) {
+                        eprintln!("DEBUG {} W {watermark_ms} overdue {overdue} needed {needed} share {gone_share:.2} silent {silent} last_exit {} slow {slow_ms} entries {:?}", self.ids[i], s.last_exit_ms, s.entries.iter().rev().take(8).collect::<Vec<_>>());
+                    }
+                    let (kind, onset, severity) = if overdue >= needed && silent {
                         ("stopped_traffic", s.last_exit_ms, 3)
                     } else if collapsed {
                         ("slow_traffic", s.speeds.iter().rev().nth(2).map_or(watermark_ms, |(t, _)| *t), 2)

@@ -38,6 +38,8 @@ pub struct Stage1 {
     matcher: Matcher,
     clocks: DeviceClocks,
     tags: TagRegistry,
+    /// Per plate, the segment it was last seen entering and when (see `Update::Entered`).
+    entered: std::collections::HashMap<egret_model::Plate, (u32, i64)>,
     enforcer: Enforcer,
     dedup: Dedup,
     newest_event_ms: Option<i64>,
@@ -63,6 +65,7 @@ impl Stage1 {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             matcher: Matcher::default(),
             tags: TagRegistry::default(),
+            entered: Default::default(),
             clocks: DeviceClocks::new(city.readers.len() + city.cameras.len(), config.uncalibrated_clock_ms),
             enforcer: Enforcer::new(&city, config.window_ms + config.allowed_lateness_ms),
             dedup: Dedup::default(),
@@ -201,6 +204,17 @@ impl Stage1 {
         (event, DeviceTime { device_ts_ms, uncertainty_ms })
     }
 
+    /// A read of `plate` after it entered a segment, other than leaving that segment:
+    /// it is not stuck on it.
+    fn seen_elsewhere(&mut self, plate: egret_model::Plate, ts_ms: i64, updates: &mut Vec<Update>) {
+        if let Some(&(segment, enter_ms)) = self.entered.get(&plate)
+            && ts_ms > enter_ms
+        {
+            self.entered.remove(&plate);
+            updates.push(Update::Left { segment, enter_ms });
+        }
+    }
+
     /// Stream-clock checks: from the future, too late, or seen before.
     fn admit(&mut self, event: Decoded) -> Result<Decoded, Reject> {
         let ts = event.ts_ms();
@@ -248,6 +262,7 @@ impl Stage1 {
             tag: read.tag,
         };
         if let Some((lot, entering)) = city.gate(read.reader) {
+            self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
             self.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
@@ -255,6 +270,13 @@ impl Stage1 {
         if !self.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
             return;
         }
+        // Out of the segment it entered as expected, or seen somewhere else.
+        if let Some(&(segment, enter_ms)) = self.entered.get(&read.plate)
+            && self.traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms)
+        {
+            self.entered.remove(&read.plate);
+        }
+        self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
         let recent = self.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
         self.enforcer.on_read(&city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
         // Buses dwell at stops: their times are not the traffic's. A bridged drive
@@ -267,6 +289,7 @@ impl Stage1 {
                 && let Some(next) = city.continuation(t.segment)
             {
                 out.updates.push(Update::Entered { segment: next.0, ts_ms: read.ts_ms });
+                self.entered.insert(read.plate, (next.0, read.ts_ms));
             }
         }
     }
@@ -278,6 +301,8 @@ impl Stage1 {
         let watermark = self.watermarks.advance(now);
         self.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
         self.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        let horizon = watermark.saturating_sub(self.config.plate_ttl_ms);
+        self.entered.retain(|_, (_, ts)| *ts >= horizon);
         self.enforcer.release_held(watermark, &mut out.tickets);
         let city = self.city.clone();
         self.enforcer.expire(&city, watermark, &mut out.tickets);

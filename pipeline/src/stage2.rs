@@ -59,6 +59,7 @@ impl Stage2 {
                     }
                 }
                 Update::Entered { segment, ts_ms } => self.incidents.entered(segment, ts_ms),
+                Update::Left { segment, enter_ms } => self.incidents.left(segment, enter_ms),
                 Update::Gate { lot, entering, ts_ms } => self.parking.gate(lot, entering, ts_ms),
                 Update::Count { lot, occupied, ts_ms } => self.parking.snapshot(lot, occupied, ts_ms),
             }

@@ -15,6 +15,9 @@ pub enum Update {
     /// A vehicle left one segment onto `segment`, the only way on: incidents watch
     /// for entries that never come out.
     Entered { segment: u32, ts_ms: i64 },
+    /// The vehicle that entered `segment` at `enter_ms` was seen somewhere else
+    /// (parked, or read beyond it): it is not stuck there.
+    Left { segment: u32, enter_ms: i64 },
     Gate { lot: u32, entering: bool, ts_ms: i64 },
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }
@@ -27,14 +30,16 @@ impl Update {
     pub fn is_plausible(&self) -> bool {
         match *self {
             Update::Traversal { enter_ms, exit_ms, .. } => PLAUSIBLE_MS.contains(&enter_ms) && PLAUSIBLE_MS.contains(&exit_ms) && enter_ms < exit_ms,
-            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } | Update::Entered { ts_ms, .. } => PLAUSIBLE_MS.contains(&ts_ms),
+            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } | Update::Entered { ts_ms, .. } | Update::Left { enter_ms: ts_ms, .. } => {
+                PLAUSIBLE_MS.contains(&ts_ms)
+            }
         }
     }
 
     /// The repartition key: the segment or lot id.
     pub fn key<'c>(&self, city: &'c egret_model::CityModel) -> &'c str {
         match self {
-            Update::Traversal { segment, .. } | Update::Entered { segment, .. } => &city.segments[*segment as usize].segment_id,
+            Update::Traversal { segment, .. } | Update::Entered { segment, .. } | Update::Left { segment, .. } => &city.segments[*segment as usize].segment_id,
             Update::Gate { lot, .. } | Update::Count { lot, .. } => &city.lots[*lot as usize].lot_id,
         }
     }

@@ -182,6 +182,22 @@ impl Simulator {
             vehicle.uses_bus_lane = false;
             vehicles::drive(self, &vehicle, &trip.path, trip.start_ms);
         }
+        if t >= self.config.start_ms - WARM_UP_MS / 2 {
+            for k in 0..self.script.commuter_flows.len() {
+                let per_step = self.script.commuter_flows[k].1 * STEP_MS as f64 / 60_000.0;
+                for _ in 0..demand::poisson(&mut self.rng, per_step) {
+                    let start_ms = t + self.rng.random_range(0..STEP_MS);
+                    let vehicle = self.fleet.new_vehicle(&mut self.rng, &mut self.emitter.watch, start_ms);
+                    let mut path = self.script.commuter_flows[k].0.clone();
+                    if let Some(last) = path.last() {
+                        // On into the city after the crossing.
+                        let on = self.network.random_walk(&self.city, &mut self.rng, self.city.segment_to(*last));
+                        path.extend(on.into_iter().take(3));
+                    }
+                    vehicles::drive(self, &vehicle, &path, start_ms);
+                }
+            }
+        }
         if let Some((lot, from, to, extra)) = self.script.lot_surge
             && (from..to).contains(&t)
         {

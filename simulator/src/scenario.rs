@@ -56,6 +56,27 @@ pub struct Script {
     pub bunched_departure: Option<(usize, usize, i64)>,
     /// (route index, direction, departure at or after this instant): never runs.
     pub cancelled_departure: Option<(usize, usize, i64)>,
+    /// The morning rush over the bridges and through the tunnel: (the chain of
+    /// segments, vehicles per minute) on top of the random traffic.
+    pub commuter_flows: Vec<(Vec<SegmentIdx>, f64)>,
+}
+
+/// Extra vehicles per minute each way over each bridge and through the tunnel.
+const COMMUTERS_PER_MIN: f64 = 8.0;
+
+/// The one-way chains of segments along a corridor: each starts where no segment of
+/// the same direction leads in, and follows the way on that does not turn back.
+fn chains(city: &CityModel, on: &[SegmentIdx]) -> Vec<Vec<SegmentIdx>> {
+    let leads_into = |p: &SegmentIdx, s: &SegmentIdx| city.segment_to(*p) == city.segment_from(*s) && city.segment_from(*p) != city.segment_to(*s);
+    let mut out = Vec::new();
+    for start in on.iter().filter(|s| !on.iter().any(|p| leads_into(p, s))) {
+        let mut chain = vec![*start];
+        while let Some(next) = on.iter().find(|s| chain.last().is_some_and(|last| leads_into(last, s)) && !chain.contains(s)) {
+            chain.push(*next);
+        }
+        out.push(chain);
+    }
+    out
 }
 
 impl Script {
@@ -95,14 +116,7 @@ impl Script {
         // A hazardous-goods truck drives into the Xiang'an subsea tunnel.
         if let Some(zone) = city.rules.zones.iter().find(|z| z.zone_id == "xiangan-tunnel") {
             let tunnel: Vec<SegmentIdx> = zone.segments.iter().filter_map(|s| city.segment_idx(s)).collect();
-            if let Some(&entry) = tunnel.iter().find(|s| !tunnel.iter().any(|p| city.segment_to(*p) == city.segment_from(**s) && city.segment_from(*p) != city.segment_to(**s))) {
-                let mut path = vec![entry];
-                while let Some(next) = tunnel.iter().find(|s| {
-                    let last = path[path.len() - 1];
-                    city.segment_from(**s) == city.segment_to(last) && city.segment_to(**s) != city.segment_from(last) && !path.contains(s)
-                }) {
-                    path.push(*next);
-                }
+            if let Some(path) = chains(city, &tunnel).into_iter().next() {
                 script.trips.push(ScriptedTrip { start_ms: at(0.15), class: egret_model::VehicleClass::Hazmat, path, limit_factor: None });
             }
         }
@@ -121,6 +135,17 @@ impl Script {
         // A city bus trip that never runs.
         if let Some(route) = city.routes.iter().position(|r| r.kind == "bus") {
             script.cancelled_departure = Some((route, 0, at(0.2)));
+        }
+        // The morning rush: commuters stream over every bridge and through the tunnel,
+        // both ways, all scenario long.
+        let mut corridors: Vec<&str> = city.segments.iter().filter(|s| matches!(s.road_class, RoadClass::Bridge | RoadClass::Tunnel)).map(|s| s.corridor.as_str()).collect();
+        corridors.sort_unstable();
+        corridors.dedup();
+        for corridor in corridors {
+            let on: Vec<SegmentIdx> = (0..city.segments.len() as u32).map(SegmentIdx).filter(|s| city.segment(*s).corridor == corridor).collect();
+            for chain in chains(city, &on) {
+                script.commuter_flows.push((chain, COMMUTERS_PER_MIN));
+            }
         }
         // The simulator starts them in this order.
         script.trips.sort_by_key(|t| t.start_ms);
