@@ -18,6 +18,7 @@ pub mod runner;
 pub mod stage1;
 pub mod stage2;
 pub mod tags;
+pub mod transit;
 pub mod update;
 pub mod watermark;
 pub mod window;

@@ -4,6 +4,7 @@
 
 use crate::enforce::Tickets;
 use crate::incident::Incident;
+use crate::transit::TransitOutput;
 use crate::enforce::hotlist::HotlistEntry;
 use crate::parking::LotState;
 use crate::stage1::{Stage1, Stage1Output};
@@ -82,6 +83,8 @@ pub struct BatchOutput {
     pub tickets: Tickets,
     /// Incidents opened or cleared in this batch.
     pub incidents: Vec<Incident>,
+    /// Buses reported, with predictions; headway events and trips that never ran.
+    pub transit: TransitOutput,
     pub watermark_ms: i64,
 }
 
@@ -162,7 +165,15 @@ impl Pipeline {
         let out = self.stage1.finish();
         let watermark_ms = out.watermark_ms;
         let done = self.stage2.finish();
-        BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, dead_letters: out.dead_letters, tickets: out.tickets, watermark_ms }
+        BatchOutput {
+            windows: done.windows,
+            lots: done.lots,
+            incidents: done.incidents,
+            transit: done.transit,
+            dead_letters: out.dead_letters,
+            tickets: out.tickets,
+            watermark_ms,
+        }
     }
 
     fn hand_over(&mut self, out: Stage1Output) -> BatchOutput {
@@ -172,6 +183,7 @@ impl Pipeline {
             windows: changed.windows,
             lots: changed.lots,
             incidents: changed.incidents,
+            transit: changed.transit,
             dead_letters: out.dead_letters,
             tickets: out.tickets,
             watermark_ms: out.watermark_ms,

@@ -153,7 +153,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             Poll::Idle => Vec::new(),
             Poll::End => {
                 let done = stage2.finish();
-                let out = BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, watermark_ms: i64::MAX, ..Default::default() };
+                let out = BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, transit: done.transit, watermark_ms: i64::MAX, ..Default::default() };
                 publish(&out, outputs, live).await?;
                 return Ok(Ended::InputEnd);
             }
@@ -174,7 +174,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         }
         stage2.apply(&updates);
         let changed = stage2.advance(marks.watermark(now));
-        let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, watermark_ms: stage2.watermark(), ..Default::default() };
+        let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
         publish(&out, outputs, live).await?;
         crate::runner::commit_batch(source, &records)?;
     }

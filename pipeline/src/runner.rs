@@ -75,6 +75,10 @@ pub const PARKING_TOPIC: &str = "egret.parking";
 pub const VIOLATIONS_TOPIC: &str = "egret.violations";
 /// Incidents as they open and clear, keyed by `incident_id`.
 pub const INCIDENTS_TOPIC: &str = "egret.incidents";
+/// Bus positions and predictions, keyed by `bus_id`.
+pub const BUS_STATUS_TOPIC: &str = "egret.bus-status";
+/// Headway events and trips that never ran, keyed by `route_id`.
+pub const HEADWAYS_TOPIC: &str = "egret.headways";
 /// Possible hotlist hits for a person to check (police only).
 pub const HOTLIST_HITS_TOPIC: &str = "egret.hotlist-hits";
 
@@ -141,6 +145,13 @@ pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outpu
     }));
     derived.extend(ticket_records(&out.tickets));
     derived.extend(out.incidents.iter().map(|i| keyed_json(INCIDENTS_TOPIC, &i.incident_id, i)));
+    derived.extend(out.transit.statuses.iter().map(|s| keyed_json(BUS_STATUS_TOPIC, &s.bus_id, s)));
+    derived.extend(out.transit.events.iter().map(|e| {
+        let route = match e {
+            crate::transit::TransitEvent::Headway { route_id, .. } | crate::transit::TransitEvent::GhostTrip { route_id, .. } => route_id,
+        };
+        keyed_json(HEADWAYS_TOPIC, route, e)
+    }));
     if !derived.is_empty() {
         outputs.derived.send(derived).await?;
     }

@@ -248,7 +248,11 @@ impl Stage1 {
                 self.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
             }
-            Decoded::BusGps(_) => return,
+            Decoded::BusGps(g) => {
+                let (bus_id, trip_id) = (g.bus_id, g.trip_id);
+                let report = Update::BusReport { route: g.route, bus_id, trip_id, lat: g.lat, lon: g.lon, speed_kmh: g.speed_kmh, ts_ms: g.ts_ms };
+                return out.updates.push(report);
+            }
         };
         let mut read = read;
         read.plate = self.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);

@@ -6,7 +6,9 @@ use crate::parking::{LotState, Parking};
 use crate::pipeline::PipelineConfig;
 use crate::update::Update;
 use crate::window::{Sample, SegmentWindow, Windows};
+use crate::transit::{Transit, TransitOutput};
 use egret_model::{CityModel, SegmentIdx};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Stage2 {
@@ -16,6 +18,10 @@ pub struct Stage2 {
     windows: Windows,
     parking: Parking,
     incidents: IncidentDetector,
+    transit: Transit,
+    city: Arc<CityModel>,
+    /// The newest window's mean speed per segment: what predictions drive on.
+    live_kmh: Vec<Option<f64>>,
     /// Updates are applied against this watermark; `advance` moves it.
     watermark: i64,
     pub late_traversals: u64,
@@ -30,14 +36,18 @@ pub struct Stage2Output {
     pub lots: Vec<LotState>,
     /// Incidents opened or cleared.
     pub incidents: Vec<Incident>,
+    pub transit: TransitOutput,
 }
 
 impl Stage2 {
-    pub fn new(city: &CityModel, config: PipelineConfig) -> Self {
+    pub fn new(city: &Arc<CityModel>, config: PipelineConfig) -> Self {
         Stage2 {
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
             incidents: IncidentDetector::new(city),
+            transit: Transit::new(city),
+            live_kmh: vec![None; city.segments.len()],
+            city: city.clone(),
             lengths: city.segments.iter().map(|s| s.length_m).collect(),
             config,
             watermark: i64::MIN,
@@ -58,6 +68,9 @@ impl Stage2 {
                         self.late_traversals += 1;
                     }
                 }
+                Update::BusReport { route, ref bus_id, ref trip_id, lat, lon, speed_kmh, ts_ms } => {
+                    self.transit.report(&self.city, route, bus_id, trip_id.as_deref(), lat, lon, speed_kmh, ts_ms)
+                }
                 Update::Entered { segment, ts_ms } => self.incidents.entered(segment, ts_ms),
                 Update::Left { segment, enter_ms } => self.incidents.left(segment, enter_ms),
                 Update::Gate { lot, entering, ts_ms } => self.parking.gate(lot, entering, ts_ms),
@@ -70,10 +83,15 @@ impl Stage2 {
     pub fn advance(&mut self, watermark: i64) -> Stage2Output {
         self.watermark = self.watermark.max(watermark);
         let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
+        let windows = self.windows.changed();
+        for w in &windows {
+            self.live_kmh[w.segment.0 as usize] = Some(w.mean_speed_kmh);
+        }
         let mut out = Stage2Output {
-            windows: self.windows.changed(),
+            windows,
             lots: self.parking.changed(settled, self.watermark),
             incidents: self.incidents.check(self.watermark),
+            transit: self.transit.advance(&self.city, self.watermark, &self.live_kmh),
         };
         let closed = self.windows.close(self.watermark);
         self.windows_closed += closed.len() as u64;
@@ -84,7 +102,8 @@ impl Stage2 {
     /// End of input: everything becomes final.
     pub fn finish(&mut self) -> Stage2Output {
         // The end of input decides nothing about incidents: silence is not a crash.
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new() };
+        let transit = self.transit.advance(&self.city, i64::MAX, &self.live_kmh);
+        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new(), transit };
         self.watermark = i64::MAX;
         let closed = self.windows.close(i64::MAX);
         self.windows_closed += closed.len() as u64;

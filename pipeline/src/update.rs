@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// `segment` is the index in the city model both stages load; the speed follows
     /// from its surveyed length (no float on the wire, so no rounding on the way).
@@ -19,6 +20,8 @@ pub enum Update {
     /// (parked, or read beyond it): it is not stuck there.
     Left { segment: u32, enter_ms: i64 },
     Gate { lot: u32, entering: bool, ts_ms: i64 },
+    /// A bus report, for its route's owner.
+    BusReport { route: u32, bus_id: String, trip_id: Option<String>, lat: f64, lon: f64, speed_kmh: Option<f64>, ts_ms: i64 },
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }
 
@@ -30,7 +33,11 @@ impl Update {
     pub fn is_plausible(&self) -> bool {
         match *self {
             Update::Traversal { enter_ms, exit_ms, .. } => PLAUSIBLE_MS.contains(&enter_ms) && PLAUSIBLE_MS.contains(&exit_ms) && enter_ms < exit_ms,
-            Update::Gate { ts_ms, .. } | Update::Count { ts_ms, .. } | Update::Entered { ts_ms, .. } | Update::Left { enter_ms: ts_ms, .. } => {
+            Update::Gate { ts_ms, .. }
+            | Update::Count { ts_ms, .. }
+            | Update::Entered { ts_ms, .. }
+            | Update::Left { enter_ms: ts_ms, .. }
+            | Update::BusReport { ts_ms, .. } => {
                 PLAUSIBLE_MS.contains(&ts_ms)
             }
         }
@@ -41,6 +48,7 @@ impl Update {
         match self {
             Update::Traversal { segment, .. } | Update::Entered { segment, .. } | Update::Left { segment, .. } => &city.segments[*segment as usize].segment_id,
             Update::Gate { lot, .. } | Update::Count { lot, .. } => &city.lots[*lot as usize].lot_id,
+            Update::BusReport { route, .. } => &city.routes[*route as usize].route_id,
         }
     }
 }

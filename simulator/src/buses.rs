@@ -8,7 +8,6 @@ use crate::emit::Sighting;
 use crate::plates;
 use crate::truth::TruthRecord;
 use egret_model::city::{RoadClass, point_along};
-use egret_model::time::parse_hhmm;
 use egret_model::{CityModel, VehicleClass};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,14 +28,6 @@ pub struct BusPlan {
     next: usize,
 }
 
-fn headway_at(t: &egret_model::city::Timetable, minute: u32) -> u32 {
-    t.headways
-        .iter()
-        .find(|h| matches!((parse_hhmm(&h.from), parse_hhmm(&h.to)), (Some(a), Some(b)) if (a..b).contains(&minute)))
-        .map_or(t.default_headway_min, |h| h.headway_min)
-        .max(1)
-}
-
 impl BusPlan {
     pub fn new(city: &CityModel, from_ms: i64, to_ms: i64) -> Self {
         let tz_ms = i64::from(city.rules.timezone_offset_minutes) * 60_000;
@@ -47,23 +38,18 @@ impl BusPlan {
             let midnight = day * 86_400_000 - tz_ms;
             for (r, route) in city.routes.iter().enumerate() {
                 let t = &route.timetable;
-                let (Some(first), Some(last)) = (parse_hhmm(&t.first_departure), parse_hhmm(&t.last_departure)) else { continue };
                 for (d, dir) in route.directions.iter().enumerate() {
-                    let mut minute = first;
-                    let mut k = 0;
-                    while minute <= last {
+                    for (k, minute) in t.departure_minutes().into_iter().enumerate() {
                         let ts_ms = midnight + i64::from(minute) * 60_000;
                         if (from_ms..to_ms).contains(&ts_ms) {
                             departures.push(Departure {
                                 ts_ms,
                                 route: r,
                                 direction: d,
-                                trip_id: format!("{}-{}-{:02}{:02}", route.route_id, dir.direction_id, minute / 60, minute % 60),
+                                trip_id: route.trip_id(dir.direction_id, minute),
                                 bus_id: format!("{}-B{:04}", route.route_id.chars().take(2).collect::<String>(), r * 400 + d * 200 + k % 200),
                             });
                         }
-                        minute += headway_at(t, minute);
-                        k += 1;
                     }
                 }
             }

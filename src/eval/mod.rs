@@ -14,6 +14,7 @@ use egret_model::{CityModel, Topic};
 use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::enforce::violation::{Violation, ViolationKind};
 use egret_pipeline::incident::Incident;
+use egret_pipeline::transit::{BusStatus, TransitEvent};
 use egret_pipeline::runner::{self, Outputs};
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
 use egret_simulator::{GroundTruth, SimConfig, Simulator, TruthRecord, WantedPlate};
@@ -33,6 +34,10 @@ pub struct Outcome {
     pub lots: Vec<(String, i64, Option<u32>)>,
     /// Incidents as last published, by id.
     pub incidents: BTreeMap<String, Incident>,
+    /// Bunching and gaps as published.
+    pub headway_flags: Vec<score::HeadwayFlag>,
+    pub ghost_trips: Vec<String>,
+    pub predictions: Vec<score::Prediction>,
     pub truth: GroundTruth,
     pub config: SimConfig,
 }
@@ -79,6 +84,9 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
         windows: BTreeMap::new(),
         lots: Vec::new(),
         incidents: BTreeMap::new(),
+        headway_flags: Vec::new(),
+        ghost_trips: Vec::new(),
+        predictions: Vec::new(),
         truth,
         config,
     };
@@ -86,6 +94,15 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
         let value: serde_json::Value = serde_json::from_slice(&r.payload)?;
         match r.topic.as_str() {
             runner::VIOLATIONS_TOPIC => outcome.violations.push(serde_json::from_value(value)?),
+            runner::BUS_STATUS_TOPIC => {
+                let s: BusStatus = serde_json::from_value(value)?;
+                outcome.predictions.extend(s.next_stops.into_iter().map(|e| (s.trip_id.clone(), e.stop_id, s.ts_ms, e.predicted_ms)));
+            }
+            runner::HEADWAYS_TOPIC => match serde_json::from_value(value)? {
+                TransitEvent::Headway { stop_id, bus_id, status, arrival_ms, .. } if status != "ok" => outcome.headway_flags.push((stop_id, bus_id, status, arrival_ms)),
+                TransitEvent::GhostTrip { trip_id, .. } => outcome.ghost_trips.push(trip_id),
+                TransitEvent::Headway { .. } => {}
+            },
             runner::INCIDENTS_TOPIC => {
                 let incident: Incident = serde_json::from_value(value)?;
                 outcome.incidents.insert(incident.incident_id.clone(), incident);
@@ -114,6 +131,10 @@ pub struct Figure {
     pub target: String,
     /// `None` where the figure cannot be judged (nothing to measure).
     pub pass: Option<bool>,
+}
+
+fn bucket((ok, n): (usize, usize)) -> String {
+    if n == 0 { "n/a".into() } else { format!("{:.1}% of {n}", 100.0 * ok as f64 / n as f64) }
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -188,6 +209,36 @@ pub fn figures(city: &CityModel, noisy: bool, outcome: &Outcome) -> Vec<Figure> 
         ),
         target: "<= 120 s / 0".into(),
         pass: Some(missed == 0 && false_incidents == 0 && worst.is_some_and(|d| d <= 120_000)),
+    });
+    let true_flags = score::true_headway_flags(city, &outcome.truth.records);
+    let (f1, tp, served, real) = score::flag_f1(&outcome.headway_flags, &true_flags);
+    rows.push(Figure {
+        figure: "bus bunching and gap detection F1".into(),
+        measured: format!("{f1:.3} ({tp} matched of {served} flagged, {real} real)"),
+        target: ">= 0.95".into(),
+        pass: Some(real > 0 && f1 >= 0.95),
+    });
+    let (eta, buckets) = score::eta_accuracy(&outcome.predictions, &outcome.truth.records);
+    rows.push(Figure {
+        figure: "bus arrival predictions inside the ETA benchmark bands".into(),
+        measured: format!(
+            "{:.1}% (0-3 min {}, 3-6 {}, 6-10 {}, 10-15 {})",
+            100.0 * eta,
+            bucket(buckets[0]),
+            bucket(buckets[1]),
+            bucket(buckets[2]),
+            bucket(buckets[3])
+        ),
+        target: ">= 85%".into(),
+        pass: Some(eta >= 0.85),
+    });
+    let true_ghosts: Vec<&str> = outcome.truth.records.iter().filter_map(|r| if let TruthRecord::GhostTrip { trip_id, .. } = r { Some(trip_id.as_str()) } else { None }).collect();
+    let found = true_ghosts.iter().filter(|t| outcome.ghost_trips.iter().any(|g| g == *t)).count();
+    rows.push(Figure {
+        figure: "ghost trips (scheduled, never ran) found / false".into(),
+        measured: format!("{found} of {} / {}", true_ghosts.len(), outcome.ghost_trips.len() - found),
+        target: "all / 0".into(),
+        pass: None,
     });
     let (mae_pct, end_errors, samples) = parking_error(city, outcome);
     if noisy {

@@ -3,7 +3,9 @@
 //! hand-made inputs.
 
 use egret_pipeline::enforce::violation::{Violation, ViolationKind};
+use egret_model::CityModel;
 use egret_pipeline::incident::Incident;
+use egret_pipeline::transit;
 use egret_simulator::TruthRecord;
 use std::collections::{BTreeMap, HashMap};
 
@@ -166,6 +168,82 @@ pub fn incidents<'a>(truth: &[TruthRecord], detected: impl Iterator<Item = &'a I
         }
     }
     (delays, missed, false_alarms)
+}
+
+/// One headway judged bunched or a gap: (stop, following bus, status, arrival).
+pub type HeadwayFlag = (String, String, String, i64);
+
+/// True bunching and gaps from the true arrivals: consecutive buses of a route at
+/// each stop, judged by the same rule as the pipeline.
+pub fn true_headway_flags(city: &CityModel, truth: &[TruthRecord]) -> Vec<HeadwayFlag> {
+    let mut by_stop: BTreeMap<(&str, &str), Vec<(i64, &str)>> = BTreeMap::new();
+    for r in truth {
+        if let TruthRecord::BusArrival { bus_id, route_id, stop_id, ts_ms, .. } = r {
+            by_stop.entry((route_id.as_str(), stop_id.as_str())).or_default().push((*ts_ms, bus_id.as_str()));
+        }
+    }
+    let mut flags = Vec::new();
+    for ((route_id, stop_id), mut arrivals) in by_stop {
+        let Some(route) = city.route_idx(route_id) else { continue };
+        arrivals.sort_unstable();
+        for pair in arrivals.windows(2) {
+            let headway_s = (pair[1].0 - pair[0].0) as f64 / 1000.0;
+            let status = transit::classify(headway_s, transit::scheduled_headway_s(city, route as usize, pair[1].0));
+            if status != "ok" {
+                flags.push((stop_id.to_owned(), pair[1].1.to_owned(), status.to_owned(), pair[1].0));
+            }
+        }
+    }
+    flags
+}
+
+/// F1 of the served flags against the true ones (same stop, bus and status, within
+/// a minute); also returns (true positives, served, real).
+pub fn flag_f1(served: &[HeadwayFlag], truth: &[HeadwayFlag]) -> (f64, usize, usize, usize) {
+    let mut used = vec![false; truth.len()];
+    let mut tp = 0;
+    for s in served {
+        if let Some(i) = (0..truth.len()).find(|i| !used[*i] && truth[*i].0 == s.0 && truth[*i].1 == s.1 && truth[*i].2 == s.2 && (truth[*i].3 - s.3).abs() <= 60_000) {
+            used[i] = true;
+            tp += 1;
+        }
+    }
+    if std::env::var_os("EGRET_EVAL_DEBUG").is_some() {
+        for t in truth {
+            eprintln!("true headway flag: {t:?}");
+        }
+    }
+    let f1 = if served.is_empty() && truth.is_empty() { 1.0 } else { 2.0 * tp as f64 / (served.len() + truth.len()) as f64 };
+    (f1, tp, served.len(), truth.len())
+}
+
+/// A served prediction: (trip, stop, made at, predicted arrival).
+pub type Prediction = (String, String, i64, i64);
+
+/// The ETA accuracy benchmark: per horizon bucket (0–3, 3–6, 6–10, 10–15 minutes
+/// ahead, by the prediction), the share of predictions whose bus really arrived
+/// within the bucket's band; the score is the mean of the four buckets.
+pub fn eta_accuracy(predictions: &[Prediction], truth: &[TruthRecord]) -> (f64, [(usize, usize); 4]) {
+    let actual: HashMap<(&str, &str), i64> = truth
+        .iter()
+        .filter_map(|r| match r {
+            TruthRecord::BusArrival { trip_id, stop_id, ts_ms, .. } => Some(((trip_id.as_str(), stop_id.as_str()), *ts_ms)),
+            _ => None,
+        })
+        .collect();
+    let mut buckets = [(0usize, 0usize); 4];
+    for (trip, stop, made_at, predicted) in predictions {
+        let Some(arrived) = actual.get(&(trip.as_str(), stop.as_str())) else { continue };
+        let ahead = predicted - made_at;
+        let Some(b) = [3, 6, 10, 15].iter().position(|m| ahead <= m * 60_000) else { continue };
+        let Some((early, late)) = transit::predict::band(ahead) else { continue };
+        buckets[b].1 += 1;
+        if *arrived >= predicted - early && *arrived <= predicted + late {
+            buckets[b].0 += 1;
+        }
+    }
+    let scores: Vec<f64> = buckets.iter().filter(|(_, n)| *n > 0).map(|(ok, n)| *ok as f64 / *n as f64).collect();
+    (if scores.is_empty() { f64::NAN } else { scores.iter().sum::<f64>() / scores.len() as f64 }, buckets)
 }
 
 /// Mean absolute percentage error of served window means against the true ones, over

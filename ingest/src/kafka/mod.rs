@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
 /// Derived topics of contract-v1 §3, with whether they are compacted (keyed state).
-pub const DERIVED_TOPICS: [(&str, bool); 6] = [
+pub const DERIVED_TOPICS: [(&str, bool); 7] = [
     ("egret.segment-speeds", true),
     ("egret.parking", true),
     // Keyed by the deterministic violation id: a replay's repeats compact away.
@@ -27,6 +27,7 @@ pub const DERIVED_TOPICS: [(&str, bool); 6] = [
     ("egret.hotlist-hits", false),
     ("egret.incidents", false),
     ("egret.bus-status", false),
+    ("egret.headways", false),
 ];
 
 /// How to reach the cluster and how to lay out topics created by Egret.

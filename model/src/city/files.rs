@@ -209,3 +209,36 @@ pub struct RoutesFile {
     pub version: String,
     pub routes: Vec<Route>,
 }
+
+impl Timetable {
+    /// Scheduled minutes between departures at a local minute of the day.
+    pub fn headway_min_at(&self, minute: u32) -> u32 {
+        self.headways
+            .iter()
+            .find(|h| matches!((crate::time::parse_hhmm(&h.from), crate::time::parse_hhmm(&h.to)), (Some(a), Some(b)) if (a..b).contains(&minute)))
+            .map_or(self.default_headway_min, |h| h.headway_min)
+            .max(1)
+    }
+
+    /// Every departure of a day, as local minutes of the day.
+    pub fn departure_minutes(&self) -> Vec<u32> {
+        let (Some(first), Some(last)) = (crate::time::parse_hhmm(&self.first_departure), crate::time::parse_hhmm(&self.last_departure)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut minute = first;
+        while minute <= last {
+            out.push(minute);
+            minute += self.headway_min_at(minute);
+        }
+        out
+    }
+}
+
+impl Route {
+    /// The id of the trip leaving at a local minute in a direction: the same in the
+    /// static timetable, the buses' reports and the dispatcher's view.
+    pub fn trip_id(&self, direction_id: u8, minute: u32) -> String {
+        format!("{}-{}-{:02}{:02}", self.route_id, direction_id, minute / 60, minute % 60)
+    }
+}

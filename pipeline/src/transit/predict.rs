@@ -1,0 +1,116 @@
+//! Arrival predictions: the time to each stop ahead from the live speed of every
+//! segment on the way (what the cars there are doing now), at the route's own pace
+//! (buses run slower than cars; learnt from the legs its buses complete), plus a
+//! dwell at each stop on the way. The early/late bounds are those of the ETA
+//! accuracy benchmark for the horizon: what the prediction claims to meet.
+
+use super::StopEta;
+use super::path::RoutePath;
+use egret_model::CityModel;
+use std::collections::HashMap;
+
+/// Time a bus stands at a stop.
+const DWELL_S: f64 = 30.0;
+/// Stops further ahead than this are not predicted.
+const HORIZON_MS: i64 = 15 * 60_000;
+/// What a route's pace starts from before any leg is seen (seconds of model time
+/// at car speed, seconds driven), i.e. 0.8 of car speed, worth five minutes.
+const PACE_PRIOR: (f64, f64) = (240.0, 300.0);
+
+/// (up to this many minutes ahead, early, late) in seconds.
+const BANDS: [(i64, i64, i64); 4] = [(3, 30, 90), (6, 60, 150), (10, 60, 210), (15, 90, 270)];
+
+#[derive(Debug)]
+pub struct Predictor {
+    /// Per route: (model seconds at car speed, seconds actually driven) over legs.
+    pace: Vec<(f64, f64)>,
+    /// Per bus: its last settled stop arrival (route, direction, stop, time).
+    last_arrival: HashMap<String, (u32, usize, usize, i64)>,
+    free_flow: Vec<f64>,
+    /// Where no car has been measured lately: free flow times this, the median
+    /// ratio of live to free-flow speed over the segments measured (the rush hour
+    /// slows the unmeasured streets too).
+    unmeasured_ratio: f64,
+}
+
+impl Predictor {
+    pub fn new(city: &CityModel) -> Self {
+        Predictor {
+            pace: vec![PACE_PRIOR; city.routes.len()],
+            last_arrival: HashMap::new(),
+            free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
+            unmeasured_ratio: 1.0,
+        }
+    }
+
+    fn pace(&self, route: u32) -> f64 {
+        let (model, driven) = self.pace[route as usize];
+        (model / driven.max(1.0)).clamp(0.2, 1.5)
+    }
+
+    /// Seconds to drive from `from_m` to `to_m` along the path at car speed now.
+    fn car_seconds(&self, path: &RoutePath, from_m: f64, to_m: f64, live_kmh: &[Option<f64>]) -> f64 {
+        let mut secs = 0.0;
+        for (i, seg) in path.segments.iter().enumerate() {
+            let (start, end) = (path.segment_starts[i], path.segment_starts[i + 1]);
+            let overlap = end.min(to_m) - start.max(from_m);
+            if overlap > 0.0 {
+                let free_flow = self.free_flow[seg.0 as usize];
+                let kmh = live_kmh.get(seg.0 as usize).copied().flatten().unwrap_or(free_flow * self.unmeasured_ratio).max(5.0);
+                secs += overlap / (kmh / 3.6);
+            }
+        }
+        secs
+    }
+
+    /// Updates the speed assumed where nothing was measured from the segments that were.
+    pub fn measure_network(&mut self, live_kmh: &[Option<f64>]) {
+        let mut ratios: Vec<f64> = live_kmh.iter().zip(&self.free_flow).filter_map(|(l, ff)| l.map(|l| l / ff.max(1.0))).collect();
+        if ratios.len() >= 10 {
+            ratios.sort_by(f64::total_cmp);
+            self.unmeasured_ratio = ratios[ratios.len() / 2].clamp(0.1, 1.2);
+        }
+    }
+
+    /// A settled arrival: a leg from the bus's previous stop teaches the route's pace.
+    pub fn arrived(&mut self, path: &RoutePath, stop: usize, bus_id: &str, ts_ms: i64, live_kmh: &[Option<f64>]) {
+        let (route, direction) = (path.route, path.direction);
+        if let Some(&(r, d, prev, prev_ms)) = self.last_arrival.get(bus_id)
+            && (r, d) == (route, direction)
+            && prev + 1 == stop
+        {
+            let model = self.car_seconds(path, path.stops[prev], path.stops[stop], live_kmh);
+            let driven = (ts_ms - prev_ms) as f64 / 1000.0 - DWELL_S;
+            if driven > 5.0 && model > 0.0 {
+                let p = &mut self.pace[route as usize];
+                // Recent legs count most: decay the sums.
+                *p = (p.0 * 0.95 + model, p.1 * 0.95 + driven);
+            }
+        }
+        self.last_arrival.insert(bus_id.to_owned(), (route, direction, stop, ts_ms));
+    }
+
+    /// Predictions for the stops ahead of a bus at `distance_m` at `now_ms`.
+    pub fn predict(&self, city: &CityModel, path: &RoutePath, distance_m: f64, now_ms: i64, next_stop: usize, live_kmh: &[Option<f64>]) -> Vec<StopEta> {
+        let dir = &city.routes[path.route as usize].directions[path.direction];
+        let pace = self.pace(path.route);
+        let mut out = Vec::new();
+        for (k, stop_m) in path.stops.iter().enumerate().skip(next_stop) {
+            let drive = self.car_seconds(path, distance_m, *stop_m, live_kmh) / pace;
+            let dwells = (k - next_stop) as f64 * DWELL_S;
+            let ahead_ms = ((drive + dwells) * 1000.0) as i64;
+            if ahead_ms > HORIZON_MS {
+                break;
+            }
+            let (_, early, late) = BANDS.iter().find(|(minutes, _, _)| ahead_ms <= minutes * 60_000).copied().unwrap_or(BANDS[3]);
+            out.push(StopEta { stop_id: dir.stops[k].stop_id.clone(), predicted_ms: now_ms + ahead_ms, early_ms: early * 1000, late_ms: late * 1000 });
+        }
+        out
+    }
+}
+
+/// The ETA benchmark band for a prediction `ahead_ms` before the arrival:
+/// (early, late) in ms, or `None` beyond 15 minutes.
+pub fn band(ahead_ms: i64) -> Option<(i64, i64)> {
+    BANDS.iter().find(|(minutes, _, _)| ahead_ms <= minutes * 60_000).map(|(_, e, l)| (e * 1000, l * 1000))
+}
