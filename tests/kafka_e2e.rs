@@ -256,7 +256,8 @@ async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
         }
     }
     from_topic.sort();
-    let (embedded, _) = embedded_run(city, SimConfig::clean(11, START, 8 * 60_000)).await;
+    // `egret simulate` runs the standard scenario, scripted events included.
+    let (embedded, _) = embedded_run(city, SimConfig { scripted: true, ..SimConfig::clean(11, START, 8 * 60_000) }).await;
     println!("egret simulate/run through Kafka: {} final windows on egret.segment-speeds", from_topic.len());
     assert_same_windows(&from_topic, &windows(&embedded), "the egret commands through Kafka", "the embedded run");
 }

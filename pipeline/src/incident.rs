@@ -177,7 +177,7 @@ impl IncidentDetector {
             let i = seg as usize;
             let (length, free_flow) = (f64::from(self.lengths[i]), self.free_flow[i]);
             let s = &mut self.segments[i];
-            while s.entries.front().is_some_and(|(e, _)| *e < watermark_ms - ENTRY_HORIZON_MS) {
+            while s.entries.front().is_some_and(|(e, _)| *e < watermark_ms.saturating_sub(ENTRY_HORIZON_MS)) {
                 s.entries.pop_front();
             }
             // The slow end of recent travel times (signals, slow drivers), and the
@@ -188,7 +188,7 @@ impl IncidentDetector {
             let longest_pause = s.speeds.iter().zip(s.speeds.iter().skip(1)).map(|((a, _), (b, _))| b - a).max().unwrap_or(0);
             match &mut s.open {
                 None => {
-                    let overdue_at = |e: i64| e + slow_ms + MIN_GRACE_MS < watermark_ms;
+                    let overdue_at = |e: i64| e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms;
                     for (e, counted) in s.entries.iter_mut() {
                         if !*counted && *e < s.last_exit_entry_ms && overdue_at(*e) {
                             *counted = true;
@@ -202,7 +202,7 @@ impl IncidentDetector {
                     let gone_share = (f64::from(s.gone_elsewhere) + PRIOR_WEIGHT * pooled) / (f64::from(s.came_out + s.gone_elsewhere) + PRIOR_WEIGHT);
                     let needed = ((CHANCE).ln() / gone_share.ln()).ceil().clamp(MIN_OVERDUE as f64, 12.0) as usize;
                     let silence = MIN_SILENCE_MS.max(longest_pause * 3 / 2);
-                    let silent = s.last_exit_ms > 0 && watermark_ms - s.last_exit_ms >= silence;
+                    let silent = s.last_exit_ms > 0 && watermark_ms.saturating_sub(s.last_exit_ms) >= silence;
                     let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
                     let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
                     if std::env::var("EGRET_DEBUG_INCIDENT").is_ok_and(|v| v == self.ids[i]) {

@@ -18,6 +18,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
+/// `message.timestamp.after.max.ms` of Egret's topics: any record timestamp is kept.
+const ACCEPT_ANY_TIMESTAMP: &str = "9223372036854775807";
+
 /// Derived topics of contract-v1 §3, with whether they are compacted (keyed state).
 pub const DERIVED_TOPICS: [(&str, bool); 7] = [
     ("egret.segment-speeds", true),
@@ -80,7 +83,10 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[(&str, bool)]) -> Res
         .iter()
         .zip(&names)
         .map(|((_, compacted), name)| {
-            let t = NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication));
+            // Record timestamps are the collector's clock (device clocks are checked
+            // against them), and a simulation or replay may be dated anywhere: the
+            // broker's default of refusing timestamps an hour ahead would drop them.
+            let t = NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication)).set("message.timestamp.after.max.ms", ACCEPT_ANY_TIMESTAMP);
             if *compacted { t.set("cleanup.policy", "compact") } else { t }
         })
         .collect();

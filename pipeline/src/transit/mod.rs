@@ -251,8 +251,8 @@ impl Transit {
             });
         }
         // Tracks of buses silent for an hour are done; trip ids a day later are new.
-        self.tracks.retain(|_, t| t.last.0 >= watermark_ms - 3_600_000);
-        self.trips_seen.retain(|_, seen| *seen >= watermark_ms - 12 * 3_600_000);
+        self.tracks.retain(|_, t| t.last.0 >= watermark_ms.saturating_sub(3_600_000));
+        self.trips_seen.retain(|_, seen| *seen >= watermark_ms.saturating_sub(12 * 3_600_000));
         out
     }
 
