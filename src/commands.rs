@@ -127,7 +127,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_
         }
         Input::Kafka { config, exit_when_idle } => {
             println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
-            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle).await?;
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, &[]).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

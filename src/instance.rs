@@ -8,6 +8,7 @@ use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
 use egret_model::{CityModel, Topic};
 use egret_pipeline::repartition::{self, REPARTITION_TOPIC};
 use egret_pipeline::runner::{Ended, Outputs};
+use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::stage1::Stage1;
 use egret_pipeline::stage2::Stage2;
 use egret_pipeline::{DLQ_TOPIC, LiveState, PipelineConfig, Stats};
@@ -44,6 +45,7 @@ pub async fn run(
     live: Arc<LiveState>,
     stop: watch::Receiver<bool>,
     exit_when_idle: Option<Duration>,
+    hotlists: &[(String, Vec<HotlistEntry>)],
 ) -> anyhow::Result<InstanceReport> {
     ensure_all_topics(config).await?;
     let sink = KafkaSink::new(config)?;
@@ -55,6 +57,10 @@ pub async fn run(
     let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe(&stage2_config, &[REPARTITION_TOPIC]).await?, idle_polls.saturating_mul(2));
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     let mut stage1 = Stage1::new(city.clone(), pipeline.clone());
+    for (name, entries) in hotlists {
+        let bad = stage1.set_hotlist(name, entries);
+        anyhow::ensure!(bad.is_empty(), "hotlist {name}: not plates: {bad:?}");
+    }
     let mut stage2 = Stage2::new(&city, pipeline);
     let wait = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -70,4 +76,19 @@ pub async fn run(
     stage2_source.into_inner().commit_now()?;
     let stats = Stats { late_traversals: stage2.late_traversals, windows_closed: stage2.windows_closed, ..stage1.stats().clone() };
     Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
+}
+
+/// Every record of a topic, read in a fresh consumer group until it has been idle
+/// for 3 s.
+pub async fn read_topic(config: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<egret_ingest::Record>> {
+    use egret_ingest::{Poll, Source};
+    let mut source = EndWhenIdle::new(KafkaSource::subscribe(config, &[topic]).await?, 30);
+    let mut all = Vec::new();
+    loop {
+        match source.poll(1000).await? {
+            Poll::Records(records) => all.extend(records),
+            Poll::Idle => {}
+            Poll::End => return Ok(all),
+        }
+    }
 }

@@ -128,6 +128,11 @@ enum Command {
         /// Scenario length (from 07:45 local time on a Monday).
         #[arg(long, default_value = "30m", value_parser = egret::parse_duration_ms)]
         duration: i64,
+        /// Run it through this Apache Kafka cluster (e.g. 127.0.0.1:9092) instead of
+        /// the embedded log: simulator → input topics → `egret run --kafka` → derived
+        /// topics, read back from the broker.
+        #[arg(long)]
+        kafka: Option<String>,
     },
 }
 
@@ -189,11 +194,15 @@ async fn main() -> anyhow::Result<()> {
             let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) });
             commands::simulate(city, config, out.as_deref(), kafka.as_ref(), options).await
         }
-        Command::Eval { scenario, seed, duration } => {
+        Command::Eval { scenario, seed, duration, kafka } => {
             let config = scenario_config(seed, scenario, SCENARIO_START_MS, duration, None);
-            let outcome = egret::eval::run_embedded(city.clone(), pipeline, config, true).await?;
+            let outcome = match &kafka {
+                Some(brokers) => egret::eval::run_kafka(city.clone(), pipeline, config, brokers, true).await?,
+                None => egret::eval::run_embedded(city.clone(), pipeline, config, true).await?,
+            };
             let rows = egret::eval::figures(&city, scenario == Scenario::Noisy, &outcome);
-            let command = format!("egret eval --scenario {} --seed {seed} --duration {}s", scenario.name(), duration / 1000);
+            let through = kafka.map(|b| format!(" --kafka {b}")).unwrap_or_default();
+            let command = format!("egret eval --scenario {} --seed {seed} --duration {}s{through}", scenario.name(), duration / 1000);
             if !egret::eval::print_table(scenario.name(), &command, &outcome, &rows) {
                 anyhow::bail!("some figures missed their targets");
             }

@@ -92,7 +92,7 @@ async fn instance(city: Arc<CityModel>, config: KafkaConfig, idle: Duration) -> 
     let live = Arc::new(LiveState::new(city.clone()));
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let report = instance::run(city, pipeline, &config, live.clone(), stop, Some(idle)).await.expect("instance runs");
+    let report = instance::run(city, pipeline, &config, live.clone(), stop, Some(idle), &[]).await.expect("instance runs");
     assert_eq!(report.ended, Ended::InputEnd);
     (live, report)
 }
@@ -113,15 +113,7 @@ fn assert_same_windows(a: &[(u32, i64, u32, u64, u64)], b: &[(u32, i64, u32, u64
 
 /// Every record of a topic, read in a fresh group until it has been idle for 3 s.
 async fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<egret_ingest::Record> {
-    let mut source = EndWhenIdle::new(KafkaSource::subscribe(config, &[topic]).await.expect("subscribe"), 30);
-    let mut all = Vec::new();
-    loop {
-        match source.poll(1000).await.expect("poll") {
-            Poll::Records(records) => all.extend(records),
-            Poll::Idle => {}
-            Poll::End => return all,
-        }
-    }
+    instance::read_topic(config, topic).await.expect("read the topic back")
 }
 
 fn mape_vs_truth(live: &LiveState, truth: &GroundTruth) -> f64 {

@@ -81,6 +81,12 @@ pub trait Source: Send {
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         Vec::new()
     }
+    /// True when `idle_partitions` is exact: a partition not listed there has
+    /// something pending, however long it takes to arrive. False lets the pipeline
+    /// fall back on a processing-time timeout.
+    fn reports_idle(&self) -> bool {
+        false
+    }
     /// Every partition this consumer is responsible for now, read or not yet read, so
     /// one that has delivered nothing yet still holds the watermark back. Empty when
     /// unknown.
@@ -134,6 +140,10 @@ impl<S: Source> Source for EndWhenIdle<S> {
 
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         self.inner.idle_partitions()
+    }
+
+    fn reports_idle(&self) -> bool {
+        self.inner.reports_idle()
     }
 
     fn assignment(&self) -> Vec<(String, u32)> {

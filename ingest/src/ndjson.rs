@@ -160,6 +160,10 @@ impl Source for NdjsonSource {
         self.files.iter().filter(|f| f.next.is_none()).map(|f| (f.topic.clone(), 0)).collect()
     }
 
+    fn reports_idle(&self) -> bool {
+        true
+    }
+
     fn assignment(&self) -> Vec<(String, u32)> {
         self.files.iter().map(|f| (f.topic.clone(), 0)).collect()
     }

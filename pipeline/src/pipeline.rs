@@ -138,6 +138,11 @@ impl Pipeline {
         &self.stage1
     }
 
+    /// See `Source::reports_idle`.
+    pub fn set_idle_reported(&mut self, reported: bool) {
+        self.stage1.set_idle_reported(reported);
+    }
+
     /// See `Stage1::set_assignment`.
     pub fn set_assignment(&mut self, partitions: &[(String, u32)], now: Instant) {
         self.stage1.set_assignment(partitions, now);

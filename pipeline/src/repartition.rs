@@ -98,6 +98,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
     loop {
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {

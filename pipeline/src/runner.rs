@@ -44,6 +44,7 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    pipeline.set_idle_reported(source.reports_idle());
     loop {
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else { return Ok(Ended::Shutdown) };
         match polled {

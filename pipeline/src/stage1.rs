@@ -48,6 +48,9 @@ pub struct Stage1 {
     drained: Vec<(u32, u32)>,
 }
 
+/// How far ahead of the newest event a replayed event may be (see `admit`).
+const REPLAY_FUTURE_MS: i64 = 30 * 60_000;
+
 /// What the device's own clock said, and how far the corrected time may be off.
 #[derive(Debug, Clone, Copy)]
 struct DeviceTime {
@@ -116,6 +119,11 @@ impl Stage1 {
     /// The clock correction of a reader (by index), if it is calibrated.
     pub fn reader_clock(&self, reader: usize) -> Option<crate::clock::Calibration> {
         self.clocks.calibration(reader)
+    }
+
+    /// See `Source::reports_idle`.
+    pub fn set_idle_reported(&mut self, reported: bool) {
+        self.watermarks.set_idle_reported(reported);
     }
 
     /// The partitions the source now assigns to this instance (see `Source::assignment`).
@@ -218,12 +226,15 @@ impl Stage1 {
     /// Stream-clock checks: from the future, too late, or seen before.
     fn admit(&mut self, event: Decoded) -> Result<Decoded, Reject> {
         let ts = event.ts_ms();
-        let reference = match self.config.clock {
-            ClockMode::Wall => Some(wall_clock_ms()),
-            ClockMode::Event => self.newest_event_ms,
+        // In a replay the topics are read at their own pace (a sparse one, such as
+        // lot counts every 15 minutes, runs ahead of the plate reads): the newest
+        // event is only a rough clock, so the bound is wider.
+        let (reference, bound) = match self.config.clock {
+            ClockMode::Wall => (Some(wall_clock_ms()), self.config.max_future_ms),
+            ClockMode::Event => (self.newest_event_ms, self.config.max_future_ms.max(REPLAY_FUTURE_MS)),
         };
         if let Some(now) = reference
-            && ts > now + self.config.max_future_ms
+            && ts > now + bound
         {
             return Err(Reject::new(Reason::TimestampInFuture, format!("ts_ms {ts} is {} ms ahead of the clock", ts - now)));
         }

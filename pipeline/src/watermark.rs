@@ -2,9 +2,12 @@
 //!
 //! A partition's watermark is the largest event time it has delivered minus the
 //! bounded out-of-orderness. The pipeline's watermark is the smallest over partitions
-//! that are active; a partition silent for `idle_timeout` of processing time stops
-//! holding the others back (an idle reader at night must not stall the city) and
-//! rejoins as soon as it delivers again.
+//! that are active. Where the source says exactly when a partition has nothing
+//! pending (end of partition), that is what idle means: a partition with a backlog
+//! holds the others back however long its consumer takes. Where it cannot say, a
+//! partition silent for `idle_timeout` of processing time stops holding the others
+//! back (an idle reader at night must not stall the city). Either rejoins as soon
+//! as it delivers again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,11 +27,13 @@ pub struct Watermarks {
     partitions: HashMap<(u32, u32), PartitionClock>,
     /// Never moves backwards, whatever joins or leaves.
     current: i64,
+    /// The source says exactly which partitions are drained: silence is not idleness.
+    idle_reported: bool,
 }
 
 impl Watermarks {
     pub fn new(out_of_orderness_ms: i64, idle_timeout: Duration) -> Self {
-        Watermarks { out_of_orderness_ms, idle_timeout, partitions: HashMap::new(), current: i64::MIN }
+        Watermarks { out_of_orderness_ms, idle_timeout, partitions: HashMap::new(), current: i64::MIN, idle_reported: false }
     }
 
     /// Notes an event time seen on a partition (`source` tells topics apart).
@@ -48,6 +53,11 @@ impl Watermarks {
         }
     }
 
+    /// The source reports exactly which partitions are drained (see `Source::reports_idle`).
+    pub fn set_idle_reported(&mut self, reported: bool) {
+        self.idle_reported = reported;
+    }
+
     /// The source reports nothing pending on this partition: it is idle until it
     /// delivers again.
     pub fn mark_drained(&mut self, source: u32, partition: u32) {
@@ -58,7 +68,8 @@ impl Watermarks {
 
     /// Recomputes and returns the watermark as of processing time `now`.
     pub fn advance(&mut self, now: Instant) -> i64 {
-        let live: Vec<&PartitionClock> = self.partitions.values().filter(|c| now.saturating_duration_since(c.last_seen) < self.idle_timeout).collect();
+        let live: Vec<&PartitionClock> =
+            self.partitions.values().filter(|c| if self.idle_reported { !c.drained } else { now.saturating_duration_since(c.last_seen) < self.idle_timeout }).collect();
         // Partitions with a backlog set the pace; a drained one must not hold them back.
         let busy = live.iter().filter(|c| !c.drained).map(|c| c.max_event_ms).min();
         // All caught up (live operation): the slowest live partition, so one read from

@@ -8,6 +8,8 @@
 pub mod score;
 
 use crate::drive::{self, DriveOptions};
+use crate::instance;
+use egret_ingest::kafka::{KafkaConfig, KafkaSink};
 use egret_ingest::embedded::EmbeddedLog;
 use egret_ingest::memory::MemorySink;
 use egret_model::{CityModel, Topic};
@@ -77,23 +79,85 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
     let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
     runner::run(&mut source, &outputs, &mut pipeline, &live, std::future::pending()).await?;
     let (events, truth) = producer.await??;
-    let mut outcome = Outcome {
-        events,
-        dead_letters: dead_letters.total(),
-        violations: Vec::new(),
-        windows: BTreeMap::new(),
-        lots: Vec::new(),
-        incidents: BTreeMap::new(),
-        headway_flags: Vec::new(),
-        ghost_trips: Vec::new(),
-        predictions: Vec::new(),
-        truth,
-        config,
-    };
-    for r in derived.records() {
-        let value: serde_json::Value = serde_json::from_slice(&r.payload)?;
-        match r.topic.as_str() {
-            runner::VIOLATIONS_TOPIC => outcome.violations.push(serde_json::from_value(value)?),
+    Outcome::from_records(events, dead_letters.total(), truth, config, derived.records().iter().map(|r| (r.topic.as_str(), &r.payload[..])))
+}
+
+/// Runs a scenario through Apache Kafka: the simulator publishes to the input
+/// topics (under a fresh namespace), an `egret run --kafka` instance processes them
+/// until idle, and the derived topics are read back from the broker.
+pub async fn run_kafka(city: Arc<CityModel>, pipeline: PipelineConfig, config: SimConfig, brokers: &str, progress: bool) -> anyhow::Result<Outcome> {
+    let namespace = format!("eval-{}-{}.", config.seed, crate::commands::now_ms());
+    let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
+    instance::ensure_all_topics(&kafka).await?;
+    let mut sim = Simulator::new(city.clone(), config.clone());
+    let hotlists: Vec<(String, Vec<HotlistEntry>)> = hotlist_entries(&sim.hotlists()).into_iter().collect();
+    let sink = KafkaSink::new(&kafka)?;
+    let mut truth = GroundTruth::default();
+    let events = drive::drive(&mut sim, &sink, DriveOptions { progress, ..DriveOptions::fast() }, |r| truth.extend(r)).await?;
+    sink.flush(Duration::from_secs(60))?;
+    let live = Arc::new(LiveState::new(city.clone()));
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
+    let report = instance::run(city, pipeline, &kafka, live, stop, Some(Duration::from_secs(5)), &hotlists).await?;
+    let reader = KafkaConfig { group_id: format!("{namespace}eval-reader"), ..kafka.clone() };
+    let mut records = Vec::new();
+    for topic in [runner::VIOLATIONS_TOPIC, runner::SEGMENT_SPEEDS_TOPIC, runner::PARKING_TOPIC, runner::INCIDENTS_TOPIC, runner::BUS_STATUS_TOPIC, runner::HEADWAYS_TOPIC] {
+        records.extend(instance::read_topic(&reader, topic).await?);
+    }
+    let dead_letters = report.stats.rejected.values().sum();
+    if progress {
+        eprintln!("read {} derived records back from Kafka (namespace {namespace})", records.len());
+        for ((topic, reason), n) in &report.stats.rejected {
+            eprintln!("  dead-lettered {n:>6} {} from {}", reason.code(), topic.default_name());
+        }
+    }
+    Outcome::from_records(events, dead_letters, truth, config, records.iter().map(|r| (r.topic.as_str(), &r.payload[..])))
+}
+
+impl Outcome {
+    /// Gathers what was served from the derived topics' records (topic, payload).
+    fn from_records<'a>(events: u64, dead_letters: u64, truth: GroundTruth, config: SimConfig, records: impl Iterator<Item = (&'a str, &'a [u8])>) -> anyhow::Result<Outcome> {
+        let mut outcome = Outcome {
+            events,
+            dead_letters,
+            violations: Vec::new(),
+            windows: BTreeMap::new(),
+            lots: Vec::new(),
+            incidents: BTreeMap::new(),
+            headway_flags: Vec::new(),
+            ghost_trips: Vec::new(),
+            predictions: Vec::new(),
+            truth,
+            config,
+        };
+        let mut seen_tickets = std::collections::HashSet::new();
+        for (topic, payload) in records {
+            outcome.absorb(topic, payload, &mut seen_tickets)?;
+        }
+        Ok(outcome)
+    }
+
+    fn absorb(&mut self, topic: &str, payload: &[u8], seen_tickets: &mut std::collections::HashSet<String>) -> anyhow::Result<()> {
+        let outcome = self;
+        let value: serde_json::Value = serde_json::from_slice(payload)?;
+        match topic {
+            runner::VIOLATIONS_TOPIC => {
+                // Consumers keep one ticket per id (a replay repeats ids; it never adds tickets).
+                let v: Violation = serde_json::from_value(value)?;
+                if seen_tickets.insert(v.violation_id.clone()) {
+                    outcome.violations.push(v);
+                }
+            }
+            runner::SEGMENT_SPEEDS_TOPIC if value["is_final"] == true => {
+                let key = (value["segment_id"].as_str().unwrap_or_default().to_owned(), value["window_start_ms"].as_i64().unwrap_or_default());
+                let samples = value["sample_count"].as_u64().unwrap_or_default() as u32;
+                outcome.windows.insert(key, (value["mean_speed_kmh"].as_f64().unwrap_or_default(), samples));
+            }
+            runner::PARKING_TOPIC => outcome.lots.push((
+                value["lot_id"].as_str().unwrap_or_default().to_owned(),
+                value["as_of_ms"].as_i64().unwrap_or_default(),
+                value["occupied"].as_u64().map(|o| o as u32),
+            )),
             runner::BUS_STATUS_TOPIC => {
                 let s: BusStatus = serde_json::from_value(value)?;
                 outcome.predictions.extend(s.next_stops.into_iter().map(|e| (s.trip_id.clone(), e.stop_id, s.ts_ms, e.predicted_ms)));
@@ -107,20 +171,10 @@ pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config
                 let incident: Incident = serde_json::from_value(value)?;
                 outcome.incidents.insert(incident.incident_id.clone(), incident);
             }
-            runner::SEGMENT_SPEEDS_TOPIC if value["is_final"] == true => {
-                let key = (value["segment_id"].as_str().unwrap_or_default().to_owned(), value["window_start_ms"].as_i64().unwrap_or_default());
-                let samples = value["sample_count"].as_u64().unwrap_or_default() as u32;
-                outcome.windows.insert(key, (value["mean_speed_kmh"].as_f64().unwrap_or_default(), samples));
-            }
-            runner::PARKING_TOPIC => outcome.lots.push((
-                value["lot_id"].as_str().unwrap_or_default().to_owned(),
-                value["as_of_ms"].as_i64().unwrap_or_default(),
-                value["occupied"].as_u64().map(|o| o as u32),
-            )),
             _ => {}
         }
+        Ok(())
     }
-    Ok(outcome)
 }
 
 /// One line of the report.

@@ -232,6 +232,10 @@ impl Source for EmbeddedSource {
         self.topics.iter().flat_map(|(name, log)| (0..log.partitions.len() as u32).map(move |p| (name.clone(), p))).collect()
     }
 
+    fn reports_idle(&self) -> bool {
+        true
+    }
+
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         let mut idle = Vec::new();
         for (t, (name, log)) in self.topics.iter().enumerate() {

@@ -222,6 +222,10 @@ impl Source for KafkaSource {
         out
     }
 
+    fn reports_idle(&self) -> bool {
+        true
+    }
+
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         self.drained.iter().map(|(i, p)| (self.consumers[*i].0.clone(), *p as u32)).collect()
     }

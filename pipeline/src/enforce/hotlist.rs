@@ -125,7 +125,7 @@ impl Hotlists {
 
     /// Forgets hits older than `horizon_ms`.
     pub fn expire(&mut self, horizon_ms: i64) {
-        self.last_hit.retain(|_, t| *t >= horizon_ms - REALERT_AFTER_MS);
+        self.last_hit.retain(|_, t| *t >= horizon_ms.saturating_sub(REALERT_AFTER_MS));
     }
 }
 
