@@ -1,5 +1,6 @@
 //! The HTTP API of contract-v1 §3 (axum): the road network, devices, live segment
-//! speeds and their history, health and Prometheus metrics, all on one port.
+//! speeds and their history, parking, incidents, buses, headways and predicted
+//! arrivals, health and Prometheus metrics, all on one port.
 //!
 //! `router` builds the app for tests (`oneshot`); `serve` runs it on a listener
 //! until a shutdown future resolves, so tests can bind port 0.
@@ -8,6 +9,7 @@ mod error;
 mod network;
 mod parking;
 mod segments;
+mod transit;
 
 pub use error::ApiError;
 
@@ -47,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/segments", get(segments::latest))
         .route("/api/v1/segments/{id}/history", get(segments::history))
         .route("/api/v1/parking", get(parking::lots))
+        .route("/api/v1/incidents", get(transit::incidents))
+        .route("/api/v1/buses", get(transit::buses))
+        .route("/api/v1/routes", get(transit::routes))
+        .route("/api/v1/routes/{id}/headways", get(transit::headways))
+        .route("/api/v1/stops/{id}/arrivals", get(transit::arrivals))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))

@@ -9,6 +9,7 @@ use egret_model::CityModel;
 use parking_lot::RwLock;
 use crate::enforce::violation::{PossibleHit, Violation};
 use crate::incident::Incident;
+use crate::transit::{BusStatus, TransitEvent, TransitOutput};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,9 +50,21 @@ struct Incidents {
     cleared: VecDeque<Incident>,
 }
 
+/// Headway events and trips that never ran, kept per route.
+pub const TRANSIT_EVENTS_KEPT: usize = 200;
+/// A bus not reported for this long is off the map.
+pub const BUS_STALE_MS: i64 = 10 * 60_000;
+
+#[derive(Debug, Default)]
+struct Transit {
+    buses: std::collections::BTreeMap<String, BusStatus>,
+    events: std::collections::HashMap<String, VecDeque<TransitEvent>>,
+}
+
 pub struct LiveState {
     city: Arc<CityModel>,
     incidents: RwLock<Incidents>,
+    transit: RwLock<Transit>,
     current: RwLock<Snapshot>,
     history: RwLock<Vec<VecDeque<SegmentWindow>>>,
     tickets: RwLock<Tickets>,
@@ -66,6 +79,7 @@ impl LiveState {
             history: RwLock::new(vec![VecDeque::new(); n]),
             tickets: RwLock::new(Tickets::default()),
             incidents: RwLock::new(Incidents::default()),
+            transit: RwLock::new(Transit::default()),
             version: AtomicU64::new(0),
             city,
         }
@@ -79,6 +93,7 @@ impl LiveState {
     pub fn apply(&self, out: &BatchOutput) {
         self.apply_tickets(&out.tickets);
         self.apply_incidents(&out.incidents);
+        self.apply_transit(&out.transit);
         if out.windows.is_empty() && out.lots.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
             return;
         }
@@ -157,6 +172,40 @@ impl LiveState {
             }
         }
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    fn apply_transit(&self, out: &TransitOutput) {
+        if out.statuses.is_empty() && out.events.is_empty() {
+            return;
+        }
+        let mut transit = self.transit.write();
+        for s in &out.statuses {
+            transit.buses.insert(s.bus_id.clone(), s.clone());
+        }
+        if let Some(newest) = transit.buses.values().map(|b| b.ts_ms).max() {
+            transit.buses.retain(|_, b| b.ts_ms >= newest - BUS_STALE_MS);
+        }
+        for e in &out.events {
+            let route = match e {
+                TransitEvent::Headway { route_id, .. } | TransitEvent::GhostTrip { route_id, .. } => route_id.clone(),
+            };
+            let kept = transit.events.entry(route).or_default();
+            if kept.len() == TRANSIT_EVENTS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(e.clone());
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Buses on the map now, by id.
+    pub fn buses(&self) -> Vec<BusStatus> {
+        self.transit.read().buses.values().cloned().collect()
+    }
+
+    /// Recent headway events and trips that never ran on a route, oldest first.
+    pub fn route_events(&self, route_id: &str) -> Vec<TransitEvent> {
+        self.transit.read().events.get(route_id).map(|e| e.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Open incidents (by id), and the most recently cleared ones.
