@@ -39,8 +39,25 @@ pub async fn network(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/geo+json")], state.network_geojson.as_ref().clone())
 }
 
+/// The reader registry, each with its health: clock offset, last read, and status
+/// (`ok`, `clock_skewed`, `untrusted` — its reads excluded —, `silent`, `unknown`).
 pub async fn readers(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({"readers": state.live.city().readers}))
+    let health = state.live.reader_health();
+    let readers: Vec<Value> = state
+        .live
+        .city()
+        .readers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let (Some(obj), Some(h)) = (v.as_object_mut(), health.get(i)) {
+                obj.insert("health".into(), json!({"status": h.status, "clock_offset_ms": h.clock_offset_ms, "last_read_ms": h.last_read_ms}));
+            }
+            v
+        })
+        .collect();
+    Json(json!({"readers": readers}))
 }
 
 pub async fn cameras(State(state): State<AppState>) -> impl IntoResponse {

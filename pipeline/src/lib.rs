@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod dedup;
 pub mod enforce;
+pub mod health;
 pub mod incident;
 pub mod live;
 pub mod matcher;

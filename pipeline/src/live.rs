@@ -65,6 +65,7 @@ pub struct LiveState {
     city: Arc<CityModel>,
     incidents: RwLock<Incidents>,
     transit: RwLock<Transit>,
+    reader_health: RwLock<Vec<crate::health::ReaderHealth>>,
     current: RwLock<Snapshot>,
     history: RwLock<Vec<VecDeque<SegmentWindow>>>,
     tickets: RwLock<Tickets>,
@@ -80,6 +81,7 @@ impl LiveState {
             tickets: RwLock::new(Tickets::default()),
             incidents: RwLock::new(Incidents::default()),
             transit: RwLock::new(Transit::default()),
+            reader_health: RwLock::new(Vec::new()),
             version: AtomicU64::new(0),
             city,
         }
@@ -94,6 +96,9 @@ impl LiveState {
         self.apply_tickets(&out.tickets);
         self.apply_incidents(&out.incidents);
         self.apply_transit(&out.transit);
+        if let Some(health) = &out.reader_health {
+            *self.reader_health.write() = health.clone();
+        }
         if out.windows.is_empty() && out.lots.is_empty() && out.watermark_ms <= self.current.read().as_of_ms {
             return;
         }
@@ -196,6 +201,11 @@ impl LiveState {
             kept.push_back(e.clone());
         }
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Every reader's health as last reported (empty before the first report).
+    pub fn reader_health(&self) -> Vec<crate::health::ReaderHealth> {
+        self.reader_health.read().clone()
     }
 
     /// Buses on the map now, by id.

@@ -85,6 +85,8 @@ pub struct BatchOutput {
     pub incidents: Vec<Incident>,
     /// Buses reported, with predictions; headway events and trips that never ran.
     pub transit: TransitOutput,
+    /// Every reader's health, when stage 1 reported it.
+    pub reader_health: Option<Vec<crate::health::ReaderHealth>>,
     pub watermark_ms: i64,
 }
 
@@ -94,6 +96,8 @@ pub struct Stats {
     pub consumed: BTreeMap<Topic, u64>,
     pub rejected: BTreeMap<(Topic, Reason), u64>,
     pub traversals: u64,
+    /// Reads and camera events from devices whose clocks cannot be trusted.
+    pub excluded: u64,
     pub late_traversals: u64,
     pub windows_closed: u64,
 }
@@ -175,6 +179,7 @@ impl Pipeline {
             lots: done.lots,
             incidents: done.incidents,
             transit: done.transit,
+            reader_health: out.reader_health,
             dead_letters: out.dead_letters,
             tickets: out.tickets,
             watermark_ms,
@@ -189,6 +194,7 @@ impl Pipeline {
             lots: changed.lots,
             incidents: changed.incidents,
             transit: changed.transit,
+            reader_health: out.reader_health,
             dead_letters: out.dead_letters,
             tickets: out.tickets,
             watermark_ms: out.watermark_ms,

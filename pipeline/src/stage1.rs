@@ -4,6 +4,7 @@
 //! Its updates are keyed for stage 2; its tickets go straight out.
 
 use crate::clock::DeviceClocks;
+use crate::health::{Health, ReaderHealth, trusted};
 use crate::tags::TagRegistry;
 use crate::dedup::Dedup;
 use crate::enforce::hotlist::HotlistEntry;
@@ -26,6 +27,8 @@ pub struct Stage1Output {
     pub updates: Vec<Update>,
     pub dead_letters: Vec<DeadLetter>,
     pub tickets: Tickets,
+    /// Every reader's health, now and then (every 30 s of event time).
+    pub reader_health: Option<Vec<ReaderHealth>>,
     /// Stage 1's watermark after the batch: no later update is for a window that is
     /// final at this watermark.
     pub watermark_ms: i64,
@@ -38,6 +41,8 @@ pub struct Stage1 {
     matcher: Matcher,
     clocks: DeviceClocks,
     tags: TagRegistry,
+    health: Health,
+    health_reported_ms: i64,
     /// Per plate, the segment it was last seen entering and when (see `Update::Entered`).
     entered: std::collections::HashMap<egret_model::Plate, (u32, i64)>,
     enforcer: Enforcer,
@@ -47,6 +52,9 @@ pub struct Stage1 {
     traversals: Vec<Traversal>,
     drained: Vec<(u32, u32)>,
 }
+
+/// How often (event time) reader health is reported.
+const HEALTH_EVERY_MS: i64 = 30_000;
 
 /// How far ahead of the newest event a replayed event may be (see `admit`).
 const REPLAY_FUTURE_MS: i64 = 30 * 60_000;
@@ -68,6 +76,8 @@ impl Stage1 {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             matcher: Matcher::default(),
             tags: TagRegistry::default(),
+            health: Health::new(&city),
+            health_reported_ms: i64::MIN,
             entered: Default::default(),
             clocks: DeviceClocks::new(city.readers.len() + city.cameras.len(), config.uncalibrated_clock_ms),
             enforcer: Enforcer::new(&city, config.window_ms + config.allowed_lateness_ms),
@@ -255,6 +265,10 @@ impl Stage1 {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
             Decoded::Camera(c) => {
+                if !trusted(self.clocks.calibration(city.readers.len() + c.camera as usize)) {
+                    self.stats.excluded += 1;
+                    return;
+                }
                 let recent = c.plate.as_ref().and_then(|p| self.matcher.recent(p));
                 self.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
@@ -265,6 +279,12 @@ impl Stage1 {
                 return out.updates.push(report);
             }
         };
+        self.health.read(read.reader, read.ts_ms);
+        if !trusted(self.clocks.calibration(read.reader.0 as usize)) {
+            // A clock this far off cannot be corrected: its reads prove nothing.
+            self.stats.excluded += 1;
+            return;
+        }
         let mut read = read;
         read.plate = self.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);
         let kept = Read {
@@ -321,6 +341,11 @@ impl Stage1 {
         self.enforcer.release_held(watermark, &mut out.tickets);
         let city = self.city.clone();
         self.enforcer.expire(&city, watermark, &mut out.tickets);
+        if watermark > i64::MIN && watermark >= self.health_reported_ms.saturating_add(HEALTH_EVERY_MS) {
+            self.health_reported_ms = watermark;
+            let clocks = &self.clocks;
+            out.reader_health = Some(self.health.report(&city, watermark, |i| clocks.calibration(i)));
+        }
         self.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;
         out
