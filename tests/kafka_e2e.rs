@@ -10,9 +10,8 @@
 use egret::drive::{self, DriveOptions};
 use egret_ingest::embedded::EmbeddedLog;
 use egret::instance::{self, InstanceReport};
-use egret_ingest::kafka::{KafkaConfig, KafkaSink, KafkaSource};
+use egret_ingest::kafka::{KafkaConfig, KafkaSink};
 use egret_ingest::memory::MemorySink;
-use egret_ingest::{EndWhenIdle, Poll, Source};
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, SegmentWindow, Stats};

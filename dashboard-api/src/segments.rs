@@ -10,7 +10,8 @@ use egret_pipeline::SegmentWindow;
 use egret_pipeline::live::{confidence, jam_factor};
 use serde::{Deserialize, Serialize};
 
-/// One entry of `GET /api/v1/segments`, exactly the fields contract-v1 names.
+/// One entry of `GET /api/v1/segments`: the fields contract-v1 names, plus the
+/// five-minute sliding median (an extension).
 #[derive(Serialize)]
 struct SegmentState<'a> {
     segment_id: &'a str,
@@ -18,6 +19,7 @@ struct SegmentState<'a> {
     window_end_ms: i64,
     mean_speed_kmh: f64,
     median_speed_kmh: f64,
+    median_5min_kmh: Option<f64>,
     travel_time_s: f64,
     sample_count: u32,
     free_flow_kmh: f64,
@@ -44,6 +46,7 @@ pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
             window_end_ms: w.window_end_ms,
             mean_speed_kmh: round1(w.mean_speed_kmh),
             median_speed_kmh: round1(w.median_speed_kmh),
+            median_5min_kmh: w.median_5min_kmh.map(round1),
             travel_time_s: round1(w.travel_time_s),
             sample_count: w.sample_count,
             free_flow_kmh: s.free_flow_kmh,

@@ -5,7 +5,7 @@ use crate::incident::{Incident, IncidentDetector};
 use crate::parking::{LotState, Parking};
 use crate::pipeline::PipelineConfig;
 use crate::update::Update;
-use crate::window::{Sample, SegmentWindow, Windows};
+use crate::window::{Sample, SegmentWindow, SlidingMedian, Windows};
 use crate::transit::{Transit, TransitOutput};
 use egret_model::{CityModel, SegmentIdx};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub struct Stage2 {
     windows: Windows,
     parking: Parking,
     incidents: IncidentDetector,
+    sliding: SlidingMedian,
     transit: Transit,
     city: Arc<CityModel>,
     /// The newest window's mean speed per segment: what predictions drive on.
@@ -45,6 +46,7 @@ impl Stage2 {
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
             incidents: IncidentDetector::new(city),
+            sliding: SlidingMedian::new(city.segments.len(), 5 * 60_000),
             transit: Transit::new(city),
             live_kmh: vec![None; city.segments.len()],
             city: city.clone(),
@@ -64,6 +66,7 @@ impl Stage2 {
                     let speed_kmh = crate::matcher::speed_kmh(length_m, enter_ms, exit_ms);
                     let sample = Sample { segment: SegmentIdx(segment), enter_ms, exit_ms, speed_kmh };
                     self.incidents.traversed(segment, enter_ms, exit_ms, speed_kmh);
+                    self.sliding.add(SegmentIdx(segment), exit_ms, speed_kmh);
                     if self.windows.add(&sample, self.watermark).is_err() {
                         self.late_traversals += 1;
                     }
@@ -83,9 +86,10 @@ impl Stage2 {
     pub fn advance(&mut self, watermark: i64) -> Stage2Output {
         self.watermark = self.watermark.max(watermark);
         let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
-        let windows = self.windows.changed();
-        for w in &windows {
+        let mut windows = self.windows.changed();
+        for w in &mut windows {
             self.live_kmh[w.segment.0 as usize] = Some(w.mean_speed_kmh);
+            w.median_5min_kmh = self.sliding.median(w.segment, w.window_end_ms);
         }
         let mut out = Stage2Output {
             windows,
@@ -95,7 +99,7 @@ impl Stage2 {
         };
         let closed = self.windows.close(self.watermark);
         self.windows_closed += closed.len() as u64;
-        out.windows.extend(closed);
+        out.windows.extend(closed.into_iter().map(|w| self.with_sliding_median(w)));
         out
     }
 
@@ -103,16 +107,22 @@ impl Stage2 {
     pub fn finish(&mut self) -> Stage2Output {
         // The end of input decides nothing about incidents: silence is not a crash.
         let transit = self.transit.advance(&self.city, i64::MAX, &self.live_kmh);
-        let mut out = Stage2Output { windows: self.windows.changed(), lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new(), transit };
+        let windows = self.windows.changed().into_iter().map(|w| self.with_sliding_median(w)).collect();
+        let mut out = Stage2Output { windows, lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new(), transit };
         self.watermark = i64::MAX;
         let closed = self.windows.close(i64::MAX);
         self.windows_closed += closed.len() as u64;
-        out.windows.extend(closed);
+        out.windows.extend(closed.into_iter().map(|w| self.with_sliding_median(w)));
         out
     }
 
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    fn with_sliding_median(&self, mut w: SegmentWindow) -> SegmentWindow {
+        w.median_5min_kmh = self.sliding.median(w.segment, w.window_end_ms);
+        w
     }
 
     /// Incidents open now.

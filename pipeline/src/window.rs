@@ -34,6 +34,10 @@ pub struct SegmentWindow {
     pub median_speed_kmh: f64,
     pub travel_time_s: f64,
     pub sample_count: u32,
+    /// Median speed of the traversals that ended in the five minutes up to this
+    /// window's end: steadier than one minute's, for travel-time displays.
+    #[serde(default)]
+    pub median_5min_kmh: Option<f64>,
     pub is_final: bool,
     /// 0 for the first publication, +1 for each change after it.
     pub revision: u32,
@@ -145,6 +149,7 @@ fn snapshot(segment: SegmentIdx, start: i64, window_ms: i64, acc: &Acc, is_final
         median_speed_kmh: median,
         travel_time_s: acc.travel_ms_sum as f64 / 1000.0 / count,
         sample_count: n as u32,
+        median_5min_kmh: None,
         is_final,
         revision: acc.published.saturating_sub(u32::from(!is_final)),
     }
@@ -234,5 +239,40 @@ mod tests {
         assert_eq!(closed[0].mean_speed_kmh, 60.0);
         assert_eq!(closed[0].median_speed_kmh, 60.0);
         assert_eq!(w.add(&traversal(0, 30_000, 70.0), 90_000), Err(TooLate));
+    }
+}
+
+/// The five-minute sliding median of each segment's traversal speeds (by exit time).
+#[derive(Debug)]
+pub struct SlidingMedian {
+    span_ms: i64,
+    samples: Vec<std::collections::VecDeque<(i64, f64)>>,
+}
+
+impl SlidingMedian {
+    pub fn new(segments: usize, span_ms: i64) -> Self {
+        SlidingMedian { span_ms, samples: vec![Default::default(); segments] }
+    }
+
+    pub fn add(&mut self, segment: SegmentIdx, exit_ms: i64, speed_kmh: f64) {
+        let Some(s) = self.samples.get_mut(segment.0 as usize) else { return };
+        let at = s.partition_point(|(t, _)| *t <= exit_ms);
+        s.insert(at, (exit_ms, speed_kmh));
+        // Keep what a late window could still ask for, and no more than a busy hour.
+        while s.len() > 2_000 || s.front().is_some_and(|(t, _)| *t < exit_ms.saturating_sub(4 * self.span_ms)) {
+            s.pop_front();
+        }
+    }
+
+    /// The median of the samples that ended in `(end - span, end]`.
+    pub fn median(&self, segment: SegmentIdx, end_ms: i64) -> Option<f64> {
+        let s = self.samples.get(segment.0 as usize)?;
+        let mut v: Vec<f64> = s.iter().filter(|(t, _)| *t > end_ms - self.span_ms && *t <= end_ms).map(|(_, v)| *v).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
     }
 }

@@ -18,6 +18,7 @@ fn window(segment: u32, start: i64, mean: f64, is_final: bool) -> SegmentWindow 
         median_speed_kmh: mean,
         travel_time_s: 60.0,
         sample_count: 4,
+        median_5min_kmh: Some(mean),
         is_final,
         revision: 0,
     }
