@@ -231,8 +231,9 @@ impl Transit {
             let Some(t) = self.tracks.get(&bus_id) else { continue };
             let Some(path) = self.paths[t.route as usize].iter().find(|p| p.direction == t.direction) else { continue };
             let route = &city.routes[t.route as usize];
-            let (ts_ms, d, _) = t.last;
-            let next_stops = self.predictor.predict(city, path, d, ts_ms, t.next_stop, live_kmh);
+            let (ts_ms, d, v) = t.last;
+            let standing = v < 1.0 && t.next_stop > 0 && path.stops.get(t.next_stop - 1).is_some_and(|s| (d - s).abs() < 30.0);
+            let next_stops = self.predictor.predict(city, path, d, ts_ms, t.next_stop, standing, live_kmh);
             let seg = path.segment_at(d).map(|(i, into)| (city.segment(path.segments[i]), into));
             let (lon, lat) = seg.map_or((0.0, 0.0), |(s, into)| {
                 let p = egret_model::city::point_along(&s.geometry, into / f64::from(s.length_m.max(1)));

@@ -27,19 +27,34 @@ pub struct Predictor {
     /// Per bus: its last settled stop arrival (route, direction, stop, time).
     last_arrival: HashMap<String, (u32, usize, usize, i64)>,
     free_flow: Vec<f64>,
-    /// Where no car has been measured lately: free flow times this, the median
-    /// ratio of live to free-flow speed over the segments measured (the rush hour
-    /// slows the unmeasured streets too).
-    unmeasured_ratio: f64,
+    /// Each segment's kind of road (class, on the island or not), as an index.
+    kind: Vec<usize>,
+    /// Where no car has been measured lately: free flow times the median ratio of
+    /// live to free-flow speed over the measured segments of the same kind of road
+    /// (the rush hour slows the unmeasured streets too, the island's most).
+    unmeasured_ratio: Vec<f64>,
 }
 
 impl Predictor {
     pub fn new(city: &CityModel) -> Self {
+        let mut kinds: Vec<String> = Vec::new();
+        let kind = city
+            .segments
+            .iter()
+            .map(|s| {
+                let k = format!("{:?}/{}", s.road_class, s.on_island);
+                kinds.iter().position(|x| *x == k).unwrap_or_else(|| {
+                    kinds.push(k);
+                    kinds.len() - 1
+                })
+            })
+            .collect();
         Predictor {
             pace: vec![PACE_PRIOR; city.routes.len()],
             last_arrival: HashMap::new(),
             free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
-            unmeasured_ratio: 1.0,
+            kind,
+            unmeasured_ratio: vec![1.0; kinds.len()],
         }
     }
 
@@ -56,7 +71,8 @@ impl Predictor {
             let overlap = end.min(to_m) - start.max(from_m);
             if overlap > 0.0 {
                 let free_flow = self.free_flow[seg.0 as usize];
-                let kmh = live_kmh.get(seg.0 as usize).copied().flatten().unwrap_or(free_flow * self.unmeasured_ratio).max(5.0);
+                let ratio = self.unmeasured_ratio[self.kind[seg.0 as usize]];
+                let kmh = live_kmh.get(seg.0 as usize).copied().flatten().unwrap_or(free_flow * ratio).max(5.0);
                 secs += overlap / (kmh / 3.6);
             }
         }
@@ -65,10 +81,21 @@ impl Predictor {
 
     /// Updates the speed assumed where nothing was measured from the segments that were.
     pub fn measure_network(&mut self, live_kmh: &[Option<f64>]) {
-        let mut ratios: Vec<f64> = live_kmh.iter().zip(&self.free_flow).filter_map(|(l, ff)| l.map(|l| l / ff.max(1.0))).collect();
-        if ratios.len() >= 10 {
+        let mut by_kind: Vec<Vec<f64>> = vec![Vec::new(); self.unmeasured_ratio.len()];
+        for ((l, ff), k) in live_kmh.iter().zip(&self.free_flow).zip(&self.kind) {
+            if let Some(l) = l {
+                by_kind[*k].push(l / ff.max(1.0));
+            }
+        }
+        let mut all: Vec<f64> = by_kind.iter().flatten().copied().collect();
+        all.sort_by(f64::total_cmp);
+        let network = all.get(all.len() / 2).copied();
+        for (k, mut ratios) in by_kind.into_iter().enumerate() {
             ratios.sort_by(f64::total_cmp);
-            self.unmeasured_ratio = ratios[ratios.len() / 2].clamp(0.1, 1.2);
+            let ratio = if ratios.len() >= 5 { ratios.get(ratios.len() / 2).copied() } else { network };
+            if let Some(r) = ratio {
+                self.unmeasured_ratio[k] = r.clamp(0.1, 1.2);
+            }
         }
     }
 
@@ -91,13 +118,16 @@ impl Predictor {
     }
 
     /// Predictions for the stops ahead of a bus at `distance_m` at `now_ms`.
-    pub fn predict(&self, city: &CityModel, path: &RoutePath, distance_m: f64, now_ms: i64, next_stop: usize, live_kmh: &[Option<f64>]) -> Vec<StopEta> {
+    /// `standing`: the bus stands at the stop it last reached, and has about half a
+    /// dwell still to go.
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict(&self, city: &CityModel, path: &RoutePath, distance_m: f64, now_ms: i64, next_stop: usize, standing: bool, live_kmh: &[Option<f64>]) -> Vec<StopEta> {
         let dir = &city.routes[path.route as usize].directions[path.direction];
         let pace = self.pace(path.route);
         let mut out = Vec::new();
         for (k, stop_m) in path.stops.iter().enumerate().skip(next_stop) {
             let drive = self.car_seconds(path, distance_m, *stop_m, live_kmh) / pace;
-            let dwells = (k - next_stop) as f64 * DWELL_S;
+            let dwells = (k - next_stop) as f64 * DWELL_S + if standing { DWELL_S / 2.0 } else { 0.0 };
             let ahead_ms = ((drive + dwells) * 1000.0) as i64;
             if ahead_ms > HORIZON_MS {
                 break;
