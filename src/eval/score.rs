@@ -212,6 +212,9 @@ pub fn flag_f1(served: &[HeadwayFlag], truth: &[HeadwayFlag]) -> (f64, usize, us
         for t in truth {
             eprintln!("true headway flag: {t:?}");
         }
+        for s in served {
+            eprintln!("served headway flag: {s:?}");
+        }
     }
     let f1 = if served.is_empty() && truth.is_empty() { 1.0 } else { 2.0 * tp as f64 / (served.len() + truth.len()) as f64 };
     (f1, tp, served.len(), truth.len())

@@ -208,8 +208,11 @@ impl Transit {
             }
             None => {
                 let Some(d) = path.locate(lat, lon, 0.0, path.length_m()) else { return };
-                // Stops already behind the first report were reached before we knew.
-                let next_stop = path.stops.partition_point(|s| *s < d - 1.0);
+                // Stops already behind the first report were reached before we knew,
+                // and so was the one a bus is standing at, unless that is where the
+                // trip starts (its first report is its departure).
+                let standing = speed.is_some_and(|v| v < 1.0) && d > 1.0;
+                let next_stop = path.stops.partition_point(|s| *s < d - 1.0 || (standing && *s < d + 30.0));
                 let track = Track { route, direction, trip_id: trip.to_owned(), last: (ts_ms, d, speed.unwrap_or(0.0)), next_stop };
                 self.tracks.insert(bus_id.to_owned(), track);
             }
