@@ -11,6 +11,7 @@ use egret_ingest::memory::MemorySink;
 use egret_ingest::ndjson::{NdjsonSink, NdjsonSource};
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{Ended, Outputs};
+use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig, Stats};
 use egret_simulator::{SimConfig, Simulator};
 use std::io::Write;
@@ -38,7 +39,13 @@ pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, 
     let log = EmbeddedLog::new(4, 50_000);
     // Faster than real time, event timestamps run ahead of the wall clock.
     let clock = if pace == Pace::Accelerated(1.0) { ClockMode::Wall } else { ClockMode::Event };
-    let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
+    let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
+    // The simulated city's police hotlists, so the demo shows hits.
+    let realtime_from_ms = config.start_ms + preroll_ms;
+    let mut sim = Simulator::new(city.clone(), config);
+    for (list, entries) in crate::eval::hotlist_entries(&sim.hotlists()) {
+        pipeline.set_hotlist(&list, &entries);
+    }
     let source = log.subscribe(&input_topics(), Duration::from_millis(200));
     let pipe = {
         let (live, stop) = (live.clone(), stop.clone());
@@ -47,8 +54,6 @@ pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, 
             serve::run_pipeline(source, Outputs { dead_letters: &dead_letters, derived: &derived }, pipeline, &live, stop).await.map(|_| ())
         })
     };
-    let realtime_from_ms = config.start_ms + preroll_ms;
-    let mut sim = Simulator::new(city, config);
     let options = DriveOptions { pace, realtime_from_ms, max_rate: None, progress: false };
     let mut stop_feed = stop.clone();
     tokio::select! {
@@ -110,7 +115,27 @@ pub enum Input<'a> {
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
-pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_>, listen: &str, exit_at_end: bool) -> anyhow::Result<()> {
+/// Police hotlists from a JSON file: `{"<list name>": [{"plate", "reason", "expires_ms"?}, ...]}`.
+/// A plate that is not a plate is an error naming it, not a silent skip.
+pub fn load_hotlists(path: &Path) -> anyhow::Result<Vec<(String, Vec<HotlistEntry>)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading hotlists {}", path.display()))?;
+    let lists: std::collections::BTreeMap<String, Vec<HotlistEntry>> =
+        serde_json::from_str(&text).with_context(|| format!("{}: expected {{\"list\": [{{\"plate\", \"reason\", \"expires_ms\"?}}]}}", path.display()))?;
+    for (name, entries) in &lists {
+        let bad: Vec<&str> = entries.iter().filter(|e| egret_model::Plate::parse(&e.plate).is_err()).map(|e| e.plate.as_str()).collect();
+        anyhow::ensure!(bad.is_empty(), "{}: hotlist {name} has entries that are not plates: {bad:?}", path.display());
+    }
+    Ok(lists.into_iter().collect())
+}
+
+pub async fn run(
+    city: Arc<CityModel>,
+    pipeline: PipelineConfig,
+    input: Input<'_>,
+    listen: &str,
+    exit_at_end: bool,
+    hotlists: &[(String, Vec<HotlistEntry>)],
+) -> anyhow::Result<()> {
     let metrics = serve::install_metrics();
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
@@ -122,12 +147,16 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, input: Input<'_
             let source = NdjsonSource::open(dir, &input_topics())?;
             let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
             let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
-            let (ended, pipeline, _) = serve::run_pipeline(source, outputs, Pipeline::new(city, pipeline), &live, stop.clone()).await?;
+            let mut pipeline = Pipeline::new(city, pipeline);
+            for (name, entries) in hotlists {
+                pipeline.set_hotlist(name, entries);
+            }
+            let (ended, pipeline, _) = serve::run_pipeline(source, outputs, pipeline, &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())
         }
         Input::Kafka { config, exit_when_idle } => {
             println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
-            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, &[]).await?;
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, hotlists).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

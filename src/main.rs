@@ -116,6 +116,10 @@ enum Command {
         /// Stop when the input ends and print a summary.
         #[arg(long)]
         exit_at_end: bool,
+        /// Police hotlists to check every sighting against: a JSON file
+        /// `{"stolen": [{"plate": "闽D12345", "reason": "...", "expires_ms": 1800000000000}]}`.
+        #[arg(long)]
+        hotlists: Option<PathBuf>,
     },
     /// Run a seeded scenario through the pipeline and score what it served against
     /// the simulator's ground truth: every accuracy figure of targets.md beside its
@@ -208,7 +212,11 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end } => {
+        Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end, hotlists } => {
+            let hotlists = match &hotlists {
+                Some(path) => commands::load_hotlists(path)?,
+                None => Vec::new(),
+            };
             let input = match (&input, &kafka) {
                 (Some(dir), None) => Input::Files(dir),
                 (None, Some(brokers)) => {
@@ -218,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };
-            commands::run(city, pipeline, input, &listen, exit_at_end || exit_when_idle.is_some()).await
+            commands::run(city, pipeline, input, &listen, exit_at_end || exit_when_idle.is_some(), &hotlists).await
         }
     }
 }
