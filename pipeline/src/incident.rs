@@ -205,9 +205,7 @@ impl IncidentDetector {
                     let silent = s.last_exit_ms > 0 && watermark_ms.saturating_sub(s.last_exit_ms) >= silence;
                     let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
                     let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
-                    if std::env::var("EGRET_DEBUG_INCIDENT").is_ok_and(|v| v == self.ids[i]) {
-                        eprintln!("DEBUG {} W {watermark_ms} overdue {overdue} needed {needed} share {gone_share:.2} silent {silent} last_exit {} slow {slow_ms} entries {:?}", self.ids[i], s.last_exit_ms, s.entries.iter().rev().take(8).collect::<Vec<_>>());
-                    }
+                    tracing::trace!(segment = %self.ids[i], watermark_ms, overdue, needed, gone_share, silent, last_exit_ms = s.last_exit_ms, slow_ms, "incident check");
                     let (kind, onset, severity) = if overdue >= needed && silent {
                         ("stopped_traffic", s.last_exit_ms, 3)
                     } else if collapsed {
