@@ -87,6 +87,13 @@ impl Plate {
         self.as_str().chars().count()
     }
 
+    /// Plates of the same length that differ in exactly one character: how a
+    /// camera or reader misreads one.
+    pub fn one_character_from(&self, other: &Plate) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() == 1
+    }
+
     /// The plate with one ASCII character after the province replaced by `*`, for
     /// every such position: two plates share a key exactly when they differ in that
     /// one character, which is how a one-character misread is found in an index.

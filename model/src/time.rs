@@ -31,6 +31,12 @@ impl HourRange {
     }
 }
 
+/// Local calendar day number (days since the epoch in local time): the day a
+/// once-a-day rule counts in.
+pub fn local_day(ts_ms: i64, offset_minutes: i32) -> i64 {
+    ts_ms.saturating_add(i64::from(offset_minutes) * 60_000).div_euclid(86_400_000)
+}
+
 /// True when `ts_ms` falls within any of `hours` (local time); no hours means all day.
 pub fn in_hours(hours: &[HourRange], ts_ms: i64, offset_minutes: i32) -> bool {
     let minute = local_minute_of_day(ts_ms, offset_minutes);

@@ -45,7 +45,7 @@ impl TagRegistry {
             }
             return plate;
         }
-        if entry.agreeing >= ESTABLISHED_AFTER && crate::enforce::camera::one_character_apart(&entry.plate, &plate) {
+        if entry.agreeing >= ESTABLISHED_AFTER && entry.plate.one_character_from(&plate) {
             self.corrected += 1;
             return entry.plate;
         }

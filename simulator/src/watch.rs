@@ -81,7 +81,7 @@ impl Watch {
         }
         let recent = |p: &Vec<i64>| p.iter().filter(|t| ts_ms - **t <= CLONE_WINDOW_MS).count();
         let both_seen = tags.iter().filter(|(_, p)| recent(p) >= 2).count() >= 2;
-        let day = (ts_ms + i64::from(self.tz_minutes) * 60_000).div_euclid(86_400_000);
+        let day = egret_model::time::local_day(ts_ms, self.tz_minutes);
         if both_seen && self.cloned_days.insert((plate, day)) {
             out.push(violation("cloned_plate", plate, ts_ms, (&self.cloned_rule.0, self.cloned_rule.1), device_id));
         }

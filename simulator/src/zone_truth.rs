@@ -8,7 +8,7 @@
 //!   confirm; it is still an offence, just not a provable one).
 
 use crate::truth::TruthRecord;
-use egret_model::time::{HourRange, in_hours};
+use egret_model::time::{HourRange, in_hours, local_day};
 use egret_model::{CityModel, Plate, VehicleClass};
 use std::collections::{HashMap, HashSet};
 
@@ -69,7 +69,7 @@ impl ZoneTruth {
 
     /// An offence proven by a zone segment's two gantries.
     pub fn offence(&mut self, rule: usize, plate: Plate, ts_ms: i64, location: &str, out: &mut Vec<TruthRecord>) {
-        let day = (ts_ms + i64::from(self.tz_minutes) * 60_000).div_euclid(86_400_000);
+        let day = local_day(ts_ms, self.tz_minutes);
         if self.daily.insert((rule, plate, day)) {
             let (_, rule_id, rule_version) = &self.rules[rule];
             out.push(TruthRecord::Violation {

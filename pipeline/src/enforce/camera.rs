@@ -142,7 +142,7 @@ impl CameraRules {
     pub fn one_character_away<'l>(&self, o: &CameraOffence, log: &'l GantryLog) -> Option<&'l (Plate, VehicleClass, Read)> {
         let mut found: Option<&(Plate, VehicleClass, Read)> = None;
         for reader in &self.confirmers[o.camera as usize] {
-            for entry in log.around(*reader, o.ts_ms, FUZZY_WINDOW_MS).filter(|(p, _, _)| one_character_apart(p, &o.plate)) {
+            for entry in log.around(*reader, o.ts_ms, FUZZY_WINDOW_MS).filter(|(p, _, _)| p.one_character_from(&o.plate)) {
                 match found {
                     Some((p, _, _)) if *p != entry.0 => return None,
                     _ => found = found.or(Some(entry)),
@@ -217,12 +217,6 @@ impl CameraRules {
             },
         })
     }
-}
-
-/// Plates of the same length that differ in exactly one character.
-pub fn one_character_apart(a: &Plate, b: &Plate) -> bool {
-    let (a, b) = (a.as_str(), b.as_str());
-    a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() == 1
 }
 
 /// Recent reads per gantry, for the one-character search.

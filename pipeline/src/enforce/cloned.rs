@@ -7,6 +7,7 @@ use super::Tickets;
 use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
 use crate::matcher::Read;
 use egret_model::city::haversine_m;
+use egret_model::time::local_day;
 use egret_model::{CityModel, Plate};
 use std::collections::{HashMap, HashSet};
 
@@ -63,7 +64,7 @@ impl ClonedPlates {
         self.track_tags(plate, read, recent);
         let rule = &city.rules.cloned_plate;
         let Some(newest) = recent.iter().map(|r| r.ts_ms).max() else { return };
-        let day = super::local_day(newest, city.rules.timezone_offset_minutes);
+        let day = local_day(newest, city.rules.timezone_offset_minutes);
         if self.days.contains(&(plate, day)) {
             return;
         }

@@ -21,6 +21,7 @@ use zones::ZoneRules;
 use egret_model::{CityModel, Plate, VehicleClass};
 use hotlist::Hotlists;
 use std::collections::HashMap;
+use egret_model::time::local_day;
 use violation::{Evidence, PossibleHit, Sighting, Violation, ViolationKind, violation_id};
 
 
@@ -324,8 +325,4 @@ fn read_sighting(city: &CityModel, topic: &str, r: &Read) -> Sighting {
     }
 }
 
-/// Local calendar day number (days since the epoch in local time).
-pub fn local_day(ts_ms: i64, tz_minutes: i32) -> i64 {
-    ts_ms.saturating_add(i64::from(tz_minutes) * 60_000).div_euclid(86_400_000)
-}
 

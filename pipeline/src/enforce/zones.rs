@@ -15,6 +15,7 @@ use super::Tickets;
 use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
 use crate::matcher::{Read, Traversal};
 use egret_model::time::in_hours;
+use egret_model::time::local_day;
 use egret_model::{CityModel, Plate, SegmentIdx, VehicleClass};
 use std::collections::{HashMap, HashSet};
 
@@ -84,7 +85,7 @@ impl ZoneRules {
             .chain(t.via)
             .flat_map(|s| city.restrictions_on(s).iter().filter(|(_, hours)| instants.iter().all(|ts| in_hours(hours, *ts, tz))).map(move |(i, _)| (s, *i)))
             .collect();
-        let day = super::local_day(t.exit_ms, tz);
+        let day = local_day(t.exit_ms, tz);
         for (s, i) in applicable {
             let segment = &city.segment(s).segment_id;
             let sightings = vec![sighting(&t.from), sighting(&t.to)];
@@ -122,7 +123,7 @@ impl ZoneRules {
             }
             self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
-        let day = super::local_day(read.ts_ms, tz);
+        let day = local_day(read.ts_ms, tz);
         let rules: Vec<usize> = city.restrictions_at(read.reader).iter().filter(|(_, h)| in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
         for i in rules {
             if self.daily.contains(&(i, plate, day)) || self.held.iter().any(|h| h.rule == i && h.plate == plate && h.day == day) {

@@ -11,9 +11,8 @@
 mod path;
 pub mod predict;
 
-use crate::enforce::local_day;
 use egret_model::CityModel;
-use egret_model::time::local_minute_of_day;
+use egret_model::time::{local_day, local_minute_of_day};
 use path::RoutePath;
 use predict::Predictor;
 use serde::{Deserialize, Serialize};
