@@ -21,28 +21,14 @@
 //! longer gaps are bridged by filler reads of unrelated cars.
 
 use egret_ingest::Record;
-use egret_model::{CityModel, ReaderIdx, Topic};
+use egret_model::{ReaderIdx, Topic};
 use egret_pipeline::enforce::violation::{Violation, ViolationKind};
-use egret_pipeline::{ClockMode, Pipeline, PipelineConfig};
-use std::sync::{Arc, OnceLock};
+use egret_pipeline::{Pipeline, PipelineConfig};
 use std::time::Instant;
 
-/// Monday 2026-11-30 07:45:00 local time.
-const T0: i64 = 1_795_995_900_000;
-const MIN: i64 = 60_000;
+mod common;
 
-fn city() -> Arc<CityModel> {
-    static CITY: OnceLock<Arc<CityModel>> = OnceLock::new();
-    CITY.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
-        Arc::new(CityModel::load(&dir).expect("city data"))
-    })
-    .clone()
-}
-
-fn config() -> PipelineConfig {
-    PipelineConfig { clock: ClockMode::Event, uncalibrated_clock_ms: 0, ..PipelineConfig::default() }
-}
+use common::{MIN, T0, city, config, record};
 
 fn reader(id: &str) -> ReaderIdx {
     city().reader_idx(id).expect("reader exists")
@@ -55,8 +41,7 @@ struct Feed(Vec<Record>);
 impl Feed {
     fn push(&mut self, topic: Topic, json: String, ts_ms: i64) -> &mut Self {
         let offset = self.0.len() as u64;
-        let payload = json.replace("EID", &format!("ev{offset}")).into_bytes().into();
-        self.0.push(Record { topic: topic.default_name().into(), partition: 0, offset, key: None, payload, headers: vec![], timestamp_ms: Some(ts_ms) });
+        self.0.push(record(topic, offset, &json, ts_ms));
         self
     }
 

@@ -14,30 +14,16 @@
 
 use egret_ingest::Record;
 use egret_model::reason::Reason;
-use egret_model::{CityModel, Topic};
+use egret_model::Topic;
 use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::enforce::violation::{PossibleHit, Violation, ViolationKind};
-use egret_pipeline::{ClockMode, Pipeline, PipelineConfig};
+use egret_pipeline::{Pipeline, PipelineConfig};
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// Monday 2026-11-30 07:45:00 local time.
-const T0: i64 = 1_795_995_900_000;
-const MIN: i64 = 60_000;
+mod common;
 
-fn city() -> Arc<CityModel> {
-    static CITY: OnceLock<Arc<CityModel>> = OnceLock::new();
-    CITY.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
-        Arc::new(CityModel::load(&dir).expect("city data"))
-    })
-    .clone()
-}
-
-fn config() -> PipelineConfig {
-    PipelineConfig { clock: ClockMode::Event, uncalibrated_clock_ms: 0, ..PipelineConfig::default() }
-}
+use common::{MIN, T0, city, config, record};
 
 /// Input records; offsets (and event ids) count up from 0 in the order they are added.
 #[derive(Default)]
@@ -54,8 +40,7 @@ impl Feed {
 
     fn push(&mut self, topic: Topic, json: String, ts_ms: i64) -> &mut Self {
         let offset = self.0.len() as u64;
-        let payload = json.replace("EID", &format!("ev{offset}")).into_bytes().into();
-        self.0.push(Record { topic: topic.default_name().into(), partition: 0, offset, key: None, payload, headers: vec![], timestamp_ms: Some(ts_ms) });
+        self.0.push(record(topic, offset, &json, ts_ms));
         self
     }
 
