@@ -40,7 +40,7 @@ pub struct Watch {
 
 impl Watch {
     pub fn new(city: &CityModel) -> Self {
-        let gates = city.lots.iter().flat_map(|l| [l.entry_reader_id.clone(), l.exit_reader_id.clone()]).collect();
+        let gates = city.gate_reader_ids();
         let rule = &city.rules.cloned_plate;
         Watch { gates, tz_minutes: city.rules.timezone_offset_minutes, cloned_rule: (rule.rule_id.clone(), rule.rule_version), ..Watch::default() }
     }

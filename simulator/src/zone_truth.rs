@@ -46,7 +46,7 @@ impl ZoneTruth {
             .filter(|(_, rules)| !rules.is_empty())
             .collect();
         let rules = city.rules.restrictions.iter().map(|r| (r.classes.clone(), r.rule_id.clone(), r.rule_version)).collect();
-        let gates = city.lots.iter().flat_map(|l| [l.entry_reader_id.clone(), l.exit_reader_id.clone()]).collect();
+        let gates = city.gate_reader_ids();
         ZoneTruth { inside, rules, tz_minutes: city.rules.timezone_offset_minutes, passages: HashMap::new(), candidates: Vec::new(), daily: HashSet::new(), gates }
     }
 

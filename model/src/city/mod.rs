@@ -296,6 +296,11 @@ impl CityModel {
     pub fn outgoing(&self, from: ReaderIdx) -> &[SegmentIdx] {
         &self.outgoing[from.0 as usize]
     }
+    /// Ids of the parking gate readers (not road gantries).
+    pub fn gate_reader_ids(&self) -> std::collections::HashSet<String> {
+        self.lots.iter().flat_map(|l| [l.entry_reader_id.clone(), l.exit_reader_id.clone()]).collect()
+    }
+
     /// For a parking gate reader: its lot index and whether it is the entry gate.
     pub fn gate(&self, reader: ReaderIdx) -> Option<(u32, bool)> {
         self.gate_of_reader[reader.0 as usize]
