@@ -95,9 +95,32 @@ impl RoutePath {
         best.map(|(_, along)| along)
     }
 
-    /// The segment at a distance along the route, and how far into it.
+    /// The segment at a distance along the route, and how far into it (the end of
+    /// the route is the end of its last segment).
     pub fn segment_at(&self, distance_m: f64) -> Option<(usize, f64)> {
         let i = self.segment_starts.partition_point(|s| *s <= distance_m).checked_sub(1)?;
-        (i < self.segments.len()).then(|| (i, distance_m - self.segment_starts[i]))
+        let i = i.min(self.segments.len().checked_sub(1)?);
+        Some((i, distance_m - self.segment_starts[i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_distance_on_the_route_is_on_a_segment_and_located_back() {
+        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let path = RoutePath::new(&city, 0, 0).expect("route 0 direction 0");
+        let total = path.length_m();
+        for d in [0.0, total / 3.0, total - 1.0, total] {
+            let (i, into) = path.segment_at(d).expect("on a segment");
+            let seg = city.segment(path.segments[i]);
+            assert!((0.0..=f64::from(seg.length_m)).contains(&into), "{d}: {into} into {}", seg.segment_id);
+            let p = egret_model::city::point_along(&seg.geometry, into / f64::from(seg.length_m));
+            let back = path.locate(p[1], p[0], 0.0, total).expect("located");
+            assert!((back - d).abs() < 5.0, "{d} located at {back}");
+        }
+        assert_eq!(path.segment_at(-1.0), None);
     }
 }
