@@ -39,12 +39,12 @@ pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, 
     let log = EmbeddedLog::new(4, 50_000);
     // Faster than real time, event timestamps run ahead of the wall clock.
     let clock = if pace == Pace::Accelerated(1.0) { ClockMode::Wall } else { ClockMode::Event };
-    let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
+    let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
     // The simulated city's police hotlists, so the demo shows hits.
     let realtime_from_ms = config.start_ms + preroll_ms;
     let mut sim = Simulator::new(city.clone(), config);
     for (list, entries) in crate::eval::hotlist_entries(&sim.hotlists()) {
-        pipeline.set_hotlist(&list, &entries);
+        live.hotlists().put(&list, entries);
     }
     let source = log.subscribe(&input_topics(), Duration::from_millis(200));
     let pipe = {
@@ -147,9 +147,9 @@ pub async fn run(
             let source = NdjsonSource::open(dir, &input_topics())?;
             let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
             let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
-            let mut pipeline = Pipeline::new(city, pipeline);
+            let pipeline = Pipeline::new(city, pipeline);
             for (name, entries) in hotlists {
-                pipeline.set_hotlist(name, entries);
+                live.hotlists().put(name, entries.clone());
             }
             let (ended, pipeline, _) = serve::run_pipeline(source, outputs, pipeline, &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())

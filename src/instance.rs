@@ -58,8 +58,7 @@ pub async fn run(
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     let mut stage1 = Stage1::new(city.clone(), pipeline.clone());
     for (name, entries) in hotlists {
-        let bad = stage1.set_hotlist(name, entries);
-        anyhow::ensure!(bad.is_empty(), "hotlist {name}: not plates: {bad:?}");
+        live.hotlists().put(name, entries.clone());
     }
     let mut stage2 = Stage2::new(&city, pipeline);
     let wait = |mut stop: watch::Receiver<bool>| async move {
@@ -67,7 +66,7 @@ pub async fn run(
     };
     let outputs = Outputs { dead_letters: &sink, derived: &sink };
     let (first, second) = tokio::join!(
-        repartition::run_stage1(&mut stage1_source, &sink, &sink, &mut stage1, producer, config.partitions as u32, wait(stop.clone())),
+        repartition::run_stage1(&mut stage1_source, &sink, &sink, &mut stage1, &live, producer, config.partitions as u32, wait(stop.clone())),
         repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &live, wait(stop)),
     );
     let (_, ended) = (first?, second?);

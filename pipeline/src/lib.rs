@@ -9,6 +9,7 @@ pub mod clock;
 pub mod dedup;
 pub mod enforce;
 pub mod health;
+pub mod hotlist_board;
 pub mod incident;
 pub mod live;
 pub mod matcher;

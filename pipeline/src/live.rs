@@ -12,7 +12,6 @@ use crate::incident::Incident;
 use crate::transit::{BusStatus, TransitEvent, TransitOutput};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Final windows kept per segment (a day of one-minute windows).
 pub const HISTORY_PER_SEGMENT: usize = 24 * 60;
@@ -34,7 +33,9 @@ pub const POSSIBLE_HITS_KEPT: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Tickets {
-    violations: VecDeque<Violation>,
+    /// With the order they arrived in: a cursor for pagination and push.
+    violations: VecDeque<(u64, Violation)>,
+    next_seq: u64,
     ids: HashSet<String>,
     possible_hits: VecDeque<PossibleHit>,
     /// Tickets that arrived again (a replay) and were not kept twice.
@@ -69,7 +70,16 @@ pub struct LiveState {
     current: RwLock<Snapshot>,
     history: RwLock<Vec<VecDeque<SegmentWindow>>>,
     tickets: RwLock<Tickets>,
-    version: AtomicU64,
+    /// Bumped on every change: readers that push (WebSocket) wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
+    archive: RwLock<Option<Arc<dyn Archive>>>,
+    hotlists: crate::hotlist_board::HotlistBoard,
+}
+
+/// Where every batch's output is also kept for later (Parquet history). It must
+/// not block for long: it runs on the pipeline's path.
+pub trait Archive: Send + Sync {
+    fn record(&self, out: &BatchOutput);
 }
 
 impl LiveState {
@@ -82,7 +92,9 @@ impl LiveState {
             incidents: RwLock::new(Incidents::default()),
             transit: RwLock::new(Transit::default()),
             reader_health: RwLock::new(Vec::new()),
-            version: AtomicU64::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
+            archive: RwLock::new(None),
+            hotlists: Default::default(),
             city,
         }
     }
@@ -93,6 +105,9 @@ impl LiveState {
 
     /// Applies one batch's output: newer windows replace older ones; finals go to history.
     pub fn apply(&self, out: &BatchOutput) {
+        if let Some(archive) = self.archive.read().as_ref() {
+            archive.record(out);
+        }
         self.apply_tickets(&out.tickets);
         self.apply_incidents(&out.incidents);
         self.apply_transit(&out.transit);
@@ -129,7 +144,7 @@ impl LiveState {
             }
             h.push_back(w.clone());
         }
-        self.version.fetch_add(1, Ordering::Release);
+        self.changed();
     }
 
     /// Keeps new tickets; one already held (same id, e.g. from a replay) is not
@@ -145,11 +160,13 @@ impl LiveState {
                 continue;
             }
             if held.violations.len() == VIOLATIONS_KEPT
-                && let Some(old) = held.violations.pop_front()
+                && let Some((_, old)) = held.violations.pop_front()
             {
                 held.ids.remove(&old.violation_id);
             }
-            held.violations.push_back(v.clone());
+            held.next_seq += 1;
+            let seq = held.next_seq;
+            held.violations.push_back((seq, v.clone()));
         }
         for h in &tickets.possible_hits {
             if held.possible_hits.len() == POSSIBLE_HITS_KEPT {
@@ -157,7 +174,7 @@ impl LiveState {
             }
             held.possible_hits.push_back(h.clone());
         }
-        self.version.fetch_add(1, Ordering::Release);
+        self.changed();
     }
 
     fn apply_incidents(&self, changed: &[Incident]) {
@@ -176,7 +193,7 @@ impl LiveState {
                 board.open.insert(i.incident_id.clone(), i.clone());
             }
         }
-        self.version.fetch_add(1, Ordering::Release);
+        self.changed();
     }
 
     fn apply_transit(&self, out: &TransitOutput) {
@@ -200,7 +217,7 @@ impl LiveState {
             }
             kept.push_back(e.clone());
         }
-        self.version.fetch_add(1, Ordering::Release);
+        self.changed();
     }
 
     /// Every reader's health as last reported (empty before the first report).
@@ -226,7 +243,15 @@ impl LiveState {
 
     /// Tickets held, oldest first, that `keep` accepts.
     pub fn violations(&self, keep: impl Fn(&Violation) -> bool) -> Vec<Violation> {
-        self.tickets.read().violations.iter().filter(|v| keep(v)).cloned().collect()
+        self.tickets.read().violations.iter().filter(|(_, v)| keep(v)).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Up to `limit` tickets that arrived after sequence number `after` and that
+    /// `keep` accepts, oldest first, each with its sequence number (a cursor).
+    pub fn violations_after(&self, after: u64, limit: usize, keep: impl Fn(&Violation) -> bool) -> Vec<(u64, Violation)> {
+        let held = self.tickets.read();
+        let start = held.violations.partition_point(|(seq, _)| *seq <= after);
+        held.violations.range(start..).filter(|(_, v)| keep(v)).take(limit).cloned().collect()
     }
 
     pub fn possible_hits(&self) -> Vec<PossibleHit> {
@@ -258,7 +283,27 @@ impl LiveState {
 
     /// Bumped on every change, so caches know when to rebuild.
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
+        *self.changes.borrow()
+    }
+
+    /// A receiver that wakes after every change (only the newest version is kept,
+    /// so a slow reader skips ahead rather than queueing).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// From now on every applied batch is also given to `archive`.
+    pub fn set_archive(&self, archive: Arc<dyn Archive>) {
+        *self.archive.write() = Some(archive);
+    }
+
+    /// Police hotlists as edited through the API; the pipeline follows them.
+    pub fn hotlists(&self) -> &crate::hotlist_board::HotlistBoard {
+        &self.hotlists
     }
 }
 

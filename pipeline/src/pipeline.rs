@@ -142,6 +142,10 @@ impl Pipeline {
         &self.stage1
     }
 
+    pub fn stage1_mut(&mut self) -> &mut Stage1 {
+        &mut self.stage1
+    }
+
     /// See `Source::reports_idle`.
     pub fn set_idle_reported(&mut self, reported: bool) {
         self.stage1.set_idle_reported(reported);

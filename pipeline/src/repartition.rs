@@ -5,6 +5,7 @@
 //! of the minimum over producers of their latest marks (as Flink does between
 //! operators). A producer that finishes sends a final mark of `i64::MAX`.
 
+use crate::hotlist_board::BoardFollower;
 use crate::live::LiveState;
 use crate::pipeline::BatchOutput;
 use crate::runner::{Ended, Outputs, poll_or_shutdown, publish};
@@ -93,6 +94,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     repartition: &K,
     dead_letters: &D,
     stage1: &mut Stage1,
+    live: &LiveState,
     producer: u64,
     partitions: u32,
     shutdown: impl Future<Output = ()>,
@@ -100,7 +102,9 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     tokio::pin!(shutdown);
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
+    let mut hotlists = BoardFollower::default();
     loop {
+        hotlists.sync(live.hotlists(), stage1);
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
             // This producer id ends with the process: tell stage 2 not to wait for it.
             let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
@@ -123,6 +127,8 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         crate::runner::send_dead_letters(&letters, dead_letters).await?;
         // Tickets are complete in stage 1 (keyed by plate): they go straight out,
         // through the same producer, before the input offsets are committed.
+        // This instance's API serves the tickets of the plates it holds.
+        live.apply_tickets(&out.tickets);
         let tickets = crate::runner::ticket_records(&out.tickets);
         if !tickets.is_empty() {
             repartition.send(tickets).await?;

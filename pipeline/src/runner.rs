@@ -2,6 +2,7 @@
 //! state, dead-letter the rejects, then commit the offsets, in that order, so a
 //! committed offset never runs ahead of the state it produced.
 
+use crate::hotlist_board::BoardFollower;
 use crate::live::LiveState;
 use crate::pipeline::{BatchOutput, Pipeline};
 use crate::DLQ_TOPIC;
@@ -45,8 +46,10 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     pipeline.set_idle_reported(source.reports_idle());
+    let mut hotlists = BoardFollower::default();
     loop {
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else { return Ok(Ended::Shutdown) };
+        hotlists.sync(live.hotlists(), pipeline.stage1_mut());
         match polled {
             Poll::Records(records) => {
                 pipeline.set_assignment(&source.assignment(), Instant::now());

@@ -116,6 +116,10 @@ impl Stage1 {
         self.enforcer.hotlists.remove_list(name)
     }
 
+    pub fn has_hotlist(&self, name: &str) -> bool {
+        self.enforcer.hotlists.has_list(name)
+    }
+
     /// Plate reads taken as their tag's established plate (one character off it).
     pub fn plates_corrected(&self) -> u64 {
         self.tags.corrected

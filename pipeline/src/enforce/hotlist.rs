@@ -77,6 +77,10 @@ impl Hotlists {
         removed
     }
 
+    pub fn has_list(&self, name: &str) -> bool {
+        self.lists.contains_key(name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lists.values().all(HashMap::is_empty)
     }
