@@ -4,7 +4,8 @@
 use crate::drive::{self, DriveOptions, Pace};
 use crate::{instance, serve};
 use anyhow::Context;
-use egret_api::AppState;
+use crate::serve::ServeOptions;
+use egret_api::ingest::{IngestTarget, SinkTarget};
 use egret_ingest::embedded::EmbeddedLog;
 use egret_ingest::kafka::{self, KafkaConfig, KafkaSink};
 use egret_ingest::memory::MemorySink;
@@ -28,30 +29,42 @@ fn input_topics() -> Vec<&'static str> {
 }
 
 /// `egret demo`: simulator → embedded log → pipeline → API, in one process.
-pub async fn demo(city: Arc<CityModel>, pipeline: PipelineConfig, listen: &str, config: SimConfig, preroll_ms: i64, pace: Pace) -> anyhow::Result<()> {
+pub async fn demo(
+    city: Arc<CityModel>,
+    pipeline: PipelineConfig,
+    listen: &str,
+    config: SimConfig,
+    preroll_ms: i64,
+    pace: Pace,
+    options: &ServeOptions,
+) -> anyhow::Result<()> {
     let metrics = serve::install_metrics();
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
-    let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
+    let log = EmbeddedLog::new(4, 50_000);
+    let dead_letters = Arc::new(MemorySink::new(1_000));
+    // Events POSTed to /api/v1/ingest join the simulator's in the embedded log.
+    let ingest: Arc<dyn IngestTarget> = Arc::new(SinkTarget { inputs: Arc::new(log.clone()), dead_letters: dead_letters.clone() });
+    let state = serve::app_state(&live, metrics, options, Some(ingest))?;
+    let (addr, api) = serve::start_api(listen, state, stop.clone()).await?;
     println!("Egret demo: {} segments, {} readers, {} routes, {} lots", city.segments.len(), city.readers.len(), city.routes.len(), city.lots.len());
     println!("serving http://{addr}  (try /api/v1/segments, /api/v1/network, /metrics); Ctrl-C stops");
 
-    let log = EmbeddedLog::new(4, 50_000);
     // Faster than real time, event timestamps run ahead of the wall clock.
     let clock = if pace == Pace::Accelerated(1.0) { ClockMode::Wall } else { ClockMode::Event };
     let pipeline = Pipeline::new(city.clone(), PipelineConfig { clock, ..pipeline });
     // The simulated city's police hotlists, so the demo shows hits.
     let realtime_from_ms = config.start_ms + preroll_ms;
     let mut sim = Simulator::new(city.clone(), config);
-    for (list, entries) in crate::eval::hotlist_entries(&sim.hotlists()) {
+    for (list, entries) in crate::eval::hotlist_entries(&sim.hotlists()).into_iter().chain(options.saved_hotlists()?) {
         live.hotlists().put(&list, entries);
     }
     let source = log.subscribe(&input_topics(), Duration::from_millis(200));
     let pipe = {
         let (live, stop) = (live.clone(), stop.clone());
         tokio::spawn(async move {
-            let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
-            serve::run_pipeline(source, Outputs { dead_letters: &dead_letters, derived: &derived }, pipeline, &live, stop).await.map(|_| ())
+            let derived = MemorySink::new(0);
+            serve::run_pipeline(source, Outputs { dead_letters: &*dead_letters, derived: &derived }, pipeline, &live, stop).await.map(|_| ())
         })
     };
     let options = DriveOptions { pace, realtime_from_ms, max_rate: None, progress: false };
@@ -135,11 +148,25 @@ pub async fn run(
     listen: &str,
     exit_at_end: bool,
     hotlists: &[(String, Vec<HotlistEntry>)],
+    options: &ServeOptions,
 ) -> anyhow::Result<()> {
     let metrics = serve::install_metrics();
     let (stop_tx, stop) = serve::stop_on_ctrl_c();
     let live = Arc::new(LiveState::new(city.clone()));
-    let (addr, api) = serve::start_api(listen, AppState::new(live.clone(), metrics), stop.clone()).await?;
+    for (name, entries) in hotlists.iter().cloned().chain(options.saved_hotlists()?) {
+        live.hotlists().put(&name, entries);
+    }
+    // A replay of files takes no new events; a Kafka instance appends them to the
+    // input topics, where every instance of the group sees them.
+    let ingest: Option<Arc<dyn IngestTarget>> = match &input {
+        Input::Files(_) => None,
+        Input::Kafka { config, .. } => {
+            let sink = Arc::new(KafkaSink::new(config)?);
+            Some(Arc::new(SinkTarget { inputs: sink.clone(), dead_letters: sink }))
+        }
+    };
+    let state = serve::app_state(&live, metrics, options, ingest)?;
+    let (addr, api) = serve::start_api(listen, state, stop.clone()).await?;
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
     let (ended, stats, corrections) = match input {
         Input::Files(dir) => {
@@ -148,15 +175,12 @@ pub async fn run(
             let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
             let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
             let pipeline = Pipeline::new(city, pipeline);
-            for (name, entries) in hotlists {
-                live.hotlists().put(name, entries.clone());
-            }
             let (ended, pipeline, _) = serve::run_pipeline(source, outputs, pipeline, &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())
         }
         Input::Kafka { config, exit_when_idle } => {
             println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
-            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, hotlists).await?;
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

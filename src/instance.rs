@@ -8,7 +8,6 @@ use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
 use egret_model::{CityModel, Topic};
 use egret_pipeline::repartition::{self, REPARTITION_TOPIC};
 use egret_pipeline::runner::{Ended, Outputs};
-use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::stage1::Stage1;
 use egret_pipeline::stage2::Stage2;
 use egret_pipeline::{DLQ_TOPIC, LiveState, PipelineConfig, Stats};
@@ -45,7 +44,6 @@ pub async fn run(
     live: Arc<LiveState>,
     stop: watch::Receiver<bool>,
     exit_when_idle: Option<Duration>,
-    hotlists: &[(String, Vec<HotlistEntry>)],
 ) -> anyhow::Result<InstanceReport> {
     ensure_all_topics(config).await?;
     let sink = KafkaSink::new(config)?;
@@ -56,10 +54,8 @@ pub async fn run(
     // Stage 2 waits for stage 1's final marks before it can call its input idle.
     let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe(&stage2_config, &[REPARTITION_TOPIC]).await?, idle_polls.saturating_mul(2));
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    // Police hotlists come from `live.hotlists()`, which stage 1 follows.
     let mut stage1 = Stage1::new(city.clone(), pipeline.clone());
-    for (name, entries) in hotlists {
-        live.hotlists().put(name, entries.clone());
-    }
     let mut stage2 = Stage2::new(&city, pipeline);
     let wait = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;

@@ -5,6 +5,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use egret::commands::{self, Input};
 use egret::drive::{DriveOptions, Pace};
+use egret::serve::ServeOptions;
+use egret_api::auth::{Role, TokenKey};
+use egret_api::keys;
 use egret_ingest::kafka::KafkaConfig;
 use egret_pipeline::PipelineConfig;
 use egret_simulator::{Noise, SimConfig};
@@ -34,6 +37,13 @@ struct Cli {
     /// share a cluster.
     #[arg(long, global = true, default_value = "", env = "EGRET_KAFKA_NAMESPACE")]
     namespace: String,
+    /// Where keys, the audit log and saved hotlist edits live (created if missing).
+    #[arg(long, global = true, default_value = "egret-state", env = "EGRET_STATE_DIR")]
+    state_dir: PathBuf,
+    /// API requests per second per client (a token's subject, else an address);
+    /// bursts of twice as many pass.
+    #[arg(long, global = true, default_value_t = 50, env = "EGRET_RATE_LIMIT")]
+    rate_limit: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +131,19 @@ enum Command {
         #[arg(long)]
         hotlists: Option<PathBuf>,
     },
+    /// Print a bearer token for the API, signed with this deployment's key
+    /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
+    Token {
+        /// public, dispatcher, police, admin or device.
+        #[arg(long)]
+        role: String,
+        /// Who holds it: written to the audit log with every police read.
+        #[arg(long, default_value = "egret-cli")]
+        subject: String,
+        /// How long it is valid.
+        #[arg(long, default_value = "12h", value_parser = egret::parse_duration_ms)]
+        ttl: i64,
+    },
     /// Run a seeded scenario through the pipeline and score what it served against
     /// the simulator's ground truth: every accuracy figure of targets.md beside its
     /// target. Exits non-zero when a figure misses its target.
@@ -182,10 +205,19 @@ async fn main() -> anyhow::Result<()> {
         allowed_lateness_ms: cli.allowed_lateness,
         ..PipelineConfig::default()
     };
+    let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit };
     match cli.command {
+        Command::Token { role, subject, ttl } => {
+            let role = Role::parse(&role).with_context(|| format!("--role {role:?}: one of public, dispatcher, police, admin, device"))?;
+            let secret = keys::load_or_create(keys::TOKEN_KEY_ENV, &cli.state_dir, "token.key")
+                .with_context(|| format!("token key in {}", cli.state_dir.display()))?;
+            let now_s = commands::now_ms() / 1000;
+            println!("{}", TokenKey::from_secret(&secret).issue(&subject, role, now_s, (ttl / 1000).max(1)));
+            Ok(())
+        }
         Command::Demo { listen, seed, preroll, pace, duration, demand } => {
             let config = scenario_config(seed, Scenario::Clean, commands::now_ms() - preroll, preroll + duration, demand);
-            commands::demo(city, pipeline, &listen, config, preroll, pace).await
+            commands::demo(city, pipeline, &listen, config, preroll, pace, &serve_options).await
         }
         Command::Simulate { out, kafka, seed, scenario, start, duration, pace, rate, demand } => {
             let start_ms = match start.as_deref() {
@@ -226,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };
-            commands::run(city, pipeline, input, &listen, exit_at_end || exit_when_idle.is_some(), &hotlists).await
+            commands::run(city, pipeline, input, &listen, exit_at_end || exit_when_idle.is_some(), &hotlists, &serve_options).await
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Running the pipeline and the API together in one process.
 
-use egret_api::AppState;
+use anyhow::Context;
+use egret_api::guard::RateLimit;
+use egret_api::ingest::IngestTarget;
+use egret_api::{ApiConfig, AppState, keys};
+use egret_pipeline::enforce::hotlist::HotlistEntry;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
 use egret_ingest::{IngestError, Sink, Source};
 use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{LiveState, Pipeline};
@@ -9,6 +16,52 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// Where a running Egret keeps what must outlive the process, and how its API is
+/// secured: keys (from the environment or created in the state directory), the
+/// audit log and saved hotlist edits.
+pub struct ServeOptions {
+    pub state_dir: PathBuf,
+    pub rate_per_second: u32,
+}
+
+impl ServeOptions {
+    pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
+        let dir = &self.state_dir;
+        let token_secret = keys::load_or_create(keys::TOKEN_KEY_ENV, dir, "token.key").with_context(|| format!("token key in {}", dir.display()))?;
+        let pseudonym_secret =
+            keys::load_or_create(keys::PSEUDONYM_KEY_ENV, dir, "pseudonym.key").with_context(|| format!("pseudonym key in {}", dir.display()))?;
+        let per_second = NonZeroU32::new(self.rate_per_second).context("--rate-limit must be at least 1")?;
+        Ok(ApiConfig {
+            token_secret,
+            pseudonym_secret,
+            audit_path: Some(dir.join("audit.ndjson")),
+            hotlists_path: Some(dir.join("hotlists.json")),
+            rate: RateLimit { per_second, burst: per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)) },
+            request_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Hotlist edits saved by the API on an earlier run, if any.
+    pub fn saved_hotlists(&self) -> anyhow::Result<Vec<(String, Vec<HotlistEntry>)>> {
+        let path = self.state_dir.join("hotlists.json");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        crate::commands::load_hotlists(&path)
+    }
+}
+
+/// The API's state for a live state, with the keys and files of `options`.
+pub fn app_state(
+    live: &Arc<LiveState>,
+    metrics: Option<PrometheusHandle>,
+    options: &ServeOptions,
+    ingest: Option<Arc<dyn IngestTarget>>,
+) -> anyhow::Result<AppState> {
+    let config = options.api_config()?;
+    AppState::with_config(live.clone(), metrics, config, ingest).with_context(|| format!("opening the audit log in {}", options.state_dir.display()))
+}
 
 /// Installs the process-wide Prometheus recorder (once; later calls reuse nothing).
 pub fn install_metrics() -> Option<PrometheusHandle> {

@@ -50,7 +50,7 @@ async fn clean_scenario_matches_ground_truth() {
     assert!(derived.total() > 0, "windows are published on the derived topic");
 
     // Read the closed windows back through the query layer.
-    let batches = QueryEngine::new(live.clone())
+    let batches = QueryEngine::new(live.clone(), None)
         .sql("SELECT segment_id, window_start_ms, mean_speed_kmh, sample_count FROM segment_windows WHERE sample_count >= 3")
         .await
         .expect("sql");

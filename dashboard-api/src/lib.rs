@@ -5,24 +5,76 @@
 //! `router` builds the app for tests (`oneshot`); `serve` runs it on a listener
 //! until a shutdown future resolves, so tests can bind port 0.
 
+pub mod audit;
+pub mod auth;
 mod error;
+pub mod guard;
+mod gtfs;
+mod hotlists;
+pub mod ingest;
+pub mod keys;
 mod network;
 mod parking;
+mod route;
 mod segments;
 mod transit;
+mod violations;
+mod ws;
 
 pub use error::ApiError;
 
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use egret_pipeline::LiveState;
 use egret_query::QueryEngine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// How the API is secured and where it keeps what must survive a restart.
+pub struct ApiConfig {
+    pub token_secret: Vec<u8>,
+    pub pseudonym_secret: Vec<u8>,
+    /// NDJSON audit log; `None` keeps it in memory only.
+    pub audit_path: Option<PathBuf>,
+    /// Where hotlist edits are saved; `None` keeps them in memory only.
+    pub hotlists_path: Option<PathBuf>,
+    pub rate: guard::RateLimit,
+    pub request_timeout: Duration,
+}
+
+impl ApiConfig {
+    /// Fresh random keys and nothing on disk: for tests, and for tools that
+    /// serve no one but themselves.
+    pub fn ephemeral() -> Self {
+        let mut secrets = [0u8; 64];
+        // Without randomness a zero key would be guessable: better to stop.
+        getrandom::fill(&mut secrets).unwrap_or_else(|e| panic!("no randomness for API keys: {e}"));
+        ApiConfig {
+            token_secret: secrets[..32].to_vec(),
+            pseudonym_secret: secrets[32..].to_vec(),
+            audit_path: None,
+            hotlists_path: None,
+            rate: guard::RateLimit::default(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Keys, audit and limits, shared by every request.
+pub struct Security {
+    pub tokens: auth::TokenKey,
+    pub pseudonyms: keys::Pseudonymizer,
+    pub audit: audit::AuditLog,
+    pub limiter: guard::Limiter,
+    pub hotlists_path: Option<PathBuf>,
+}
 
 /// Everything a handler needs, cheap to clone.
 #[derive(Clone)]
@@ -30,15 +82,45 @@ pub struct AppState {
     pub live: Arc<LiveState>,
     pub query: QueryEngine,
     pub metrics: Option<PrometheusHandle>,
+    pub security: Arc<Security>,
+    /// Where `POST /api/v1/ingest` appends; `None` where the input is a replay.
+    pub ingest: Option<Arc<dyn ingest::IngestTarget>>,
     /// The GeoJSON of the network never changes while running: rendered once.
     network_geojson: Arc<String>,
+    /// The GTFS feeds' timetable and zip, built once, and their header clock.
+    gtfs: Arc<gtfs::GtfsState>,
 }
 
 impl AppState {
+    /// With ephemeral keys and no ingest: for tests.
     pub fn new(live: Arc<LiveState>, metrics: Option<PrometheusHandle>) -> Self {
-        let network_geojson = Arc::new(network::geojson(live.city()));
-        AppState { query: QueryEngine::new(live.clone()), live, metrics, network_geojson }
+        Self::with_config(live, metrics, ApiConfig::ephemeral(), None).unwrap_or_else(|e| unreachable!("no files to open: {e}"))
     }
+
+    pub fn with_config(
+        live: Arc<LiveState>,
+        metrics: Option<PrometheusHandle>,
+        config: ApiConfig,
+        ingest: Option<Arc<dyn ingest::IngestTarget>>,
+    ) -> std::io::Result<Self> {
+        let audit = match &config.audit_path {
+            Some(path) => audit::AuditLog::open(path)?,
+            None => audit::AuditLog::in_memory(),
+        };
+        let security = Security {
+            tokens: auth::TokenKey::from_secret(&config.token_secret),
+            pseudonyms: keys::Pseudonymizer::new(&config.pseudonym_secret),
+            audit,
+            limiter: guard::Limiter::new(config.rate, config.request_timeout),
+            hotlists_path: config.hotlists_path,
+        };
+        let network_geojson = Arc::new(network::geojson(live.city()));
+        Ok(AppState { query: QueryEngine::new(live.clone(), None), live, metrics, security: Arc::new(security), ingest, network_geojson, gtfs: gtfs::state() })
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +136,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/routes", get(transit::routes))
         .route("/api/v1/routes/{id}/headways", get(transit::headways))
         .route("/api/v1/stops/{id}/arrivals", get(transit::arrivals))
+        .route("/api/v1/route", get(route::route))
+        .route("/gtfs/static.zip", get(gtfs::static_zip))
+        .route("/gtfs-rt/vehicle-positions", get(gtfs::vehicle_positions))
+        .route("/gtfs-rt/trip-updates", get(gtfs::trip_updates))
+        .route("/api/v1/violations", get(violations::list))
+        .route("/api/v1/violations/{id}", get(violations::one))
+        .route("/api/v1/hotlist-hits", get(violations::possible_hits))
+        .route("/api/v1/hotlists", get(hotlists::all))
+        .route("/api/v1/hotlists/{name}", get(hotlists::get).put(hotlists::put).delete(hotlists::delete))
+        .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/ingest", post(ingest::ingest).layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
+        .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))
@@ -61,12 +155,51 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError { status: axum::http::StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "method not allowed here".into() }
         })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 
+/// Request bodies beyond this are refused with 413 (ingest has its own limit).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// Serves until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let security = state.security.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            security.limiter.forget_idle_clients();
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    sweeper.abort();
+    served
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit` (admin): the newest audit entries.
+async fn audit_log(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: auth::Caller,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(&[auth::Role::Admin])?;
+    let axum::extract::Query(q) = query?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=audit::KEPT_IN_MEMORY).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1 to {}", audit::KEPT_IN_MEMORY)));
+    }
+    let entries = state.security.audit.recent(q.since_ms.unwrap_or(i64::MIN), limit);
+    Ok(axum::Json(serde_json::json!({"entries": entries})))
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 #[derive(Serialize)]
-struct Lot<'a> {
-    lot_id: &'a str,
+pub(crate) struct Lot<'a> {
+    pub(crate) lot_id: &'a str,
     name: &'a str,
     lat: f64,
     lon: f64,
@@ -24,8 +24,12 @@ struct Lot<'a> {
 
 pub async fn lots(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.live.snapshot();
-    let city = state.live.city();
-    let lots: Vec<Lot<'_>> = city
+    Json(serde_json::json!({"lots": states(state.live.city(), &snapshot)}))
+}
+
+/// Every lot of the city with its latest occupancy, as served.
+pub(crate) fn states<'a>(city: &'a egret_model::CityModel, snapshot: &egret_pipeline::live::Snapshot) -> Vec<Lot<'a>> {
+    city
         .lots
         .iter()
         .zip(&snapshot.lots)
@@ -46,6 +50,5 @@ pub async fn lots(State(state): State<AppState>) -> impl IntoResponse {
                 as_of_ms: live.as_ref().map(|l| l.as_of_ms),
             }
         })
-        .collect();
-    Json(serde_json::json!({"lots": lots}))
+        .collect()
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 /// One entry of `GET /api/v1/segments`: the fields contract-v1 names, plus the
 /// five-minute sliding median (an extension).
 #[derive(Serialize)]
-struct SegmentState<'a> {
-    segment_id: &'a str,
+pub(crate) struct SegmentState<'a> {
+    pub(crate) segment_id: &'a str,
     window_start_ms: i64,
     window_end_ms: i64,
     mean_speed_kmh: f64,
@@ -32,10 +32,9 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
-    let snapshot = state.live.snapshot();
-    let city = state.live.city();
-    let segments: Vec<SegmentState<'_>> = snapshot
+/// The newest window of every segment that has one, as served.
+pub(crate) fn states<'a>(city: &'a egret_model::CityModel, snapshot: &egret_pipeline::live::Snapshot) -> Vec<SegmentState<'a>> {
+    snapshot
         .latest
         .iter()
         .enumerate()
@@ -54,7 +53,12 @@ pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
             confidence: confidence(w.sample_count, w.is_final, snapshot.as_of_ms - w.window_end_ms),
             is_final: w.is_final,
         })
-        .collect();
+        .collect()
+}
+
+pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.live.snapshot();
+    let segments = states(state.live.city(), &snapshot);
     Json(serde_json::json!({"as_of_ms": snapshot.as_of_ms, "segments": segments}))
 }
 

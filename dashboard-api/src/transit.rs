@@ -2,6 +2,7 @@
 //! map, the routes, each route's headway state (bunching, gaps, trips that never
 //! ran) and the predicted arrivals at a stop, with their early/late bounds.
 
+use crate::auth::{Caller, Role};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -47,7 +48,15 @@ pub async fn routes(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({"routes": routes}))
 }
 
-pub async fn headways(State(state): State<AppState>, id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Headway state is for dispatchers (and admins), not the public.
+pub const DISPATCH: &[Role] = &[Role::Dispatcher, Role::Admin];
+
+pub async fn headways(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(DISPATCH)?;
     let Path(id) = id?;
     if state.live.city().route_idx(&id).is_none() {
         return Err(ApiError::not_found(format!("no route {id}")));

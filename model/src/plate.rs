@@ -23,6 +23,14 @@ pub struct Plate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlateError(pub &'static str);
 
+impl fmt::Display for PlateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for PlateError {}
+
 impl Plate {
     /// Normalises and validates a plate as written by a device or a person.
     pub fn parse(raw: &str) -> Result<Plate, PlateError> {

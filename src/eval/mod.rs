@@ -90,15 +90,17 @@ pub async fn run_kafka(city: Arc<CityModel>, pipeline: PipelineConfig, config: S
     let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
     instance::ensure_all_topics(&kafka).await?;
     let mut sim = Simulator::new(city.clone(), config.clone());
-    let hotlists: Vec<(String, Vec<HotlistEntry>)> = hotlist_entries(&sim.hotlists()).into_iter().collect();
     let sink = KafkaSink::new(&kafka)?;
     let mut truth = GroundTruth::default();
     let events = drive::drive(&mut sim, &sink, DriveOptions { progress, ..DriveOptions::fast() }, |r| truth.extend(r)).await?;
     sink.flush(Duration::from_secs(60))?;
     let live = Arc::new(LiveState::new(city.clone()));
+    for (name, entries) in hotlist_entries(&sim.hotlists()) {
+        live.hotlists().put(&name, entries);
+    }
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
-    let report = instance::run(city, pipeline, &kafka, live, stop, Some(Duration::from_secs(5)), &hotlists).await?;
+    let report = instance::run(city, pipeline, &kafka, live, stop, Some(Duration::from_secs(5))).await?;
     let reader = KafkaConfig { group_id: format!("{namespace}eval-reader"), ..kafka.clone() };
     let mut records = Vec::new();
     for topic in [runner::VIOLATIONS_TOPIC, runner::SEGMENT_SPEEDS_TOPIC, runner::PARKING_TOPIC, runner::INCIDENTS_TOPIC, runner::BUS_STATUS_TOPIC, runner::HEADWAYS_TOPIC] {

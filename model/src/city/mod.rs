@@ -6,10 +6,12 @@
 
 mod files;
 mod geo;
+mod graph;
 mod rules;
 
 pub use files::*;
 pub use geo::{haversine_m, point_along};
+pub use graph::{GraphPath, RoadGraph};
 pub use rules::*;
 
 use crate::time::HourRange;

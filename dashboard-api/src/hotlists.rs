@@ -1,0 +1,142 @@
+//! Hotlist management for the police: read, replace and delete named watch lists.
+//! An edit goes on the live hotlist board, which the pipeline follows between two
+//! batches, and is saved (written whole to a temporary file, then renamed) so it
+//! survives a restart. Every read and edit is audited.
+
+use crate::auth::Caller;
+use crate::violations::{POLICE, audited};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use egret_pipeline::enforce::hotlist::HotlistEntry;
+use egret_pipeline::hotlist_board::HotlistBoard;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Entries one list may hold: far above any real list, far below what hurts.
+pub const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Serialize)]
+pub struct ListSummary {
+    pub name: String,
+    pub entries: usize,
+    pub version: u64,
+}
+
+#[derive(Serialize)]
+pub struct Lists {
+    pub hotlists: Vec<ListSummary>,
+}
+
+#[derive(Serialize)]
+pub struct List {
+    pub name: String,
+    pub entries: Vec<HotlistEntry>,
+    pub version: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutList {
+    pub entries: Vec<HotlistEntry>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok { Ok(()) } else { Err(ApiError::bad_request("a list name is 1 to 64 of A-Z, a-z, 0-9, - and _")) }
+}
+
+pub async fn all(State(state): State<AppState>, caller: Caller) -> Result<Json<Lists>, ApiError> {
+    let result = caller.require(POLICE).map(|_| {
+        let hotlists: Vec<ListSummary> =
+            state.live.hotlists().all().into_iter().map(|(name, l)| ListSummary { name, entries: l.entries.len(), version: l.version }).collect();
+        let rows = hotlists.len() as u64;
+        (Lists { hotlists }, rows)
+    });
+    audited(&state, &caller, "GET /api/v1/hotlists", String::new(), result).map(Json)
+}
+
+pub async fn get(State(state): State<AppState>, caller: Caller, name: Result<Path<String>, PathRejection>) -> Result<Json<List>, ApiError> {
+    let detail = name.as_ref().map(|Path(n)| format!("name={n}")).unwrap_or_default();
+    let result = (|| {
+        caller.require(POLICE)?;
+        let Path(name) = name?;
+        let list = state.live.hotlists().get(&name).ok_or_else(|| ApiError::not_found(format!("no hotlist {name}")))?;
+        let rows = list.entries.len() as u64;
+        Ok((List { name, entries: list.entries, version: list.version }, rows))
+    })();
+    audited(&state, &caller, "GET /api/v1/hotlists/{name}", detail, result).map(Json)
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<PutList>, JsonRejection>,
+) -> Result<Json<List>, ApiError> {
+    let detail = name.as_ref().map(|Path(n)| format!("name={n}")).unwrap_or_default();
+    let result = (|| {
+        caller.require(POLICE)?;
+        let Path(name) = name?;
+        check_name(&name)?;
+        let Json(body) = body?;
+        if body.entries.len() > MAX_ENTRIES {
+            return Err(ApiError::bad_request(format!("{} entries; a list holds at most {MAX_ENTRIES}", body.entries.len())));
+        }
+        let mut entries = body.entries;
+        let mut bad = Vec::new();
+        for (i, e) in entries.iter_mut().enumerate() {
+            match egret_model::Plate::parse(&e.plate) {
+                // Stored normalised, so the list reads back as the pipeline matches it.
+                Ok(p) => e.plate = p.to_string(),
+                Err(err) => bad.push(format!("entry {i}: {err}")),
+            }
+            if e.reason.trim().is_empty() {
+                bad.push(format!("entry {i}: a reason is needed"));
+            }
+        }
+        if !bad.is_empty() {
+            bad.truncate(20);
+            return Err(ApiError::bad_request(format!("nothing changed: {}", bad.join("; "))));
+        }
+        let board = state.live.hotlists();
+        board.put(&name, entries);
+        save(&state, board)?;
+        let list = board.get(&name).ok_or_else(|| ApiError::not_found(format!("hotlist {name} was deleted meanwhile")))?;
+        let rows = list.entries.len() as u64;
+        Ok((List { name, entries: list.entries, version: list.version }, rows))
+    })();
+    audited(&state, &caller, "PUT /api/v1/hotlists/{name}", detail, result).map(Json)
+}
+
+pub async fn delete(State(state): State<AppState>, caller: Caller, name: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
+    let detail = name.as_ref().map(|Path(n)| format!("name={n}")).unwrap_or_default();
+    let result = (|| {
+        caller.require(POLICE)?;
+        let Path(name) = name?;
+        let board = state.live.hotlists();
+        if !board.delete(&name) {
+            return Err(ApiError::not_found(format!("no hotlist {name}")));
+        }
+        save(&state, board)?;
+        Ok((StatusCode::NO_CONTENT, 0))
+    })();
+    audited(&state, &caller, "DELETE /api/v1/hotlists/{name}", detail, result)
+}
+
+/// The board in the `--hotlists` file format.
+fn to_file_format(board: &HotlistBoard) -> BTreeMap<String, Vec<HotlistEntry>> {
+    board.all().into_iter().map(|(name, l)| (name, l.entries)).collect()
+}
+
+fn save(state: &AppState, board: &HotlistBoard) -> Result<(), ApiError> {
+    let Some(path) = &state.security.hotlists_path else { return Ok(()) };
+    let text = serde_json::to_vec_pretty(&to_file_format(board)).unwrap_or_default();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        tracing::error!("saving hotlists to {}: {e}", path.display());
+        ApiError::unavailable(format!("the edit is live but could not be saved: {e}"))
+    })
+}

@@ -1,0 +1,153 @@
+//! `POST /api/v1/ingest` (device role): NDJSON events, each with a `"type"`
+//! (`plate_read`, `bus_gps`, `camera`, `parking_count`). Each line is checked by
+//! the same decoder the Kafka path uses; a good line is appended, as its original
+//! bytes and keyed as contract-v1 says, to its input topic, where the pipeline
+//! takes it like any other event; a bad line goes to the dead-letter topic with its
+//! reason and the device is told which line and why. Nothing is dropped silently.
+
+use crate::auth::{Caller, Role};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use egret_ingest::{IngestError, OutRecord, Sink};
+use egret_model::Topic;
+use egret_model::decode::{Decoded, Decoder};
+use egret_model::reason::{Reason, Reject};
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Lines one request may carry.
+pub const MAX_LINES: usize = 50_000;
+/// Bytes one request may carry.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Errors described in a response; the rest are only counted.
+const ERRORS_DESCRIBED: usize = 100;
+
+type Appended<'a> = Pin<Box<dyn Future<Output = Result<(), IngestError>> + Send + 'a>>;
+
+/// Where ingested events go: the input topics of whatever log the pipeline reads
+/// (the embedded log in the demo, Kafka in a cluster), and the dead letters to
+/// wherever the pipeline's own go.
+pub trait IngestTarget: Send + Sync {
+    fn append_inputs(&self, records: Vec<OutRecord>) -> Appended<'_>;
+    fn append_dead_letters(&self, records: Vec<OutRecord>) -> Appended<'_>;
+}
+
+/// A target from two sinks (they may be the same one).
+pub struct SinkTarget<I, D> {
+    pub inputs: Arc<I>,
+    pub dead_letters: Arc<D>,
+}
+
+impl<I: Sink, D: Sink> IngestTarget for SinkTarget<I, D> {
+    fn append_inputs(&self, records: Vec<OutRecord>) -> Appended<'_> {
+        Box::pin(self.inputs.send(records))
+    }
+
+    fn append_dead_letters(&self, records: Vec<OutRecord>) -> Appended<'_> {
+        Box::pin(self.dead_letters.send(records))
+    }
+}
+
+#[derive(Serialize)]
+pub struct LineError {
+    /// 1-based line number in the body.
+    pub line: usize,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// The first rejected lines and why.
+    pub errors: Vec<LineError>,
+}
+
+/// The type tag of a line, or why it has none.
+fn topic_of(line: &[u8]) -> Result<Topic, Reject> {
+    #[derive(serde::Deserialize)]
+    struct Tagged<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let tagged: Tagged<'_> = serde_json::from_slice(line).map_err(|e| {
+        if e.is_data() { Reject::new(Reason::NotAnObject, e.to_string()) } else { Reject::new(Reason::NotJson, e.to_string()) }
+    })?;
+    let kind = tagged.kind.ok_or_else(|| Reject::new(Reason::MissingField, "\"type\" is missing"))?;
+    Topic::ALL
+        .into_iter()
+        .find(|t| t.ingest_type() == kind)
+        .ok_or_else(|| Reject::new(Reason::UnknownType, format!("type {kind:?} is not plate_read, bus_gps, camera or parking_count")))
+}
+
+/// The contract's key of an event: plate, bus id, plate else camera id, lot id.
+fn key_of(decoded: &Decoded, city: &egret_model::CityModel) -> String {
+    match decoded {
+        Decoded::PlateRead(r) => r.plate.to_string(),
+        Decoded::BusGps(g) => g.bus_id.clone(),
+        Decoded::Camera(c) => c.plate.map_or_else(|| city.cameras[c.camera as usize].camera_id.clone(), |p| p.to_string()),
+        Decoded::ParkingCount(p) => city.lots[p.lot as usize].lot_id.clone(),
+    }
+}
+
+fn dead_letter(line: &[u8], number: usize, reject: &Reject, topic: &str) -> OutRecord {
+    let mut r = OutRecord::new(egret_pipeline::DLQ_TOPIC, None, line.to_vec());
+    r.headers = vec![
+        ("egret-error".into(), reject.reason.code().as_bytes().to_vec()),
+        ("egret-error-detail".into(), reject.detail.as_bytes().to_vec()),
+        ("egret-source-topic".into(), topic.as_bytes().to_vec()),
+        ("egret-source-partition".into(), b"http".to_vec()),
+        ("egret-source-offset".into(), number.to_string().into_bytes()),
+    ];
+    r
+}
+
+pub async fn ingest(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<IngestReport>, ApiError> {
+    caller.require(&[Role::Device])?;
+    let Some(target) = &state.ingest else {
+        return Err(ApiError::unavailable("this instance takes no HTTP ingest (it replays recorded files)"));
+    };
+    let city = state.live.city();
+    let decoder = Decoder::new(city);
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    if lines.len() > MAX_LINES {
+        return Err(ApiError::bad_request(format!("{} lines; at most {MAX_LINES} per request", lines.len())));
+    }
+    let (mut accepted, mut errors, mut rejected) = (Vec::new(), Vec::new(), 0);
+    let mut letters = Vec::new();
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)) {
+        let number = i + 1;
+        let checked = std::str::from_utf8(line)
+            .map_err(|e| Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())))
+            .and_then(|_| topic_of(line))
+            .and_then(|topic| decoder.decode(topic, line).map(|d| (topic, d)));
+        match checked {
+            Ok((topic, decoded)) => {
+                let key = key_of(&decoded, city);
+                accepted.push(OutRecord::new(topic.default_name(), Some(Bytes::from(key.into_bytes())), line.to_vec()));
+            }
+            Err(reject) => {
+                rejected += 1;
+                metrics::counter!("egret_dead_letters_total", "reason" => reject.reason.code()).increment(1);
+                letters.push(dead_letter(line, number, &reject, "http"));
+                if errors.len() < ERRORS_DESCRIBED {
+                    errors.push(LineError { line: number, code: reject.reason.code(), message: reject.detail.clone() });
+                }
+            }
+        }
+    }
+    let count = accepted.len();
+    // Dead letters first: if appending the good lines then fails, the device
+    // retries the whole request and nothing it sent is lost.
+    if !letters.is_empty() {
+        target.append_dead_letters(letters).await.map_err(|e| ApiError::unavailable(format!("dead-letter topic: {e}")))?;
+    }
+    target.append_inputs(accepted).await.map_err(|e| ApiError::unavailable(format!("input topics: {e}")))?;
+    metrics::counter!("egret_ingest_http_events_total").increment(count as u64);
+    Ok(Json(IngestReport { accepted: count, rejected, errors }))
+}

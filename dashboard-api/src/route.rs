@@ -1,0 +1,239 @@
+//! `GET /api/v1/route?from=lat,lon&to=lat,lon`: the fastest drive between two
+//! points on live speeds, with its travel time now and at free flow, so a
+//! commuter sees both the route and how much the traffic costs them.
+//!
+//! - **Ends.** Each point snaps to the nearest gantry a car can use; the distance
+//!   to it is reported as `snap_distance_m` but not routed or timed (the network
+//!   knows only gantry-to-gantry segments). Both ends on one gantry give an empty
+//!   route with zero times.
+//! - **Cars only.** BRT segments are left out: the BRT viaduct is bus-only, and
+//!   its station gantries (which touch nothing else) are never snapped to.
+//! - **Cost.** A segment costs the travel time of its newest window when that
+//!   window has samples and ended no more than 10 minutes before the data's
+//!   watermark (`as_of_ms`); otherwise its free-flow time, length / free-flow
+//!   speed. Each segment says which it used in `speed_source`.
+//! - **Errors.** A missing, malformed, non-finite or out-of-range `from`/`to` is
+//!   400 `bad_request`. A point more than 5 km from any usable gantry is 422
+//!   `off_network`: the request is well-formed but outside the area served, and a
+//!   client should move the point rather than retry or report a missing thing.
+//!   Two snapped ends with no drivable path between them are 404 `not_found`.
+
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use egret_model::city::{RoadClass, RoadGraph, Segment};
+use egret_model::{CityModel, ReaderIdx, SegmentIdx};
+use egret_pipeline::SegmentWindow;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Farther than this from every usable gantry, a point is off the network.
+pub const MAX_SNAP_M: f64 = 5_000.0;
+/// A window that ended longer than this before the watermark no longer tells
+/// today's speed: free flow is the better guess than a stale jam.
+pub const LIVE_MAX_AGE_MS: i64 = 10 * 60_000;
+
+#[derive(Deserialize)]
+pub struct RouteQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Where one end of the route joins the network.
+#[derive(Debug, Serialize)]
+pub struct RouteEnd {
+    pub reader_id: String,
+    /// The gantry's position, not the point asked for.
+    pub lat: f64,
+    pub lon: f64,
+    /// From the point asked for to the gantry, great-circle.
+    pub snap_distance_m: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeedSource {
+    Live,
+    FreeFlow,
+}
+
+/// One segment of the route, in driving order.
+#[derive(Debug, Serialize)]
+pub struct RouteSegment {
+    pub segment_id: String,
+    pub name: String,
+    pub length_m: u32,
+    /// What the route was chosen on: live when `speed_source` is `live`.
+    pub travel_time_s: f64,
+    pub free_flow_time_s: f64,
+    pub speed_source: SpeedSource,
+}
+
+/// The answer of `GET /api/v1/route`.
+#[derive(Debug, Serialize)]
+pub struct RouteResponse {
+    pub from: RouteEnd,
+    pub to: RouteEnd,
+    pub segments: Vec<RouteSegment>,
+    pub distance_m: u64,
+    pub travel_time_s: f64,
+    pub free_flow_travel_time_s: f64,
+    /// Watermark of the live data the route was chosen on (0 before any data).
+    pub as_of_ms: i64,
+}
+
+pub async fn route(State(state): State<AppState>, query: Result<Query<RouteQuery>, QueryRejection>) -> Result<Json<RouteResponse>, ApiError> {
+    let Query(query) = query?;
+    let from = parse_point("from", query.from.as_deref())?;
+    let to = parse_point("to", query.to.as_deref())?;
+    let city = state.live.city();
+    let graph = graph_for(city);
+    let (from_reader, from_snap) = snap(city, &graph, "from", from)?;
+    let (to_reader, to_snap) = snap(city, &graph, "to", to)?;
+
+    let snapshot = state.live.snapshot();
+    let costs: Vec<(f64, SpeedSource)> = city
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| segment_cost(s, snapshot.latest.get(i).and_then(Option::as_ref), snapshot.as_of_ms))
+        .collect();
+    let cost = |s: SegmentIdx| drivable(city.segment(s)).then(|| costs[s.0 as usize].0);
+    let path = graph.shortest_path(from_reader, to_reader, cost).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no drivable route from {} to {}",
+            city.reader(from_reader).reader_id,
+            city.reader(to_reader).reader_id
+        ))
+    })?;
+
+    let mut distance_m = 0u64;
+    let (mut travel_s, mut free_flow_s) = (0.0, 0.0);
+    let segments: Vec<RouteSegment> = path
+        .segments
+        .iter()
+        .map(|&s| {
+            let seg = city.segment(s);
+            let (time, source) = costs[s.0 as usize];
+            let free = free_flow_s_of(seg);
+            distance_m += u64::from(seg.length_m);
+            travel_s += time;
+            free_flow_s += free;
+            RouteSegment {
+                segment_id: seg.segment_id.clone(),
+                name: seg.name.clone(),
+                length_m: seg.length_m,
+                travel_time_s: round1(time),
+                free_flow_time_s: round1(free),
+                speed_source: source,
+            }
+        })
+        .collect();
+    Ok(Json(RouteResponse {
+        from: end(city, from_reader, from_snap),
+        to: end(city, to_reader, to_snap),
+        segments,
+        distance_m,
+        travel_time_s: round1(travel_s),
+        free_flow_travel_time_s: round1(free_flow_s),
+        as_of_ms: snapshot.as_of_ms,
+    }))
+}
+
+/// Cars may drive everything but the bus-only BRT viaduct.
+fn drivable(segment: &Segment) -> bool {
+    segment.road_class != RoadClass::Brt
+}
+
+fn free_flow_s_of(segment: &Segment) -> f64 {
+    // The model refuses a non-positive free-flow speed at load.
+    f64::from(segment.length_m) / (segment.free_flow_kmh / 3.6)
+}
+
+/// Live travel time when the newest window is recent and measured, else free flow.
+fn segment_cost(segment: &Segment, newest: Option<&SegmentWindow>, as_of_ms: i64) -> (f64, SpeedSource) {
+    let live = newest
+        .filter(|w| w.sample_count > 0 && as_of_ms.saturating_sub(w.window_end_ms) <= LIVE_MAX_AGE_MS)
+        .map(|w| w.travel_time_s)
+        .filter(|t| t.is_finite() && *t > 0.0);
+    match live {
+        Some(t) => (t, SpeedSource::Live),
+        None => (free_flow_s_of(segment), SpeedSource::FreeFlow),
+    }
+}
+
+/// The nearest gantry that a drivable segment starts or ends at.
+fn snap(city: &CityModel, graph: &RoadGraph, name: &str, (lat, lon): (f64, f64)) -> Result<(ReaderIdx, f64), ApiError> {
+    let usable = |r: ReaderIdx| graph.outgoing(r).iter().chain(graph.incoming(r)).any(|s| drivable(city.segment(*s)));
+    match graph.nearest(lat, lon, usable) {
+        Some((reader, d)) if d <= MAX_SNAP_M => Ok((reader, d)),
+        found => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "off_network",
+            message: match found {
+                Some((_, d)) => format!(
+                    "`{name}` ({lat},{lon}) is {:.1} km from the nearest road gantry; it must be within {} km of the network",
+                    d / 1000.0,
+                    MAX_SNAP_M / 1000.0
+                ),
+                None => "the road network has no gantry to route from".to_owned(),
+            },
+        }),
+    }
+}
+
+fn end(city: &CityModel, reader: ReaderIdx, snap_m: f64) -> RouteEnd {
+    let r = city.reader(reader);
+    RouteEnd { reader_id: r.reader_id.clone(), lat: r.lat, lon: r.lon, snap_distance_m: round1(snap_m) }
+}
+
+/// Parses `lat,lon`, with a message that says which parameter and what is wrong.
+fn parse_point(name: &str, value: Option<&str>) -> Result<(f64, f64), ApiError> {
+    let value = value.ok_or_else(|| ApiError::bad_request(format!("missing `{name}`: give it as {name}=lat,lon, e.g. {name}=24.4798,118.0894")))?;
+    let shown: String = value.chars().take(60).collect();
+    let malformed = || ApiError::bad_request(format!("`{name}` must be lat,lon: two decimal numbers separated by a comma, got \"{shown}\""));
+    let mut parts = value.split(',');
+    let (Some(lat), Some(lon), None) = (parts.next(), parts.next(), parts.next()) else { return Err(malformed()) };
+    let (Ok(lat), Ok(lon)) = (lat.trim().parse::<f64>(), lon.trim().parse::<f64>()) else { return Err(malformed()) };
+    if !lat.is_finite() || !lon.is_finite() {
+        return Err(ApiError::bad_request(format!("`{name}` must be finite numbers, got \"{shown}\"")));
+    }
+    if !(-90.0..=90.0).contains(&lat) {
+        // The usual slip is lon,lat: Xiamen's longitude (118) is no latitude.
+        return Err(ApiError::bad_request(format!("`{name}` latitude {lat} is outside -90..90; the order is lat,lon")));
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(ApiError::bad_request(format!("`{name}` longitude {lon} is outside -180..180")));
+    }
+    Ok((lat, lon))
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The graph of the city last routed on. `AppState` would be its natural home;
+/// until then it is built once per city model here. The `Weak` keeps the model's
+/// allocation alive, so a pointer match really is the same model, never a new one
+/// that happens to reuse the address.
+type CachedGraph = Option<(std::sync::Weak<CityModel>, Arc<RoadGraph>)>;
+static GRAPH: Mutex<CachedGraph> = Mutex::new(None);
+
+fn graph_for(city: &Arc<CityModel>) -> Arc<RoadGraph> {
+    // A panic elsewhere while holding the lock leaves a valid cache: carry on.
+    let mut cached = GRAPH.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((of, graph)) = cached.as_ref()
+        && std::ptr::eq(of.as_ptr(), Arc::as_ptr(city))
+    {
+        return graph.clone();
+    }
+    let graph = Arc::new(RoadGraph::new(city));
+    *cached = Some((Arc::downgrade(city), graph.clone()));
+    graph
+}
+
+#[cfg(test)]
+#[path = "route_tests.rs"]
+mod tests;

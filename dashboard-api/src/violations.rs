@@ -1,0 +1,144 @@
+//! Enforcement lists for the police: tickets with their evidence, filtered and
+//! paged by cursor, one ticket by id, and possible hotlist hits for a person to
+//! check. Every read, and every refused attempt, is written to the audit log.
+
+use crate::audit::AuditEntry;
+use crate::auth::{Caller, Role};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use egret_model::Plate;
+use egret_pipeline::enforce::violation::{PossibleHit, Violation, ViolationKind};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViolationQuery {
+    kind: Option<String>,
+    plate: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ViolationPage {
+    pub violations: Vec<Violation>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Who may read enforcement data.
+pub const POLICE: &[Role] = &[Role::Police];
+
+/// Writes an audit entry for a police read (or a refusal) and passes the result on.
+pub fn audited<T>(state: &AppState, caller: &Caller, action: &str, detail: String, result: Result<(T, u64), ApiError>) -> Result<T, ApiError> {
+    let (outcome, rows) = match &result {
+        Ok((_, rows)) => ("ok".to_owned(), *rows),
+        Err(e) => (e.code.to_owned(), 0),
+    };
+    state.security.audit.record(AuditEntry {
+        ts_ms: crate::now_ms(),
+        subject: caller.subject().unwrap_or("anonymous").to_owned(),
+        role: caller.role().as_str().to_owned(),
+        action: action.to_owned(),
+        detail,
+        rows,
+        outcome,
+    });
+    result.map(|(value, _)| value)
+}
+
+fn parse_kind(kind: &str) -> Result<ViolationKind, ApiError> {
+    ViolationKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
+        let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::bad_request(format!("kind {kind:?} is not one of {}", kinds.join(", ")))
+    })
+}
+
+/// The cursor is the arrival number of the last ticket of the previous page.
+fn parse_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor.strip_prefix('v').and_then(|n| n.parse().ok()).ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not one this API gave out")))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ViolationQuery>, QueryRejection>,
+) -> Result<Json<ViolationPage>, ApiError> {
+    let detail = query.as_ref().map(|Query(q)| describe(&state, q)).unwrap_or_default();
+    let result = (|| {
+        caller.require(POLICE)?;
+        let Query(q) = query?;
+        let kind = q.kind.as_deref().map(parse_kind).transpose()?;
+        let plate = q.plate.as_deref().map(|p| Plate::parse(p).map_err(|e| ApiError::bad_request(format!("plate: {e}")))).transpose()?;
+        let plate = plate.map(|p| p.to_string());
+        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}")));
+        }
+        let after = q.cursor.as_deref().map(parse_cursor).transpose()?.unwrap_or(0);
+        let (since, until) = (q.since_ms.unwrap_or(i64::MIN), q.until_ms.unwrap_or(i64::MAX));
+        let keep = |v: &Violation| kind.is_none_or(|k| v.kind == k) && plate.as_ref().is_none_or(|p| v.plate == *p) && v.ts_ms >= since && v.ts_ms < until;
+        let mut page = state.live.violations_after(after, limit + 1, keep);
+        let next_cursor = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|(seq, _)| format!("v{seq}"))
+        } else {
+            None
+        };
+        let rows = page.len() as u64;
+        Ok((ViolationPage { violations: page.into_iter().map(|(_, v)| v).collect(), next_cursor }, rows))
+    })();
+    audited(&state, &caller, "GET /api/v1/violations", detail, result).map(Json)
+}
+
+pub async fn one(State(state): State<AppState>, caller: Caller, id: Result<Path<String>, PathRejection>) -> Result<Json<Violation>, ApiError> {
+    let detail = id.as_ref().map(|Path(id)| format!("violation_id={id}")).unwrap_or_default();
+    let result = (|| {
+        caller.require(POLICE)?;
+        let Path(id) = id?;
+        let found = state.live.violations(|v| v.violation_id == id).pop();
+        found.map(|v| (v, 1)).ok_or_else(|| ApiError::not_found(format!("no violation {id} is held")))
+    })();
+    audited(&state, &caller, "GET /api/v1/violations/{id}", detail, result).map(Json)
+}
+
+#[derive(Serialize)]
+pub struct PossibleHits {
+    pub possible_hits: Vec<PossibleHit>,
+}
+
+pub async fn possible_hits(State(state): State<AppState>, caller: Caller) -> Result<Json<PossibleHits>, ApiError> {
+    let result = caller.require(POLICE).map(|_| {
+        let hits = state.live.possible_hits();
+        let rows = hits.len() as u64;
+        (PossibleHits { possible_hits: hits }, rows)
+    });
+    audited(&state, &caller, "GET /api/v1/hotlist-hits", String::new(), result).map(Json)
+}
+
+/// The filters of a query for the audit log, with the plate as its pseudonym.
+fn describe(state: &AppState, q: &ViolationQuery) -> String {
+    let mut parts = Vec::new();
+    if let Some(k) = &q.kind {
+        parts.push(format!("kind={k}"));
+    }
+    if let Some(p) = &q.plate {
+        parts.push(format!("plate={}", state.security.pseudonyms.pseudonym(p)));
+    }
+    for (name, value) in [("since_ms", q.since_ms), ("until_ms", q.until_ms)] {
+        if let Some(v) = value {
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    if let Some(c) = &q.cursor {
+        parts.push(format!("cursor={c}"));
+    }
+    parts.join("&")
+}
