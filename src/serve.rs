@@ -4,6 +4,7 @@ use anyhow::Context;
 use egret_api::guard::RateLimit;
 use egret_api::ingest::IngestTarget;
 use egret_api::{ApiConfig, AppState, keys};
+use egret_query::history::HistoryArchive;
 use egret_pipeline::enforce::hotlist::HotlistEntry;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -39,7 +40,13 @@ impl ServeOptions {
             hotlists_path: Some(dir.join("hotlists.json")),
             rate: RateLimit { per_second, burst: per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)) },
             request_timeout: Duration::from_secs(10),
+            history_dir: Some(self.history_dir()),
         })
+    }
+
+    /// Closed windows and tickets as Parquet, hourly partitions.
+    pub fn history_dir(&self) -> PathBuf {
+        self.state_dir.join("history")
     }
 
     /// Hotlist edits saved by the API on an earlier run, if any.
@@ -60,6 +67,9 @@ pub fn app_state(
     ingest: Option<Arc<dyn IngestTarget>>,
 ) -> anyhow::Result<AppState> {
     let config = options.api_config()?;
+    let archive = HistoryArchive::open(options.history_dir(), live.city().clone())
+        .with_context(|| format!("opening the Parquet history in {}", options.history_dir().display()))?;
+    live.set_archive(Arc::new(archive));
     AppState::with_config(live.clone(), metrics, config, ingest).with_context(|| format!("opening the audit log in {}", options.state_dir.display()))
 }
 

@@ -7,6 +7,7 @@
 //! The Python side runs in the venv `.ci/python-venv.sh` makes
 //! (`$HOME/.cache/egret/venv`, or the interpreter in `EGRET_PYTHON`). Without it
 //! this test fails and says how to make it: a skipped check would pass unseen.
+//! The fetched feeds are kept when it fails, or always with `EGRET_GTFS_KEEP` set.
 
 use egret::drive::{self, DriveOptions};
 use egret_api::AppState;
@@ -100,5 +101,10 @@ async fn gtfs_feeds_pass_the_official_bindings_and_validators() {
     println!("{stdout}");
     eprintln!("{stderr}");
     assert!(output.status.success(), "tests/gtfs/validate.py failed ({}); the feeds are kept in {}", output.status, dir.display());
-    std::fs::remove_dir_all(&dir).ok();
+    // EGRET_GTFS_KEEP keeps them after a pass too, to look at by hand.
+    if std::env::var_os("EGRET_GTFS_KEEP").is_some() {
+        println!("the feeds are kept in {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// Entries held in memory for reading back.
 pub const KEPT_IN_MEMORY: usize = 10_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub ts_ms: i64,
     /// The token's subject, or `anonymous`.

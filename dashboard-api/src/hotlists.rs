@@ -12,32 +12,34 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use egret_pipeline::enforce::hotlist::HotlistEntry;
 use egret_pipeline::hotlist_board::HotlistBoard;
+use crate::error::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use std::collections::BTreeMap;
 
 /// Entries one list may hold: far above any real list, far below what hurts.
 pub const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ListSummary {
     pub name: String,
     pub entries: usize,
     pub version: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Lists {
     pub hotlists: Vec<ListSummary>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct List {
     pub name: String,
     pub entries: Vec<HotlistEntry>,
     pub version: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutList {
     pub entries: Vec<HotlistEntry>,
@@ -48,6 +50,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if ok { Ok(()) } else { Err(ApiError::bad_request("a list name is 1 to 64 of A-Z, a-z, 0-9, - and _")) }
 }
 
+/// The hotlists, by name.
+#[utoipa::path(get, path = "/api/v1/hotlists", tag = "police", security(("bearer" = [])),
+    responses((status = 200, body = Lists), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn all(State(state): State<AppState>, caller: Caller) -> Result<Json<Lists>, ApiError> {
     let result = caller.require(POLICE).map(|_| {
         let hotlists: Vec<ListSummary> =
@@ -58,6 +63,9 @@ pub async fn all(State(state): State<AppState>, caller: Caller) -> Result<Json<L
     audited(&state, &caller, "GET /api/v1/hotlists", String::new(), result).map(Json)
 }
 
+/// One hotlist with its entries.
+#[utoipa::path(get, path = "/api/v1/hotlists/{name}", tag = "police", params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = List), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<AppState>, caller: Caller, name: Result<Path<String>, PathRejection>) -> Result<Json<List>, ApiError> {
     let detail = name.as_ref().map(|Path(n)| format!("name={n}")).unwrap_or_default();
     let result = (|| {
@@ -70,6 +78,10 @@ pub async fn get(State(state): State<AppState>, caller: Caller, name: Result<Pat
     audited(&state, &caller, "GET /api/v1/hotlists/{name}", detail, result).map(Json)
 }
 
+/// Creates or replaces a hotlist; the pipeline checks sightings against it from its next batch.
+#[utoipa::path(put, path = "/api/v1/hotlists/{name}", tag = "police", params(("name" = String, Path)), request_body = PutList, security(("bearer" = [])),
+    responses((status = 200, body = List), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +123,9 @@ pub async fn put(
     audited(&state, &caller, "PUT /api/v1/hotlists/{name}", detail, result).map(Json)
 }
 
+/// Deletes a hotlist.
+#[utoipa::path(delete, path = "/api/v1/hotlists/{name}", tag = "police", params(("name" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, name: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
     let detail = name.as_ref().map(|Path(n)| format!("name={n}")).unwrap_or_default();
     let result = (|| {

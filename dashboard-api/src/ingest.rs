@@ -14,7 +14,9 @@ use egret_ingest::{IngestError, OutRecord, Sink};
 use egret_model::Topic;
 use egret_model::decode::{Decoded, Decoder};
 use egret_model::reason::{Reason, Reject};
+use crate::error::ErrorBody;
 use serde::Serialize;
+use utoipa::ToSchema;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ impl<I: Sink, D: Sink> IngestTarget for SinkTarget<I, D> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LineError {
     /// 1-based line number in the body.
     pub line: usize,
@@ -60,7 +62,7 @@ pub struct LineError {
     pub message: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct IngestReport {
     pub accepted: usize,
     pub rejected: usize,
@@ -107,6 +109,11 @@ fn dead_letter(line: &[u8], number: usize, reject: &Reject, topic: &str) -> OutR
     r
 }
 
+/// NDJSON events from devices, each with a `type`: checked, appended to the input topics, bad lines dead-lettered.
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "device", security(("bearer" = [])),
+    request_body(content = String, content_type = "text/plain", description = "NDJSON (sent as application/x-ndjson or text/plain): one event per line, as contract-v1 §1, with \"type\""),
+    responses((status = 200, body = IngestReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn ingest(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<IngestReport>, ApiError> {
     caller.require(&[Role::Device])?;
     let Some(target) = &state.ingest else {

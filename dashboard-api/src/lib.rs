@@ -14,9 +14,11 @@ mod hotlists;
 pub mod ingest;
 pub mod keys;
 mod network;
+pub mod openapi;
 mod parking;
 mod route;
 mod segments;
+mod sql;
 mod transit;
 mod violations;
 mod ws;
@@ -47,6 +49,8 @@ pub struct ApiConfig {
     pub hotlists_path: Option<PathBuf>,
     pub rate: guard::RateLimit,
     pub request_timeout: Duration,
+    /// The Parquet history a `HistoryArchive` writes, for the `history_*` tables.
+    pub history_dir: Option<PathBuf>,
 }
 
 impl ApiConfig {
@@ -63,6 +67,7 @@ impl ApiConfig {
             hotlists_path: None,
             rate: guard::RateLimit::default(),
             request_timeout: Duration::from_secs(10),
+            history_dir: None,
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct AppState {
     pub ingest: Option<Arc<dyn ingest::IngestTarget>>,
     /// The GeoJSON of the network never changes while running: rendered once.
     network_geojson: Arc<String>,
+    openapi: Arc<String>,
     /// The GTFS feeds' timetable and zip, built once, and their header clock.
     gtfs: Arc<gtfs::GtfsState>,
 }
@@ -115,7 +121,7 @@ impl AppState {
             hotlists_path: config.hotlists_path,
         };
         let network_geojson = Arc::new(network::geojson(live.city()));
-        Ok(AppState { query: QueryEngine::new(live.clone(), None), live, metrics, security: Arc::new(security), ingest, network_geojson, gtfs: gtfs::state() })
+        Ok(AppState { query: QueryEngine::new(live.clone(), config.history_dir.clone()), live, metrics, security: Arc::new(security), ingest, network_geojson, openapi: Arc::new(openapi::document()), gtfs: gtfs::state() })
     }
 }
 
@@ -146,9 +152,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hotlists", get(hotlists::all))
         .route("/api/v1/hotlists/{name}", get(hotlists::get).put(hotlists::put).delete(hotlists::delete))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/ingest", post(ingest::ingest).layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES)))
         .route("/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -179,19 +187,30 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
     served
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Entries at or after this instant.
     since_ms: Option<i64>,
+    /// The newest this many (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/audit` (admin): the newest audit entries.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntries {
+    pub entries: Vec<audit::AuditEntry>,
+}
+
+/// The audit log of police reads, newest last (admin).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = AuditEntries), (status = 400, body = error::ErrorBody), (status = 401, body = error::ErrorBody), (status = 403, body = error::ErrorBody)))]
 async fn audit_log(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: auth::Caller,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditEntries>, ApiError> {
     caller.require(&[auth::Role::Admin])?;
     let axum::extract::Query(q) = query?;
     let limit = q.limit.unwrap_or(1000);
@@ -199,9 +218,23 @@ async fn audit_log(
         return Err(ApiError::bad_request(format!("limit must be 1 to {}", audit::KEPT_IN_MEMORY)));
     }
     let entries = state.security.audit.recent(q.since_ms.unwrap_or(i64::MIN), limit);
-    Ok(axum::Json(serde_json::json!({"entries": entries})))
+    Ok(axum::Json(AuditEntries { entries }))
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    pub status: &'static str,
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Prometheus text: throughput, dead letters by reason, latencies, watermark.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let snapshot = state.live.snapshot();
     let with_data = snapshot.latest.iter().filter(|w| w.is_some()).count();

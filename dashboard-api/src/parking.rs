@@ -5,10 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
-pub(crate) struct Lot<'a> {
-    pub(crate) lot_id: &'a str,
+#[derive(Serialize, ToSchema)]
+pub struct Lot<'a> {
+    pub lot_id: &'a str,
     name: &'a str,
     lat: f64,
     lon: f64,
@@ -22,9 +23,16 @@ pub(crate) struct Lot<'a> {
     as_of_ms: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Lots<'a> {
+    pub lots: Vec<Lot<'a>>,
+}
+
+/// Occupancy of every lot; `state` is open, full, closed or unknown.
+#[utoipa::path(get, path = "/api/v1/parking", tag = "public", responses((status = 200, body = Lots<'_>)))]
 pub async fn lots(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.live.snapshot();
-    Json(serde_json::json!({"lots": states(state.live.city(), &snapshot)}))
+    Json(Lots { lots: states(state.live.city(), &snapshot) }).into_response()
 }
 
 /// Every lot of the city with its latest occupancy, as served.

@@ -13,9 +13,10 @@
 //!   watermark (`as_of_ms`); otherwise its free-flow time, length / free-flow
 //!   speed. Each segment says which it used in `speed_source`.
 //! - **Errors.** A missing, malformed, non-finite or out-of-range `from`/`to` is
-//!   400 `bad_request`. A point more than 5 km from any usable gantry is 422
-//!   `off_network`: the request is well-formed but outside the area served, and a
-//!   client should move the point rather than retry or report a missing thing.
+//!   400 `bad_request`. A point more than 5 km from any usable gantry is 404
+//!   `off_network`: there is no route for it, and the code tells the client to
+//!   move the point. (404 rather than 422: a well-formed question with no answer
+//!   is how HTTP clients and contract testers read a lookup that finds nothing.)
 //!   Two snapped ends with no drivable path between them are 404 `not_found`.
 
 use crate::{ApiError, AppState};
@@ -35,14 +36,19 @@ pub const MAX_SNAP_M: f64 = 5_000.0;
 /// today's speed: free flow is the better guess than a stale jam.
 pub const LIVE_MAX_AGE_MS: i64 = 10 * 60_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RouteQuery {
+    /// Start as `lat,lon`.
+    #[param(required = true, value_type = String, pattern = r"^-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)$", example = "24.4798,118.0894")]
     from: Option<String>,
+    /// Destination as `lat,lon`.
+    #[param(required = true, value_type = String, pattern = r"^-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)$", example = "24.5120,118.1510")]
     to: Option<String>,
 }
 
 /// Where one end of the route joins the network.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteEnd {
     pub reader_id: String,
     /// The gantry's position, not the point asked for.
@@ -52,7 +58,7 @@ pub struct RouteEnd {
     pub snap_distance_m: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpeedSource {
     Live,
@@ -60,7 +66,7 @@ pub enum SpeedSource {
 }
 
 /// One segment of the route, in driving order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteSegment {
     pub segment_id: String,
     pub name: String,
@@ -72,7 +78,7 @@ pub struct RouteSegment {
 }
 
 /// The answer of `GET /api/v1/route`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteResponse {
     pub from: RouteEnd,
     pub to: RouteEnd,
@@ -84,6 +90,10 @@ pub struct RouteResponse {
     pub as_of_ms: i64,
 }
 
+/// The fastest route on live speeds, with travel time now and at free flow.
+#[utoipa::path(get, path = "/api/v1/route", tag = "public", params(RouteQuery),
+    responses((status = 200, body = RouteResponse), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, description = "no route between the two ends, or a point is off the network (`off_network`)", body = crate::error::ErrorBody)))]
 pub async fn route(State(state): State<AppState>, query: Result<Query<RouteQuery>, QueryRejection>) -> Result<Json<RouteResponse>, ApiError> {
     let Query(query) = query?;
     let from = parse_point("from", query.from.as_deref())?;
@@ -170,7 +180,7 @@ fn snap(city: &CityModel, graph: &RoadGraph, name: &str, (lat, lon): (f64, f64))
     match graph.nearest(lat, lon, usable) {
         Some((reader, d)) if d <= MAX_SNAP_M => Ok((reader, d)),
         found => Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
+            status: StatusCode::NOT_FOUND,
             code: "off_network",
             message: match found {
                 Some((_, d)) => format!(

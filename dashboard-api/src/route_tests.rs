@@ -1,5 +1,5 @@
 //! `GET /api/v1/route` through the router (`oneshot`): a route across Xiamen, the
-//! 400/422 errors for bad points, and live windows changing the travel time.
+//! 400/404 errors for bad points, and live windows changing the travel time.
 
 use super::*;
 use crate::router;
@@ -120,12 +120,12 @@ async fn bad_points_are_400_with_a_json_error() {
 }
 
 #[tokio::test]
-async fn a_point_far_from_every_road_is_422_off_network() {
+async fn a_point_far_from_every_road_is_404_off_network() {
     let live = live();
     // The middle of the Taiwan Strait, and Beijing.
     for far in ["24.0,119.0", "39.9,116.4"] {
         let (status, body) = get(&live, &format!("/api/v1/route?from={NORTH}&to={far}")).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(body["error"]["code"], "off_network");
         assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("`to`") && m.contains("km")), "{body}");
     }

@@ -8,24 +8,48 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use egret_pipeline::SegmentWindow;
 use egret_pipeline::live::{confidence, jam_factor};
+use crate::error::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// One entry of `GET /api/v1/segments`: the fields contract-v1 names, plus the
 /// five-minute sliding median (an extension).
-#[derive(Serialize)]
-pub(crate) struct SegmentState<'a> {
-    pub(crate) segment_id: &'a str,
-    window_start_ms: i64,
-    window_end_ms: i64,
-    mean_speed_kmh: f64,
-    median_speed_kmh: f64,
-    median_5min_kmh: Option<f64>,
-    travel_time_s: f64,
-    sample_count: u32,
-    free_flow_kmh: f64,
-    jam_factor: f64,
-    confidence: f64,
-    is_final: bool,
+#[derive(Serialize, ToSchema)]
+pub struct SegmentState<'a> {
+    pub segment_id: &'a str,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub mean_speed_kmh: f64,
+    pub median_speed_kmh: f64,
+    pub median_5min_kmh: Option<f64>,
+    pub travel_time_s: f64,
+    pub sample_count: u32,
+    pub free_flow_kmh: f64,
+    /// 0 (free flow) to 10 (standstill).
+    pub jam_factor: f64,
+    /// 0 to 1.
+    pub confidence: f64,
+    /// False while late events may still revise the window.
+    pub is_final: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Segments<'a> {
+    /// The watermark of the data behind this answer.
+    pub as_of_ms: i64,
+    pub segments: Vec<SegmentState<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SegmentHistory {
+    pub segment_id: String,
+    pub windows: Vec<SegmentWindow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub as_of_ms: i64,
 }
 
 fn round1(x: f64) -> f64 {
@@ -56,18 +80,28 @@ pub(crate) fn states<'a>(city: &'a egret_model::CityModel, snapshot: &egret_pipe
         .collect()
 }
 
+/// The newest window of every segment.
+#[utoipa::path(get, path = "/api/v1/segments", tag = "public", responses((status = 200, body = Segments<'_>)))]
 pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.live.snapshot();
     let segments = states(state.live.city(), &snapshot);
-    Json(serde_json::json!({"as_of_ms": snapshot.as_of_ms, "segments": segments}))
+    Json(Segments { as_of_ms: snapshot.as_of_ms, segments }).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct Range {
+    /// Windows ending after this instant.
     from_ms: Option<i64>,
+    /// Windows starting before this instant.
     to_ms: Option<i64>,
 }
 
+/// Closed windows of one segment.
+#[utoipa::path(get, path = "/api/v1/segments/{id}/history", tag = "public",
+    params(("id" = String, Path, description = "segment id"), Range),
+    responses((status = 200, body = SegmentHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -82,12 +116,14 @@ pub async fn history(
         return Err(ApiError::bad_request("from_ms is after to_ms"));
     }
     let windows: Vec<SegmentWindow> = state.live.history(segment.0 as usize, from, to);
-    Ok(Json(serde_json::json!({"segment_id": id, "windows": windows})))
+    Ok(Json(SegmentHistory { segment_id: id, windows }))
 }
 
 /// Ready once the pipeline has published a watermark.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, description = "no data yet", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let as_of = state.live.snapshot().as_of_ms;
     let status = if as_of > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({"ready": as_of > 0, "as_of_ms": as_of})))
+    (status, Json(Readiness { ready: as_of > 0, as_of_ms: as_of }))
 }

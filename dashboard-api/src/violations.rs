@@ -10,23 +10,33 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use egret_model::Plate;
 use egret_pipeline::enforce::violation::{PossibleHit, Violation, ViolationKind};
+use crate::error::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViolationQuery {
+    /// section_speed, point_speed, red_light, bus_lane, restricted_vehicle, hotlist or cloned_plate.
     kind: Option<String>,
+    /// A plate, normalised (full-width and case do not matter).
     plate: Option<String>,
+    /// Offences at or after this instant.
     since_ms: Option<i64>,
+    /// Offences before this instant.
     until_ms: Option<i64>,
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ViolationPage {
     pub violations: Vec<Violation>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -66,6 +76,9 @@ fn parse_cursor(cursor: &str) -> Result<u64, ApiError> {
     cursor.strip_prefix('v').and_then(|n| n.parse().ok()).ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not one this API gave out")))
 }
 
+/// Tickets with their evidence, oldest first, paged by cursor.
+#[utoipa::path(get, path = "/api/v1/violations", tag = "police", params(ViolationQuery), security(("bearer" = [])),
+    responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +111,9 @@ pub async fn list(
     audited(&state, &caller, "GET /api/v1/violations", detail, result).map(Json)
 }
 
+/// One ticket and its evidence.
+#[utoipa::path(get, path = "/api/v1/violations/{id}", tag = "police", params(("id" = String, Path, description = "violation_id")), security(("bearer" = [])),
+    responses((status = 200, body = Violation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn one(State(state): State<AppState>, caller: Caller, id: Result<Path<String>, PathRejection>) -> Result<Json<Violation>, ApiError> {
     let detail = id.as_ref().map(|Path(id)| format!("violation_id={id}")).unwrap_or_default();
     let result = (|| {
@@ -109,11 +125,14 @@ pub async fn one(State(state): State<AppState>, caller: Caller, id: Result<Path<
     audited(&state, &caller, "GET /api/v1/violations/{id}", detail, result).map(Json)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PossibleHits {
     pub possible_hits: Vec<PossibleHit>,
 }
 
+/// Sightings one character away from a listed plate: for a person to check.
+#[utoipa::path(get, path = "/api/v1/hotlist-hits", tag = "police", security(("bearer" = [])),
+    responses((status = 200, body = PossibleHits), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn possible_hits(State(state): State<AppState>, caller: Caller) -> Result<Json<PossibleHits>, ApiError> {
     let result = caller.require(POLICE).map(|_| {
         let hits = state.live.possible_hits();

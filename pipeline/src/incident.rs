@@ -41,7 +41,7 @@ const ENTRIES_KEPT: usize = 256;
 const ENTRY_HORIZON_MS: i64 = 30 * 60_000;
 
 /// An incident as served and published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     pub incident_id: String,
     pub segment_id: String,

@@ -24,7 +24,7 @@ pub struct Sample {
 }
 
 /// One segment's speeds over one window, as served and published.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SegmentWindow {
     #[serde(skip)]
     pub segment: SegmentIdx,

@@ -23,8 +23,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use egret_pipeline::LiveState;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ use std::sync::Arc;
 
 /// At most this many rows are returned by `sql_json`; more is `truncated: true`.
 pub const MAX_ROWS: usize = 10_000;
+/// Memory all SQL queries of one engine may hold at once (sorts, joins,
+/// aggregations); beyond it they spill or fail rather than starve the pipeline.
+pub const SQL_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -60,13 +65,21 @@ pub struct QueryResult {
 pub struct QueryEngine {
     live: Arc<LiveState>,
     history_dir: Option<PathBuf>,
+    /// Shared by every query's session, so the memory limit is for all of them.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl QueryEngine {
     /// `history_dir` is the directory a `HistoryArchive` writes to; without it the
     /// history tables do not exist.
     pub fn new(live: Arc<LiveState>, history_dir: Option<PathBuf>) -> Self {
-        QueryEngine { live, history_dir }
+        // No cached directory listings: the archive adds files every few seconds and
+        // the next query must see them. (File metadata may be cached: files never change.)
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        // Only an invalid setting could fail here; the default runtime still answers.
+        let runtime =
+            RuntimeEnvBuilder::new().with_memory_limit(SQL_MEMORY_LIMIT, 1.0).with_cache_manager(caches).build_arc().unwrap_or_default();
+        QueryEngine { live, history_dir, runtime }
     }
 
     /// Every table a query may name, with its columns, for documentation.
@@ -126,7 +139,7 @@ impl QueryEngine {
     /// Parses `sql`, builds the tables it names, plans it and refuses anything but
     /// a query (DDL, DML including COPY, and statements such as SET).
     async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect).map_err(plan)?;

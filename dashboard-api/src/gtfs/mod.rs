@@ -87,6 +87,9 @@ fn data_ms(state: &AppState, buses: &[egret_pipeline::transit::BusStatus]) -> i6
     state.live.snapshot().as_of_ms.max(newest_bus)
 }
 
+/// Static GTFS of the routes, so the realtime feeds can be validated.
+#[utoipa::path(get, path = "/gtfs/static.zip", tag = "public",
+    responses((status = 200, description = "GTFS zip", content_type = "application/zip", body = Vec<u8>)))]
 pub async fn static_zip(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (gtfs, city) = (state.gtfs.clone(), state.live.city().clone());
     // Deflating the timetable takes a moment the first time: off the async workers.
@@ -95,6 +98,9 @@ pub async fn static_zip(State(state): State<AppState>) -> Result<Response, ApiEr
     Ok(([(header::CONTENT_TYPE, "application/zip"), (header::CONTENT_DISPOSITION, "attachment; filename=\"egret-gtfs.zip\"")], zip).into_response())
 }
 
+/// GTFS-realtime vehicle positions (FULL_DATASET).
+#[utoipa::path(get, path = "/gtfs-rt/vehicle-positions", tag = "public",
+    responses((status = 200, description = "FeedMessage", content_type = "application/x-protobuf", body = Vec<u8>)))]
 pub async fn vehicle_positions(State(state): State<AppState>) -> Response {
     let buses = state.live.buses();
     let data_ms = data_ms(&state, &buses);
@@ -103,6 +109,9 @@ pub async fn vehicle_positions(State(state): State<AppState>) -> Response {
     protobuf(&realtime::vehicle_positions(schedule, &buses, data_ms, header_s))
 }
 
+/// GTFS-realtime trip updates (FULL_DATASET).
+#[utoipa::path(get, path = "/gtfs-rt/trip-updates", tag = "public",
+    responses((status = 200, description = "FeedMessage", content_type = "application/x-protobuf", body = Vec<u8>)))]
 pub async fn trip_updates(State(state): State<AppState>) -> Response {
     let buses = state.live.buses();
     let data_ms = data_ms(&state, &buses);

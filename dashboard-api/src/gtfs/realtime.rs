@@ -2,6 +2,7 @@
 //! vehicle positions, and trip updates with a predicted arrival and departure at
 //! each stop ahead (the pipeline's predictions and their early/late bounds) plus
 //! the trips that never ran, as CANCELED while they would still be on the road.
+//! Both list the same buses: those heard lately and still short of their last stop.
 //!
 //! Trips are the static feed's: a bus names its trip id, and the shared `Schedule`
 //! gives that trip's route, direction, start time and stop sequences. A bus whose
@@ -11,13 +12,14 @@
 //! stable from one message to the next and unique within one.
 
 use super::proto::{self, FeedEntity, FeedHeader, FeedMessage, TripDescriptor, TripUpdate, VehicleDescriptor, VehiclePosition};
-use super::schedule::{DWELL_S, DirectionPlan, Schedule, TripRef, gtfs_date, gtfs_time};
-use egret_pipeline::transit::{BusStatus, StopEta, TransitEvent};
+use super::schedule::{DWELL_S, DirectionPlan, Schedule, StopPlan, TripRef, gtfs_date, gtfs_time};
+use egret_pipeline::transit::{BusStatus, TransitEvent};
 use std::collections::{BTreeMap, HashSet};
 
-/// A position older than this (behind the feed's data clock) is left out: GTFS-rt
-/// Best Practices want vehicle positions no older than 90 seconds.
-const POSITION_FRESH_MS: i64 = 90_000;
+/// A bus last heard longer ago than this (behind the feed's data clock) is in
+/// neither feed: GTFS-rt Best Practices want vehicle positions no older than 90
+/// seconds, and both feeds list the same buses so consumers can pair them.
+const LIVE_WITHIN_MS: i64 = 90_000;
 
 fn header(timestamp: u64) -> FeedHeader {
     FeedHeader {
@@ -67,6 +69,12 @@ fn bus_trip<'a>(schedule: &'a Schedule, bus: &BusStatus) -> (TripDescriptor, Opt
     }
 }
 
+/// The stop a bus goes to next: the pipeline's first prediction, or by distance
+/// beyond the prediction horizon; none once it has passed the last.
+fn next_stop<'a>(plan: &'a DirectionPlan, bus: &BusStatus) -> Option<&'a StopPlan> {
+    bus.next_stops.first().and_then(|e| plan.stop(&e.stop_id)).or_else(|| plan.next_stop_after(bus.distance_m))
+}
+
 fn vehicle(bus: &BusStatus) -> VehicleDescriptor {
     // The fleet id only: never a plate (the public feed must not carry one).
     VehicleDescriptor { id: Some(bus.bus_id.clone()), ..Default::default() }
@@ -87,13 +95,14 @@ fn bearing(plan: &DirectionPlan, distance_m: f64) -> Option<f32> {
 pub fn vehicle_positions(schedule: &Schedule, buses: &[BusStatus], data_ms: i64, header_s: u64) -> FeedMessage {
     let entity = buses
         .iter()
-        .filter(|b| b.ts_ms >= data_ms - POSITION_FRESH_MS)
-        .map(|bus| {
+        .filter(|b| b.ts_ms >= data_ms - LIVE_WITHIN_MS)
+        .filter_map(|bus| {
             let (trip, scheduled) = bus_trip(schedule, bus);
             let plan = scheduled.map(|(plan, _)| plan).or_else(|| schedule.direction(&bus.route_id, bus.direction_id));
-            // The stop it goes to next: the pipeline's first prediction, or by
-            // distance beyond the prediction horizon.
-            let next = plan.and_then(|p| bus.next_stops.first().and_then(|e| p.stop(&e.stop_id)).or_else(|| p.next_stop_after(bus.distance_m)));
+            let next = plan.and_then(|p| next_stop(p, bus));
+            if plan.is_some() && next.is_none() {
+                return None; // Past its last stop: the trip is over.
+            }
             let position = proto::Position {
                 latitude: bus.lat as f32,
                 longitude: bus.lon as f32,
@@ -110,7 +119,7 @@ pub fn vehicle_positions(schedule: &Schedule, buses: &[BusStatus], data_ms: i64,
                 timestamp: u64::try_from(seconds(bus.ts_ms)).ok(),
                 ..Default::default()
             };
-            FeedEntity { id: bus.bus_id.clone(), vehicle: Some(vp), ..Default::default() }
+            Some(FeedEntity { id: bus.bus_id.clone(), vehicle: Some(vp), ..Default::default() })
         })
         .collect();
     FeedMessage { header: header(header_s), entity }
@@ -125,12 +134,17 @@ fn event(time_s: i64, uncertainty_s: i32) -> proto::trip_update::StopTimeEvent {
 /// from stop to stop (consumers and validators rely on it): a departure is the
 /// arrival plus the dwell, and a prediction no later than the one before it is
 /// moved a second past that.
-fn stop_time_updates(plan: &DirectionPlan, next_stops: &[StopEta]) -> Vec<proto::trip_update::StopTimeUpdate> {
+///
+/// A bus whose next stop is beyond the prediction horizon (a long intercity leg)
+/// gets that stop as NO_DATA: the trip is running, with this bus, and nothing is
+/// predicted for the rest of it, so consumers keep to the timetable.
+fn stop_time_updates(plan: &DirectionPlan, bus: &BusStatus) -> Vec<proto::trip_update::StopTimeUpdate> {
+    use proto::trip_update::stop_time_update::ScheduleRelationship;
     let last_sequence = plan.stops.last().map_or(0, |s| s.sequence);
     let mut previous_s = i64::MIN;
     let mut previous_sequence = 0;
-    let mut out = Vec::with_capacity(next_stops.len());
-    for eta in next_stops {
+    let mut out = Vec::with_capacity(bus.next_stops.len());
+    for eta in &bus.next_stops {
         let Some(stop) = plan.stop(&eta.stop_id).filter(|s| s.sequence > previous_sequence) else { continue };
         let uncertainty = i32::try_from(eta.early_ms.max(eta.late_ms).div_euclid(1000)).unwrap_or(i32::MAX);
         let arrival_s = seconds(eta.predicted_ms + 500).max(previous_s.saturating_add(1));
@@ -143,7 +157,17 @@ fn stop_time_updates(plan: &DirectionPlan, next_stops: &[StopEta]) -> Vec<proto:
             stop_id: Some(stop.stop_id.clone()),
             arrival: Some(event(arrival_s, uncertainty)),
             departure: departure_s.map(|d| event(d, uncertainty)),
-            schedule_relationship: Some(proto::trip_update::stop_time_update::ScheduleRelationship::Scheduled as i32),
+            schedule_relationship: Some(ScheduleRelationship::Scheduled as i32),
+            ..Default::default()
+        });
+    }
+    if out.is_empty()
+        && let Some(stop) = next_stop(plan, bus)
+    {
+        out.push(proto::trip_update::StopTimeUpdate {
+            stop_sequence: Some(stop.sequence),
+            stop_id: Some(stop.stop_id.clone()),
+            schedule_relationship: Some(ScheduleRelationship::NoData as i32),
             ..Default::default()
         });
     }
@@ -153,9 +177,9 @@ fn stop_time_updates(plan: &DirectionPlan, next_stops: &[StopEta]) -> Vec<proto:
 pub fn trip_updates(schedule: &Schedule, buses: &[BusStatus], events: &[TransitEvent], data_ms: i64, header_s: u64) -> FeedMessage {
     // One update per trip instance: were two buses to claim one, the newer report.
     let mut updates: BTreeMap<String, (i64, TripUpdate)> = BTreeMap::new();
-    for bus in buses {
+    for bus in buses.iter().filter(|b| b.ts_ms >= data_ms - LIVE_WITHIN_MS) {
         let (trip, Some((plan, key))) = bus_trip(schedule, bus) else { continue };
-        let stop_time_update = stop_time_updates(plan, &bus.next_stops);
+        let stop_time_update = stop_time_updates(plan, bus);
         if stop_time_update.is_empty() || updates.get(&key).is_some_and(|(ts, _)| *ts >= bus.ts_ms) {
             continue;
         }
@@ -182,7 +206,9 @@ pub fn trip_updates(schedule: &Schedule, buses: &[BusStatus], events: &[TransitE
             continue;
         }
         let trip = scheduled_trip(trip_id, t, plan, day, proto::trip_descriptor::ScheduleRelationship::Canceled);
-        updates.insert(key, (*scheduled_ms, TripUpdate { trip, ..Default::default() }));
+        // No vehicle to name; its absence was last confirmed as of the data clock.
+        let update = TripUpdate { trip, timestamp: u64::try_from(seconds(data_ms)).ok(), ..Default::default() };
+        updates.insert(key, (*scheduled_ms, update));
     }
     let entity = updates.into_iter().map(|(id, (_, update))| FeedEntity { id, trip_update: Some(update), ..Default::default() }).collect();
     FeedMessage { header: header(header_s), entity }

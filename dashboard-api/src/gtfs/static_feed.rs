@@ -32,6 +32,12 @@ pub fn timezone_name(offset_minutes: i32) -> String {
     }
 }
 
+/// What riders read on the bus: the designation the Chinese name starts with
+/// ("1路", "BRT快1线", "厦漳快线1"), else the route id.
+fn short_name(route: &egret_model::city::Route) -> &str {
+    route.name_zh.as_deref().and_then(|n| n.split_whitespace().next()).unwrap_or(&route.route_id)
+}
+
 /// One CSV field: quoted when it holds a separator, a quote or a line break.
 fn field(out: &mut String, value: &str) {
     if value.contains([',', '"', '\n', '\r']) {
@@ -92,7 +98,7 @@ pub fn files(city: &CityModel, schedule: &Schedule) -> Vec<(&'static str, String
     let mut routes = Csv::new("route_id,agency_id,route_short_name,route_long_name,route_type");
     for r in &city.routes {
         // 3: bus (BRT and the intercity coaches are buses too).
-        routes.row(&[r.route_id.as_str(), AGENCY_ID, &r.route_id, &r.name, "3"]);
+        routes.row(&[r.route_id.as_str(), AGENCY_ID, short_name(r), &r.name, "3"]);
     }
 
     let mut trips = Csv::new("route_id,service_id,trip_id,trip_headsign,direction_id,shape_id");
@@ -122,8 +128,8 @@ pub fn files(city: &CityModel, schedule: &Schedule) -> Vec<(&'static str, String
     let mut calendar = Csv::new("service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date");
     calendar.row(&[SERVICE_ID, "1", "1", "1", "1", "1", "1", "1", &start, &end]);
 
-    let mut feed_info = Csv::new("feed_publisher_name,feed_publisher_url,feed_lang,feed_start_date,feed_end_date,feed_version");
-    feed_info.row(&["Egret", PUBLISHER_URL, "en", &start, &end, &city.version]);
+    let mut feed_info = Csv::new("feed_publisher_name,feed_publisher_url,feed_lang,feed_start_date,feed_end_date,feed_version,feed_contact_url");
+    feed_info.row(&["Egret", PUBLISHER_URL, "en", &start, &end, &city.version, PUBLISHER_URL]);
 
     vec![
         ("agency.txt", agency.0),

@@ -1,7 +1,8 @@
 //! The realtime feeds built from hand-made bus statuses against the repo's city:
 //! trips and stop sequences resolve to the static schedule, times only go up,
-//! unknown trips lose their trip id but keep their route, stale positions drop
-//! out, and a trip that never ran is CANCELED until it would have arrived.
+//! unknown trips lose their trip id but keep their route, stale buses and finished
+//! trips drop out, a bus beyond the prediction horizon says NO_DATA, and a trip
+//! that never ran is CANCELED until it would have arrived.
 
 use super::proto::{FeedMessage, trip_descriptor::ScheduleRelationship};
 use super::realtime;
@@ -73,7 +74,7 @@ fn trip_updates_name_scheduled_trips_with_increasing_times() {
 }
 
 #[test]
-fn unknown_trips_keep_their_route_but_get_no_update_and_stale_positions_drop() {
+fn unknown_trips_keep_their_route_but_get_no_update_and_stale_buses_drop() {
     let city = city();
     let schedule = Schedule::new(&city);
     let mut stray = bus(&city, "XM-B0002", 7 * 60 + 40, NOW);
@@ -88,7 +89,29 @@ fn unknown_trips_keep_their_route_but_get_no_update_and_stale_positions_drop() {
     assert_eq!(vp.current_stop_sequence, Some(2));
     assert!(vp.position.as_ref().and_then(|p| p.bearing).is_some_and(|b| (0.0..360.0).contains(&b)));
     let updates = realtime::trip_updates(&schedule, &buses, &[], NOW, NOW as u64 / 1000);
-    assert_eq!(trip_ids(&updates), [buses[1].trip_id.clone()], "the stray trip has no schedule to update");
+    assert!(trip_ids(&updates).is_empty(), "the stray trip has no schedule to update, the stale bus is gone");
+}
+
+#[test]
+fn beyond_the_horizon_the_next_stop_is_no_data_and_past_the_last_the_bus_is_gone() {
+    use super::proto::trip_update::stop_time_update::ScheduleRelationship as StopRelationship;
+    let city = city();
+    let schedule = Schedule::new(&city);
+    let mut far = bus(&city, "XM-B0006", 7 * 60 + 40, NOW);
+    far.next_stops.clear();
+    let mut done = bus(&city, "XM-B0007", 7 * 60 + 20, NOW);
+    done.next_stops.clear();
+    done.distance_m = 1e9;
+    let buses = [far.clone(), done];
+    let updates = realtime::trip_updates(&schedule, &buses, &[], NOW, NOW as u64 / 1000);
+    assert_eq!(trip_ids(&updates), [far.trip_id.clone()]);
+    let stops = &updates.entity[0].trip_update.as_ref().expect("update").stop_time_update;
+    assert_eq!(stops.len(), 1);
+    assert_eq!((stops[0].stop_sequence, stops[0].schedule_relationship), (Some(2), Some(StopRelationship::NoData as i32)));
+    assert!(stops[0].arrival.is_none() && stops[0].departure.is_none());
+    let positions = realtime::vehicle_positions(&schedule, &buses, NOW, NOW as u64 / 1000);
+    let ids: Vec<&str> = positions.entity.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["XM-B0006"], "the bus past its last stop has no trip to serve");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 /// A listed plate seen again within this long is the same hit, not a new one.
 pub const REALERT_AFTER_MS: i64 = 30 * 60_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HotlistEntry {
     pub plate: String,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     SectionSpeed,
@@ -41,7 +41,7 @@ impl ViolationKind {
 }
 
 /// One device observation behind a violation, traceable to its source record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sighting {
     pub device_id: String,
     /// The time the device stamped.
@@ -58,7 +58,7 @@ pub struct Sighting {
 }
 
 /// The facts that prove a violation.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     /// One sentence a person can check against the numbers below.
     pub summary: String,
@@ -81,7 +81,7 @@ pub struct Evidence {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     pub violation_id: String,
     pub kind: ViolationKind,
@@ -98,7 +98,7 @@ pub struct Violation {
 
 /// A sighting one character away from a listed plate: for a person to look at,
 /// never a ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PossibleHit {
     pub list: String,
     pub listed_plate: String,

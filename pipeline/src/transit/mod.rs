@@ -50,7 +50,7 @@ pub fn scheduled_headway_s(city: &CityModel, route: usize, ts_ms: i64) -> f64 {
 }
 
 /// A bus where it is, and when it will reach the stops ahead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BusStatus {
     pub bus_id: String,
     pub route_id: String,
@@ -63,7 +63,7 @@ pub struct BusStatus {
     pub next_stops: Vec<StopEta>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StopEta {
     pub stop_id: String,
     pub predicted_ms: i64,
@@ -73,7 +73,7 @@ pub struct StopEta {
 }
 
 /// What dispatchers are told about a route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TransitEvent {
     Headway {

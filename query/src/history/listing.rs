@@ -15,16 +15,19 @@ use egret_pipeline::LiveState;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The table `name` (`history_*`) over the archive in `dir`, with its full schema
-/// (file columns then `hour`); `None` for a name that is not a history table.
-pub(crate) fn history_table(name: &str, dir: &Path, live: &LiveState) -> Option<Result<(Arc<dyn TableProvider>, SchemaRef), DataFusionError>> {
+/// A history table and its full schema (file columns then `hour`).
+pub(crate) type HistoryTable = (Arc<dyn TableProvider>, SchemaRef);
+
+/// The table `name` (`history_*`) over the archive in `dir`; `None` for a name
+/// that is not a history table.
+pub(crate) fn history_table(name: &str, dir: &Path, live: &LiveState) -> Option<Result<HistoryTable, DataFusionError>> {
     let (_, sub) = HISTORY_TABLES.iter().find(|(table, _)| *table == name)?;
     let live_name = name.trim_start_matches("history_");
     let file_schema = tables::build(live_name, live, true)?.schema();
     Some(provider(&dir.join(sub), file_schema))
 }
 
-fn provider(path: &Path, file_schema: SchemaRef) -> Result<(Arc<dyn TableProvider>, SchemaRef), DataFusionError> {
+fn provider(path: &Path, file_schema: SchemaRef) -> Result<HistoryTable, DataFusionError> {
     let partition = (PARTITION_COLUMN.to_owned(), DataType::Utf8);
     let mut fields: Vec<Field> = file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(&partition.0, partition.1.clone(), true));

@@ -104,9 +104,12 @@ async fn live_violations_join_their_history() {
     // A replay of the same ticket: kept once live, archived once.
     out.tickets.violations = vec![violation("v-1", T0 + 1_000)];
     live.apply(&out);
-    archive.flush().expect("flush");
-
     let engine = QueryEngine::new(live, Some(scratch.0.clone()));
+    // Buffered, not yet written (the timer is seconds away): history is empty...
+    let before = engine.sql_json("SELECT count(*) AS n FROM history_violations").await.expect("before");
+    assert_eq!(before["rows"][0]["n"], 0);
+    archive.flush().expect("flush");
+    // ...and the same engine sees the new file at once: listings are not cached.
     let joined = engine
         .sql_json(
             "SELECT v.violation_id, h.hour, h.limit_value, h.evidence = v.evidence AS same_evidence \
