@@ -109,7 +109,7 @@ def check_feeds(directory, static):
         u = e.trip_update
         check_trip("trip-updates", u.trip, static)
         check_vehicle_descriptor("trip-updates", e.id, u.vehicle)
-        with_stops += bool(u.stop_time_update)
+        with_stops += any(s.arrival.HasField("time") or s.departure.HasField("time") for s in u.stop_time_update)
         for s in u.stop_time_update:
             if s.stop_id not in static["stops"]:
                 problem(f"trip-updates: stop {s.stop_id} is not in stops.txt")
@@ -117,12 +117,12 @@ def check_feeds(directory, static):
             if scheduled != s.stop_id:
                 problem(f"trip-updates: {u.trip.trip_id} #{s.stop_sequence} is {s.stop_id}, stop_times.txt says {scheduled}")
     if with_stops == 0:
-        problem("trip-updates: no trip update predicts a stop")
+        problem("trip-updates: no trip update predicts a time at a stop")
     for feed, first in [("vehicle-positions", vp), ("trip-updates", tu)]:
         second = decode(directory / f"{feed}-2.pb")
         if second.header.timestamp < first.header.timestamp:
             problem(f"{feed}: header timestamp went down, {first.header.timestamp} then {second.header.timestamp}")
-    print(f"decoded with gtfs-realtime-bindings: {len(vp.entity)} vehicle positions, {len(updates)} trip updates ({with_stops} with stop predictions)")
+    print(f"decoded with gtfs-realtime-bindings: {len(vp.entity)} vehicle positions, {len(updates)} trip updates ({with_stops} with predicted times)")
     return max(vp.header.timestamp, tu.header.timestamp)
 
 
