@@ -352,6 +352,33 @@ async fn violations_pages_filters_and_bad_queries() {
     assert_eq!(api.get("/api/v1/violations?limit=1000", Some(&police)).await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_credentials_wrong_methods_and_unknown_paths() {
+    let api = Api::start(state()).await;
+    let police = police();
+    // The scheme is case-insensitive as far as the API goes.
+    assert_eq!(api.get_with_authorization("/api/v1/hotlists", &format!("bearer {police}")).await.status, 200);
+    let mangled = format!("{police}x");
+    let basic = "Basic cG9saWNlOnNlY3JldA==".to_owned();
+    let unsigned = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4Iiwicm9sZSI6InBvbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.".to_owned();
+    for authorization in [basic, "Bearer".to_owned(), "Bearer ".to_owned(), "Bearer not.a.jwt".to_owned(), format!("Token {police}"), format!("Bearer {mangled}"), unsigned] {
+        // A public endpoint answers whatever the header says …
+        let public = api.get_with_authorization("/api/v1/segments", &authorization).await;
+        assert_eq!(public.status, 200, "{authorization}: {}", public.text());
+        // … one that needs a role does not.
+        let refused = api.get_with_authorization("/api/v1/hotlists", &authorization).await;
+        assert_eq!((refused.status, refused.error_code().as_str()), (401, "unauthorized"), "{authorization}");
+        assert_eq!(refused.header("www-authenticate").as_deref(), Some("Bearer"));
+    }
+    // Wrong methods and unknown paths are JSON errors too.
+    for (method, path) in [(Method::POST, "/api/v1/violations"), (Method::DELETE, "/api/v1/audit"), (Method::GET, "/api/v1/ingest"), (Method::POST, "/api/v1/hotlists")] {
+        let reply = api.send(method.clone(), path, Some(&police), None).await;
+        assert_eq!((reply.status, reply.error_code().as_str()), (405, "method_not_allowed"), "{method} {path}");
+    }
+    let reply = api.get("/api/v1/nothing-here", Some(&police)).await;
+    assert_eq!((reply.status, reply.error_code().as_str()), (404, "not_found"));
+}
+
 fn entries(reply: &Reply) -> Vec<Value> {
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()["entries"].as_array().expect("entries").clone()
@@ -487,6 +514,9 @@ async fn oversized_bodies_are_413_json_errors() {
     let reply = api.put_json("/api/v1/hotlists/x", Some(&police), &big).await;
     assert_eq!(reply.status, 413, "{}", reply.text());
     assert_eq!(reply.error_code(), "payload_too_large");
+    println!("413 headers: {:?}", reply.headers);
+    // The server drops a connection whose body it did not read: ask on a new one.
+    let api = Client::new(api.addr);
     assert_eq!(api.get("/api/v1/hotlists/x", Some(&police)).await.status, 404, "nothing was stored");
     // A body just under the limit is read (and judged on its content).
     let fits = json!({"entries": [{"plate": "闽D12345", "reason": "x".repeat(1000 * 1024)}]});

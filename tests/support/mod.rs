@@ -172,6 +172,15 @@ impl Client {
         Reply { status, headers, body }
     }
 
+    /// A GET with a raw `Authorization` header value.
+    pub async fn get_with_authorization(&self, path: &str, authorization: &str) -> Reply {
+        let response = self.http.get(self.url(path)).header(reqwest::header::AUTHORIZATION, authorization).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_else(|e| panic!("GET {path} body: {e}")).to_vec();
+        Reply { status, headers, body }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(reqwest::Method::GET, path, token, None).await
     }
