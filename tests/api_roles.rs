@@ -514,7 +514,6 @@ async fn oversized_bodies_are_413_json_errors() {
     let reply = api.put_json("/api/v1/hotlists/x", Some(&police), &big).await;
     assert_eq!(reply.status, 413, "{}", reply.text());
     assert_eq!(reply.error_code(), "payload_too_large");
-    println!("413 headers: {:?}", reply.headers);
     // The server drops a connection whose body it did not read: ask on a new one.
     let api = Client::new(api.addr);
     assert_eq!(api.get("/api/v1/hotlists/x", Some(&police)).await.status, 404, "nothing was stored");

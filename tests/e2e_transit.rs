@@ -43,11 +43,20 @@ async fn incidents_buses_headways_and_arrivals_over_http() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(egret_api::serve(listener, AppState::new(live.clone(), None), std::future::pending()));
-    let get = |path: String| async move {
-        let response = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
+    // Headways are for dispatchers; a dispatcher's token also reads every public endpoint.
+    let config = egret_api::ApiConfig::ephemeral();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let token = egret_api::auth::TokenKey::from_secret(&config.token_secret).issue("dispatcher-1", egret_api::auth::Role::Dispatcher, now_s, 3600);
+    let state = AppState::with_config(live.clone(), None, config, None).expect("state");
+    let server = tokio::spawn(egret_api::serve(listener, state, std::future::pending()));
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let request = client.get(format!("http://{addr}{path}")).bearer_auth(&token);
+        async move {
+        let response = request.send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.json::<Value>().await.expect("json"))
+        }
     };
 
     // The crash on the bridge: detected, and cleared once traffic flowed again.

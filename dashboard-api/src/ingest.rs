@@ -114,8 +114,17 @@ fn dead_letter(line: &[u8], number: usize, reject: &Reject, topic: &str) -> OutR
     request_body(content = String, content_type = "text/plain", description = "NDJSON (sent as application/x-ndjson or text/plain): one event per line, as contract-v1 §1, with \"type\""),
     responses((status = 200, body = IngestReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn ingest(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<IngestReport>, ApiError> {
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<IngestReport>, ApiError> {
     caller.require(&[Role::Device])?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+        ApiError { status, code, message: format!("{}; at most {MAX_BODY_BYTES} bytes per request", r.body_text()) }
+    })?;
     let Some(target) = &state.ingest else {
         return Err(ApiError::unavailable("this instance takes no HTTP ingest (it replays recorded files)"));
     };
