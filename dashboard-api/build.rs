@@ -1,9 +1,9 @@
-//! Compiles the vendored GTFS-realtime schema (`proto/gtfs-realtime.proto`) into
+//! Compiles Egret's declaration of GTFS-realtime (`proto/egret_gtfs_realtime.proto`) into
 //! Rust types with prost. protox parses the .proto in pure Rust, so building needs
 //! no `protoc` binary on the machine, CI's included.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTO: &str = "proto/gtfs-realtime.proto";
+    const PROTO: &str = "proto/egret_gtfs_realtime.proto";
     println!("cargo:rerun-if-changed={PROTO}");
     let descriptors = protox::compile([PROTO], ["proto"])?;
     prost_build::Config::new()
