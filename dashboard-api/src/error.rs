@@ -72,6 +72,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "unsupported_media_type" } else { "bad_request" };
-        ApiError { status: if status.is_client_error() { status } else { StatusCode::BAD_REQUEST }, code, message: r.body_text() }
+        // axum answers a well-formed body of the wrong shape with 422; the API's
+        // one status for a request it cannot read is 400, as the schema says.
+        let status = if code == "bad_request" { StatusCode::BAD_REQUEST } else { status };
+        ApiError { status, code, message: r.body_text() }
     }
 }

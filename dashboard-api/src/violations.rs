@@ -21,8 +21,7 @@ pub const MAX_PAGE: usize = 1000;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViolationQuery {
-    /// section_speed, point_speed, red_light, bus_lane, restricted_vehicle, hotlist or cloned_plate.
-    kind: Option<String>,
+    kind: Option<ViolationKind>,
     /// A plate, normalised (full-width and case do not matter).
     plate: Option<String>,
     /// Offences at or after this instant.
@@ -33,6 +32,7 @@ pub struct ViolationQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^v[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -64,13 +64,6 @@ pub fn audited<T>(state: &AppState, caller: &Caller, action: &str, detail: Strin
     result.map(|(value, _)| value)
 }
 
-fn parse_kind(kind: &str) -> Result<ViolationKind, ApiError> {
-    ViolationKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
-        let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.as_str()).collect();
-        ApiError::bad_request(format!("kind {kind:?} is not one of {}", kinds.join(", ")))
-    })
-}
-
 /// The cursor is the arrival number of the last ticket of the previous page.
 fn parse_cursor(cursor: &str) -> Result<u64, ApiError> {
     cursor.strip_prefix('v').and_then(|n| n.parse().ok()).ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not one this API gave out")))
@@ -88,7 +81,7 @@ pub async fn list(
     let result = (|| {
         caller.require(POLICE)?;
         let Query(q) = query?;
-        let kind = q.kind.as_deref().map(parse_kind).transpose()?;
+        let kind = q.kind;
         let plate = q.plate.as_deref().map(|p| Plate::parse(p).map_err(|e| ApiError::bad_request(format!("plate: {e}")))).transpose()?;
         let plate = plate.map(|p| p.to_string());
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
@@ -146,7 +139,7 @@ pub async fn possible_hits(State(state): State<AppState>, caller: Caller) -> Res
 fn describe(state: &AppState, q: &ViolationQuery) -> String {
     let mut parts = Vec::new();
     if let Some(k) = &q.kind {
-        parts.push(format!("kind={k}"));
+        parts.push(format!("kind={}", k.as_str()));
     }
     if let Some(p) = &q.plate {
         parts.push(format!("plate={}", state.security.pseudonyms.pseudonym(p)));
