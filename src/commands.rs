@@ -45,7 +45,7 @@ pub async fn demo(
     let dead_letters = Arc::new(MemorySink::new(1_000));
     // Events POSTed to /api/v1/ingest join the simulator's in the embedded log.
     let ingest: Arc<dyn IngestTarget> = Arc::new(SinkTarget { inputs: Arc::new(log.clone()), dead_letters: dead_letters.clone() });
-    let state = serve::app_state(&live, metrics, options, Some(ingest))?;
+    let (state, history) = serve::app_state(&live, metrics, options, Some(ingest))?;
     let (addr, api) = serve::start_api(listen, state, stop.clone()).await?;
     println!("Egret demo: {} segments, {} readers, {} routes, {} lots", city.segments.len(), city.readers.len(), city.routes.len(), city.lots.len());
     println!("serving http://{addr}  (try /api/v1/segments, /api/v1/network, /metrics); Ctrl-C stops");
@@ -77,6 +77,7 @@ pub async fn demo(
     let _ = stop_tx.send(true);
     pipe.await??;
     api.await?;
+    serve::flush_history(&history);
     Ok(())
 }
 
@@ -165,7 +166,7 @@ pub async fn run(
             Some(Arc::new(SinkTarget { inputs: sink.clone(), dead_letters: sink }))
         }
     };
-    let state = serve::app_state(&live, metrics, options, ingest)?;
+    let (state, history) = serve::app_state(&live, metrics, options, ingest)?;
     let (addr, api) = serve::start_api(listen, state, stop.clone()).await?;
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
     let (ended, stats, corrections) = match input {
@@ -192,6 +193,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     api.await?;
+    serve::flush_history(&history);
     Ok(())
 }
 

@@ -59,18 +59,30 @@ impl ServeOptions {
     }
 }
 
-/// The API's state for a live state, with the keys and files of `options`.
+/// The API's state for a live state, with the keys and files of `options`, and
+/// the Parquet history the live state now writes to (flush it before exiting).
 pub fn app_state(
     live: &Arc<LiveState>,
     metrics: Option<PrometheusHandle>,
     options: &ServeOptions,
     ingest: Option<Arc<dyn IngestTarget>>,
-) -> anyhow::Result<AppState> {
+) -> anyhow::Result<(AppState, Arc<HistoryArchive>)> {
     let config = options.api_config()?;
     let archive = HistoryArchive::open(options.history_dir(), live.city().clone())
         .with_context(|| format!("opening the Parquet history in {}", options.history_dir().display()))?;
-    live.set_archive(Arc::new(archive));
-    AppState::with_config(live.clone(), metrics, config, ingest).with_context(|| format!("opening the audit log in {}", options.state_dir.display()))
+    let archive = Arc::new(archive);
+    live.set_archive(archive.clone());
+    let state = AppState::with_config(live.clone(), metrics, config, ingest).with_context(|| format!("opening the audit log in {}", options.state_dir.display()))?;
+    Ok((state, archive))
+}
+
+/// Writes what the history archive still buffers, so that a stopped process
+/// leaves every closed window and ticket it saw in Parquet.
+pub fn flush_history(archive: &HistoryArchive) {
+    match archive.flush() {
+        Ok(()) => tracing::info!("history written to {}", archive.dir().display()),
+        Err(e) => tracing::error!("history not fully written to {}: {e}", archive.dir().display()),
+    }
 }
 
 /// Installs the process-wide Prometheus recorder (once; later calls reuse nothing).

@@ -95,6 +95,8 @@ pub struct AppState {
     openapi: Arc<String>,
     /// The GTFS feeds' timetable and zip, built once, and their header clock.
     gtfs: Arc<gtfs::GtfsState>,
+    /// Route guidance's graph of the network: fixed while running, built once.
+    road_graph: Arc<egret_model::city::RoadGraph>,
 }
 
 impl AppState {
@@ -121,7 +123,18 @@ impl AppState {
             hotlists_path: config.hotlists_path,
         };
         let network_geojson = Arc::new(network::geojson(live.city()));
-        Ok(AppState { query: QueryEngine::new(live.clone(), config.history_dir.clone()), live, metrics, security: Arc::new(security), ingest, network_geojson, openapi: Arc::new(openapi::document()), gtfs: gtfs::state() })
+        let road_graph = Arc::new(egret_model::city::RoadGraph::new(live.city()));
+        Ok(AppState {
+            query: QueryEngine::new(live.clone(), config.history_dir.clone()),
+            live,
+            metrics,
+            security: Arc::new(security),
+            ingest,
+            network_geojson,
+            openapi: Arc::new(openapi::document()),
+            gtfs: gtfs::state(),
+            road_graph,
+        })
     }
 }
 

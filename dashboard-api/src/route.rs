@@ -28,7 +28,6 @@ use egret_model::city::{RoadClass, RoadGraph, Segment};
 use egret_model::{CityModel, ReaderIdx, SegmentIdx};
 use egret_pipeline::SegmentWindow;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex, PoisonError};
 
 /// Farther than this from every usable gantry, a point is off the network.
 pub const MAX_SNAP_M: f64 = 5_000.0;
@@ -99,7 +98,7 @@ pub async fn route(State(state): State<AppState>, query: Result<Query<RouteQuery
     let from = parse_point("from", query.from.as_deref())?;
     let to = parse_point("to", query.to.as_deref())?;
     let city = state.live.city();
-    let graph = graph_for(city);
+    let graph = &state.road_graph;
     let (from_reader, from_snap) = snap(city, &graph, "from", from)?;
     let (to_reader, to_snap) = snap(city, &graph, "to", to)?;
 
@@ -222,26 +221,6 @@ fn parse_point(name: &str, value: Option<&str>) -> Result<(f64, f64), ApiError> 
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
-}
-
-/// The graph of the city last routed on. `AppState` would be its natural home;
-/// until then it is built once per city model here. The `Weak` keeps the model's
-/// allocation alive, so a pointer match really is the same model, never a new one
-/// that happens to reuse the address.
-type CachedGraph = Option<(std::sync::Weak<CityModel>, Arc<RoadGraph>)>;
-static GRAPH: Mutex<CachedGraph> = Mutex::new(None);
-
-fn graph_for(city: &Arc<CityModel>) -> Arc<RoadGraph> {
-    // A panic elsewhere while holding the lock leaves a valid cache: carry on.
-    let mut cached = GRAPH.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((of, graph)) = cached.as_ref()
-        && std::ptr::eq(of.as_ptr(), Arc::as_ptr(city))
-    {
-        return graph.clone();
-    }
-    let graph = Arc::new(RoadGraph::new(city));
-    *cached = Some((Arc::downgrade(city), graph.clone()));
-    graph
 }
 
 #[cfg(test)]

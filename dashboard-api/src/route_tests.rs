@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::Request;
 use egret_pipeline::{BatchOutput, LiveState};
 use tower::ServiceExt;
+use std::sync::Arc;
 
 /// Near gantry XM-R0010 (G15 K47.6, on the mainland north of the island).
 const NORTH: &str = "24.6520,118.0905";

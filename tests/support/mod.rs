@@ -19,6 +19,7 @@ use egret_model::city::ReaderKind;
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
+use egret_query::history::HistoryArchive;
 use egret_simulator::{SimConfig, Simulator};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -290,6 +291,8 @@ pub struct Scenario {
     /// Every plate that appeared in an input event.
     pub plates: BTreeSet<String>,
     pub events: u64,
+    /// The Parquet history of the run (final windows and tickets), all written.
+    pub history_dir: PathBuf,
 }
 
 /// 10 minutes of the scripted morning rush (seed 7), with the simulated city's
@@ -315,6 +318,9 @@ async fn run_scenario(seed: u64, duration_ms: i64) -> Scenario {
     let log = EmbeddedLog::new(4, 50_000);
     let mut source = log.subscribe(&input_topics(), Duration::from_millis(50));
     let live = Arc::new(LiveState::new(city.clone()));
+    let history_dir = temp_dir(&format!("scenario-{seed}-history"));
+    let archive = Arc::new(HistoryArchive::open(&history_dir, city.clone()).expect("history archive"));
+    live.set_archive(archive.clone());
     let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
     let config = SimConfig { scripted: true, ..SimConfig::clean(seed, START, duration_ms) };
     let mut sim = Simulator::new(city.clone(), config);
@@ -337,7 +343,8 @@ async fn run_scenario(seed: u64, duration_ms: i64) -> Scenario {
     assert_eq!(ended, Ended::InputEnd);
     let events = producer.await.expect("producer");
     let plates = std::mem::take(&mut *tap.plates.lock().expect("plates lock"));
-    Scenario { city, live, plates, events }
+    archive.flush().expect("history written");
+    Scenario { city, live, plates, events, history_dir }
 }
 
 /// A running system: the simulator feeding an embedded log (fast for a few
