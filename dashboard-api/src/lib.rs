@@ -21,6 +21,7 @@ mod segments;
 mod sql;
 mod transit;
 mod violations;
+mod web;
 mod ws;
 
 pub use error::ApiError;
@@ -172,6 +173,9 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/readyz", get(segments::ready))
         .route("/metrics", get(metrics))
+        // The dashboard: public static files, not API endpoints (so not in /openapi.json).
+        .route("/", get(web::index))
+        .route("/web/{*path}", get(web::asset))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError { status: axum::http::StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "method not allowed here".into() }
