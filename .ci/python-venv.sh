@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Creates the Python virtualenv the tests that check the API against outside tools
 # use, and installs their pinned packages into it: the official GTFS-realtime
-# bindings and the GTFS and GTFS-realtime validators (tests/gtfs_feeds.rs), and schemathesis
-# (the OpenAPI contract test).
+# bindings and the GTFS and GTFS-realtime validators (tests/gtfs_feeds.rs), schemathesis
+# (the OpenAPI contract test), and what checks deploy/ (tests/deploy_manifests.rs):
+# PyYAML, kubernetes-validate (Kubernetes' OpenAPI schemas), check-jsonschema (for the
+# Compose specification's schema it ships) and promql-parser (PromQL of the dashboard
+# and the alert rules).
 #
 # Idempotent and cheap to rerun: the venv is kept at $EGRET_VENV (default
 # $HOME/.cache/egret/venv) and the install is skipped while a stamp file there holds
@@ -15,7 +18,11 @@ venv="${EGRET_VENV:-$HOME/.cache/egret/venv}"
 requirements="gtfs-realtime-bindings==3.0.0
 gtfs-rt-validator==0.3.0
 gtfs-validator==0.1.2
-schemathesis==4.32.5"
+schemathesis==4.32.5
+PyYAML==6.0.3
+kubernetes-validate==1.37.0
+check-jsonschema==0.39.0
+promql-parser==0.11.0"
 stamp="$venv/.egret-requirements"
 
 python="${PYTHON:-python3}"
