@@ -2,6 +2,7 @@
 //! here computes traffic; it connects the simulator, a source, the pipeline, live
 //! state and the API, so `main.rs` stays a thin argument parser.
 
+pub mod bench;
 pub mod commands;
 pub mod drive;
 pub mod eval;

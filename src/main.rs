@@ -161,6 +161,27 @@ enum Command {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// The performance figures of targets.md, measured here and printed beside
+    /// their targets (build with --release: the dev profile is far slower).
+    Bench {
+        /// Simulated events through the in-process pipeline.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Trip starts per simulated minute (the demo's default is 400).
+        #[arg(long, default_value_t = 2_000.0)]
+        demand: f64,
+        /// Distinct plates in flight for the memory figure.
+        #[arg(long, default_value_t = 3_000_000)]
+        plates: u64,
+        /// An Apache Kafka cluster for the Kafka figure (e.g. 127.0.0.1:9092).
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Events produced to Kafka for the Kafka figure.
+        #[arg(long, default_value_t = 300_000)]
+        kafka_events: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 impl Scenario {
@@ -243,6 +264,10 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("some figures missed their targets");
             }
             Ok(())
+        }
+        Command::Bench { events, demand, plates, kafka, kafka_events, seed } => {
+            let options = egret::bench::BenchOptions { events, demand_per_min: demand, plates, kafka, kafka_events, seed };
+            egret::bench::run(city, pipeline, &options).await
         }
         Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end, hotlists } => {
             let hotlists = match &hotlists {

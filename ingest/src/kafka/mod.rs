@@ -64,7 +64,7 @@ impl KafkaConfig {
         format!("{}{name}", self.namespace)
     }
 
-    pub(crate) fn client(&self) -> ClientConfig {
+    pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers).set("client.id", "egret");
         c

@@ -1,0 +1,100 @@
+//! In-process figures: the whole pipeline from JSON bytes (decode, validate,
+//! match, window, rules, live state) in events per CPU-second, beside a bare
+//! `serde_json::Value` parse of the same bytes in the same run; and the memory a
+//! plate in flight costs, with millions of them waiting for an exit read.
+
+use super::measure::{Stopwatch, rss_bytes};
+use super::workload::{self, START_MS};
+use egret_ingest::Record;
+use egret_model::CityModel;
+use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Records per `Pipeline::process` call, as a Kafka poll loop would hand them over.
+pub const BATCH: usize = 4096;
+
+pub struct Throughput {
+    pub events: usize,
+    pub cpu_s: f64,
+    pub wall_s: f64,
+    pub events_per_cpu_s: f64,
+    /// `serde_json::Value` parses of the same bytes per CPU-second.
+    pub baseline_per_cpu_s: f64,
+    pub violations: usize,
+    pub windows: usize,
+    /// The live state the run left, for the SQL figure.
+    pub live: Arc<LiveState>,
+}
+
+fn event_clock(pipeline: PipelineConfig) -> PipelineConfig {
+    PipelineConfig { clock: ClockMode::Event, ..pipeline }
+}
+
+/// Runs `records` through a fresh pipeline and live state, batch by batch.
+pub fn throughput(city: &Arc<CityModel>, pipeline: PipelineConfig, records: &[Record]) -> Throughput {
+    let baseline = {
+        let watch = Stopwatch::start();
+        let parsed = records.iter().filter(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).is_ok()).count();
+        let (_, cpu) = watch.read();
+        std::hint::black_box(parsed);
+        records.len() as f64 / cpu
+    };
+    let live = Arc::new(LiveState::new(city.clone()));
+    let mut pipeline = Pipeline::new(city.clone(), event_clock(pipeline));
+    let (mut violations, mut windows) = (0, 0);
+    let watch = Stopwatch::start();
+    for batch in records.chunks(BATCH) {
+        let out = pipeline.process(batch, Instant::now());
+        violations += out.tickets.violations.len();
+        windows += out.windows.len();
+        live.apply(&out);
+    }
+    let out = pipeline.finish();
+    violations += out.tickets.violations.len();
+    windows += out.windows.len();
+    live.apply(&out);
+    let (wall, cpu) = watch.read();
+    Throughput {
+        events: records.len(),
+        cpu_s: cpu,
+        wall_s: wall.as_secs_f64(),
+        events_per_cpu_s: records.len() as f64 / cpu,
+        baseline_per_cpu_s: baseline,
+        violations,
+        windows,
+        live,
+    }
+}
+
+pub struct PlateMemory {
+    pub in_flight: usize,
+    pub rss_before: u64,
+    pub rss_after: u64,
+}
+
+impl PlateMemory {
+    pub fn bytes_per_plate(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.in_flight.max(1) as f64
+    }
+}
+
+/// Reads of `plates` distinct plates, none of which leaves the network, over
+/// five minutes of event time; the state they hold is measured as resident memory.
+pub fn plates_in_flight(city: &Arc<CityModel>, pipeline: PipelineConfig, plates: u64) -> PlateMemory {
+    const SLICE: u64 = 65_536;
+    let span_ms = 5 * 60_000;
+    let live = LiveState::new(city.clone());
+    let mut pipeline = Pipeline::new(city.clone(), event_clock(pipeline));
+    let rss_before = rss_bytes();
+    let mut from = 0;
+    while from < plates {
+        let to = (from + SLICE).min(plates);
+        let slice = workload::plate_flood(city, from..to, plates, START_MS, span_ms);
+        for batch in slice.chunks(BATCH) {
+            live.apply(&pipeline.process(batch, Instant::now()));
+        }
+        from = to;
+    }
+    PlateMemory { in_flight: pipeline.plates_in_flight(), rss_before, rss_after: rss_bytes() }
+}

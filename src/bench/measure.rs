@@ -1,0 +1,104 @@
+//! What `egret bench` measures with: the process's CPU time and resident memory,
+//! read from `/proc` (Linux; the workspace forbids `unsafe`, so no `getrusage`),
+//! and latency histograms summarised as p50 / p99 / p99.9 / max.
+
+use hdrhistogram::Histogram;
+use std::time::{Duration, Instant};
+
+/// Linux reports `utime` and `stime` in USER_HZ ticks, which is 100 on every
+/// architecture the kernel exposes to user space.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) this process has used so far, every thread
+/// included, those that have ended too.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // The command name (field 2) is in parentheses and may hold spaces: count
+    // fields from the last ')'. utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // `rest` starts at field 3, so field n is at index n - 3.
+    (ticks(14 - 3) + ticks(15 - 3)) / TICKS_PER_SECOND
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Wall and CPU time of a piece of work.
+pub struct Stopwatch {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Stopwatch { wall: Instant::now(), cpu: process_cpu_seconds() }
+    }
+
+    /// (wall, CPU seconds) since `start`.
+    pub fn read(&self) -> (Duration, f64) {
+        (self.wall.elapsed(), process_cpu_seconds() - self.cpu)
+    }
+}
+
+/// Latencies in microseconds, 1 µs to 10 min at 3 significant figures.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|e| panic!("histogram bounds are constants: {e}"))
+}
+
+/// `p50 / p99 / p99.9 / max` in milliseconds, with the sample count.
+pub fn summary_ms(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".into();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "p50 {:.1} / p99 {:.1} / p99.9 {:.1} / max {:.1} ms (n={})",
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+        h.len()
+    )
+}
+
+pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work_and_rss_is_read() {
+        let before = process_cpu_seconds();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = process_cpu_seconds() - before;
+        // 300 ms of spinning is at least 0.1 s of CPU, whatever else runs.
+        assert!(used >= 0.1, "CPU seconds used: {used}");
+        assert!(rss_bytes() > 1 << 20, "a running test has more than 1 MiB resident");
+    }
+
+    #[test]
+    fn summaries_are_in_milliseconds() {
+        let mut h = latency_histogram();
+        for us in [1_000u64, 2_000, 3_000, 100_000] {
+            h.record(us).expect("in range");
+        }
+        assert_eq!(quantile_ms(&h, 0.5), 2.0);
+        assert!(summary_ms(&h).contains("max 100.0 ms (n=4)"), "{}", summary_ms(&h));
+    }
+}
