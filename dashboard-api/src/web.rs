@@ -235,6 +235,22 @@ mod tests {
         assert!(checked >= 20, "only {checked} references found: the scan is broken");
     }
 
+    /// The keys of one language's table in i18n.js (`'key': 'text',` lines).
+    fn keys_of(table: &str) -> std::collections::BTreeSet<&str> {
+        table.lines().filter_map(|line| line.trim().strip_prefix('\'')?.split_once("':").map(|(key, _)| key)).collect()
+    }
+
+    /// A string missing in one language would show English in the Chinese view.
+    #[test]
+    fn english_and_chinese_have_the_same_strings() {
+        let i18n = ASSETS.iter().find(|a| a.path == "js/i18n.js").map(|a| String::from_utf8_lossy(a.bytes)).expect("i18n.js");
+        let (start, middle, end) = (i18n.find("  en: {").expect("en table"), i18n.find("  zh: {").expect("zh table"), i18n.find("\n};").expect("end of tables"));
+        let (english, chinese) = (keys_of(&i18n[start..middle]), keys_of(&i18n[middle..end]));
+        assert!(english.len() > 100, "only {} English strings found: the scan is broken", english.len());
+        assert_eq!(english.difference(&chinese).collect::<Vec<_>>(), Vec::<&&str>::new(), "missing in Chinese");
+        assert_eq!(chinese.difference(&english).collect::<Vec<_>>(), Vec::<&&str>::new(), "missing in English");
+    }
+
     fn resolve(base: &str, reference: &str) -> String {
         let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
         for part in reference.split('/') {
