@@ -181,6 +181,19 @@ enum Command {
         kafka_events: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Seconds of each phase of the API figure (ingest alone, then with
+        /// requests); 0 skips it.
+        #[arg(long, default_value_t = 10)]
+        api_seconds: u64,
+        /// Pace of the `egret demo` the API figure loads (with --api-demand, it
+        /// sets the ingest rate: about 75 events/s per 400 trips/min at real time).
+        #[arg(long, default_value = "x30")]
+        api_pace: String,
+        #[arg(long, default_value_t = 4_000.0)]
+        api_demand: f64,
+        /// Concurrent HTTP connections of the API figure.
+        #[arg(long, default_value_t = 32)]
+        api_connections: usize,
     },
 }
 
@@ -265,8 +278,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { events, demand, plates, kafka, kafka_events, seed } => {
-            let options = egret::bench::BenchOptions { events, demand_per_min: demand, plates, kafka, kafka_events, seed };
+        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections } => {
+            let options = egret::bench::BenchOptions { events, demand_per_min: demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections };
             egret::bench::run(city, pipeline, &options).await
         }
         Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end, hotlists } => {

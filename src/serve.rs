@@ -123,12 +123,26 @@ pub async fn run_pipeline<S: Source, D: Sink, E: Sink>(
 /// A watch channel flipped by Ctrl-C.
 pub fn stop_on_ctrl_c() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     let (tx, rx) = watch::channel(false);
-    let ctrl_c = tx.clone();
+    let stop = tx.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping…");
-            let _ = ctrl_c.send(true);
+        // SIGTERM is how Docker, Kubernetes and systemd ask a process to stop: it
+        // gets the same clean stop as Ctrl-C (flush, commit offsets, write history).
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops cleanly");
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("\nstopping…");
+                let _ = stop.send(true);
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
+        eprintln!("\nstopping…");
+        let _ = stop.send(true);
     });
     (tx, rx)
 }

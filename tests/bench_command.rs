@@ -8,7 +8,7 @@ use std::process::Command;
 #[test]
 fn bench_prints_every_figure_beside_its_target() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_egret"));
-    command.args(["bench", "--events", "20000", "--plates", "20000"]);
+    command.args(["bench", "--events", "20000", "--plates", "20000", "--api-seconds", "2", "--api-pace", "x5", "--api-demand", "400", "--api-connections", "4"]);
     if let Ok(brokers) = std::env::var("EGRET_KAFKA") {
         command.args(["--kafka", &brokers, "--kafka-events", "5000"]);
     }
@@ -23,6 +23,7 @@ fn bench_prints_every_figure_beside_its_target() {
     assert!(row("(a)").contains("events/CPU-s"), "{}", row("(a)"));
     assert!(row("(e)").contains("20,000 plates in flight"), "every flood plate waits for its exit: {}", row("(e)"));
     assert!(row("SQL").contains("p99 "), "{}", row("SQL"));
+    assert!(row("(d)").contains("req/s per API core") && row("(d)").contains(" 0 errors"), "{}", row("(d)"));
     if std::env::var("EGRET_KAFKA").is_ok() {
         assert!(row("(b)").contains("events/s wall"), "{}", row("(b)"));
     }

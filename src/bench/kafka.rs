@@ -72,7 +72,7 @@ fn raw_consume(kafka: &KafkaConfig, expected: usize) -> anyhow::Result<(Duration
 }
 
 /// Sum of a Prometheus counter over its labels, from the text exposition.
-fn counter_total(text: &str, name: &str) -> f64 {
+pub(super) fn counter_total(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
