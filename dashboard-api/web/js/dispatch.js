@@ -17,6 +17,9 @@ import { signInForm } from './signin.js';
 
 const REFRESH_MS = 15000;
 const ALERTS_SHOWN = 20;
+/** Bunching and gaps older than this are history, not alerts; a missing trip stays longer. */
+const ALERT_WINDOW_MS = 30 * 60 * 1000;
+const GHOST_WINDOW_MS = 60 * 60 * 1000;
 const LADDER = { width: 1000, left: 24, right: 976, line: 36 };
 
 /** Stops as metres along the line through them, and a projector of positions onto it. */
@@ -122,7 +125,9 @@ export class DispatchView {
     }
     const side = el('div', { class: 'col-side' }, this.alertsCard(), this.arrivalsCard());
     const updated = this.updatedAt ? el('p', { class: 'muted updated' }, t('disp.updated', { time: clock(this.updatedAt) })) : null;
-    put(this.root, updated, el('div', { class: 'dispatch split' }, main, side));
+    const key = (status, label) => el('span', { class: 'key' }, el('span', { class: `key-dot status-${status}` }), t(label));
+    const legend = el('p', { class: 'ladder-legend' }, key('ok', 'disp.statusOk'), key('bunched', 'disp.bunched'), key('gap', 'disp.gap'), key('unknown', 'disp.statusUnknown'));
+    put(this.root, updated, legend, el('div', { class: 'dispatch split' }, main, side));
   }
 
   routeCard(route) {
@@ -134,8 +139,11 @@ export class DispatchView {
       return card;
     }
     const { buses, headways, ghost_trips: ghosts } = answer.data;
-    const count = (status) => headways.filter((h) => h.status === status).length;
-    card.append(el('p', { class: 'muted' }, t('disp.busesLine', { n: buses.length, b: count('bunched'), g: count('gap'), x: ghosts.length })));
+    // Counted over the same recent window as the alerts.
+    const now = this.dataNow();
+    const count = (status) => headways.filter((h) => h.status === status && h.arrival_ms >= now - ALERT_WINDOW_MS).length;
+    const missing = ghosts.filter((g) => g.scheduled_ms >= now - GHOST_WINDOW_MS).length;
+    card.append(el('p', { class: 'muted' }, t('disp.busesLine', { n: buses.length, b: count('bunched'), g: count('gap'), x: missing })));
     if (buses.length === 0) card.append(empty(t('disp.noBuses')));
     for (const direction of route.directions) card.append(this.ladder(route, direction, buses, headways));
     return card;
@@ -171,12 +179,13 @@ export class DispatchView {
   }
 
   alertsCard() {
-    const card = el('div', { class: 'card alerts' }, el('h2', {}, t('disp.alerts')));
+    const card = el('div', { class: 'card alerts' }, el('h2', {}, t('disp.alerts'), el('span', { class: 'muted' }, ` · ${t('disp.recent', { min: ALERT_WINDOW_MS / 60000 })}`)));
     const items = [];
+    const now = this.dataNow();
     for (const [routeId, answer] of this.headways) {
       const route = this.routes.get(routeId);
-      for (const h of answer.data?.headways ?? []) if (h.status !== 'ok') items.push({ at: h.arrival_ms, kind: h.status, route, h });
-      for (const g of answer.data?.ghost_trips ?? []) items.push({ at: g.scheduled_ms, kind: 'ghost', route, g });
+      for (const h of answer.data?.headways ?? []) if (h.status !== 'ok' && h.arrival_ms >= now - ALERT_WINDOW_MS) items.push({ at: h.arrival_ms, kind: h.status, route, h });
+      for (const g of answer.data?.ghost_trips ?? []) if (g.scheduled_ms >= now - GHOST_WINDOW_MS) items.push({ at: g.scheduled_ms, kind: 'ghost', route, g });
     }
     items.sort((a, b) => b.at - a.at);
     if (this.headways.size === 0) card.append(loading());

@@ -64,7 +64,7 @@ export class TrafficMap {
     this.selected = null;
     this.map = L.map(container, { zoomSnap: 0.25, minZoom: 8, maxZoom: 17, worldCopyJump: false });
     this.map.attributionControl.setPrefix('<a href="/web/vendor/leaflet-1.9.4/LICENSE">Leaflet</a>');
-    for (const [pane, z] of [['graticule', 250], ['labels', 260], ['segments', 400], ['lots', 450], ['incidents', 460], ['buses', 470]]) {
+    for (const [pane, z] of [['graticule', 250], ['segments', 400], ['labels', 420], ['lots', 450], ['incidents', 460], ['buses', 470]]) {
       this.map.createPane(pane).style.zIndex = String(z);
     }
     this.segmentGroup = L.layerGroup().addTo(this.map);
