@@ -194,6 +194,12 @@ enum Command {
         /// Concurrent HTTP connections of the API figure.
         #[arg(long, default_value_t = 32)]
         api_connections: usize,
+        /// Events per second written to Kafka for the latency figure.
+        #[arg(long, default_value_t = 20_000.0)]
+        latency_rate: f64,
+        /// Seconds of traffic for the latency figure; 0 skips it.
+        #[arg(long, default_value_t = 30)]
+        latency_seconds: u64,
     },
 }
 
@@ -278,8 +284,21 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections } => {
-            let options = egret::bench::BenchOptions { events, demand_per_min: demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections };
+        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections, latency_rate, latency_seconds } => {
+            let options = egret::bench::BenchOptions {
+                events,
+                demand_per_min: demand,
+                plates,
+                kafka,
+                kafka_events,
+                seed,
+                api_seconds,
+                api_pace,
+                api_demand,
+                api_connections,
+                latency_rate,
+                latency_seconds,
+            };
             egret::bench::run(city, pipeline, &options).await
         }
         Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end, hotlists } => {

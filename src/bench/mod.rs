@@ -6,6 +6,7 @@
 mod api_load;
 mod inprocess;
 mod kafka;
+mod latency;
 pub mod measure;
 mod workload;
 
@@ -35,6 +36,9 @@ pub struct BenchOptions {
     pub api_pace: String,
     pub api_demand: f64,
     pub api_connections: usize,
+    /// Events per second and seconds of the latency figure (needs --kafka).
+    pub latency_rate: f64,
+    pub latency_seconds: u64,
 }
 
 /// One line of the table.
@@ -166,12 +170,39 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
         figures.push(Figure { name: API_FIGURE, measured: "not run (--api-seconds 0)".into(), target: API_TARGET, met: None });
     }
 
-    for name in ["(c) violation and provisional-update latency at 20,000 events/s", "(f) a second instance in the consumer group"] {
+    const LATENCY_FIGURE: &str = "(c) violation latency, exit read written to Kafka → pushed on the WebSocket, at 20,000 events/s";
+    const LATENCY_TARGET: &str = "p99 ≤ 50 ms, p99.9 ≤ 200 ms";
+    match &options.kafka {
+        Some(brokers) if options.latency_seconds > 0 => {
+            let n = (options.latency_rate * options.latency_seconds as f64) as usize;
+            eprintln!("bench: violation latency: {n} events at {}/s through Kafka…", options.latency_rate);
+            let records = workload::simulated(&city, n, options.demand_per_min, options.seed + 1000);
+            let pipeline = PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
+            let l = latency::run(&city, pipeline, brokers, &records, options.latency_rate).await?;
+            let met = quantile_ms(&l.violations, 0.99) <= 50.0 && quantile_ms(&l.violations, 0.999) <= 200.0 && l.sent_per_s >= 0.95 * 20_000.0;
+            figures.push(Figure {
+                name: LATENCY_FIGURE,
+                measured: format!(
+                    "{}; {} of {} tickets issued were pushed and traced, {} not traced to a sent read; sent {:.0} events/s",
+                    summary_ms(&l.violations),
+                    l.violations.len(),
+                    l.issued,
+                    l.unmatched,
+                    l.sent_per_s
+                ),
+                target: LATENCY_TARGET,
+                met: Some(met && !l.violations.is_empty()),
+            });
+        }
+        _ => figures.push(Figure { name: LATENCY_FIGURE, measured: "not run: pass --kafka BROKERS".into(), target: LATENCY_TARGET, met: None }),
+    }
+
+    for name in ["(c) provisional segment-speed update latency at 20,000 events/s", "(f) a second instance in the consumer group"] {
         figures.push(Figure { name, measured: "not measured yet".into(), target: "see targets.md", met: None });
     }
     print_table(&figures);
     println!(
-        "\nreproduce: egret bench --events {} --demand {} --plates {}{} --seed {} --api-seconds {} --api-pace {} --api-demand {} --api-connections {}",
+        "\nreproduce: egret bench --events {} --demand {} --plates {}{} --seed {} --api-seconds {} --api-pace {} --api-demand {} --api-connections {} --latency-rate {} --latency-seconds {}",
         options.events,
         options.demand_per_min,
         options.plates,
@@ -180,7 +211,9 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
         options.api_seconds,
         options.api_pace,
         options.api_demand,
-        options.api_connections
+        options.api_connections,
+        options.latency_rate,
+        options.latency_seconds
     );
     Ok(())
 }
