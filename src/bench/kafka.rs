@@ -6,7 +6,11 @@
 //! The pipeline's clock stops when stage 1 has consumed every input record, read
 //! off its `egret_events_consumed_total` counter: stage 2 finishes its share a
 //! moment later, on the same cores, so its CPU is in the CPU figure but not the
-//! wall one. Both readers start from a new consumer group, so both pay a join.
+//! wall one. Every reader starts from a new consumer group, so each pays a join.
+//!
+//! Then two instances share a new group over the same topics: their rate per
+//! CPU-second beside one instance's, and the tickets of the two together beside
+//! the one's (the same ids, or scale-out loses or invents offences).
 
 use super::measure::Stopwatch;
 use crate::instance;
@@ -17,16 +21,9 @@ use egret_model::{CityModel, Topic};
 use egret_pipeline::{LiveState, PipelineConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub struct Rates {
-    pub events: usize,
-    pub raw_per_s: f64,
-    pub raw_per_cpu_s: f64,
-    pub pipeline_per_s: f64,
-    pub pipeline_per_cpu_s: f64,
-}
 
 /// Produces `records` to the input topics of a fresh namespace and waits for
 /// the broker to have them all.
@@ -79,48 +76,83 @@ pub(super) fn counter_total(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-pub async fn compare(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str, records: &[Record], metrics: &PrometheusHandle) -> anyhow::Result<Rates> {
-    let namespace = format!("bench-{}.", crate::commands::now_ms());
-    let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
-    eprintln!("bench: producing {} records to Kafka at {brokers} (namespace {namespace})…", records.len());
-    produce(&kafka, records).await?;
+/// What `instances` pipeline instances in one consumer group did with the topics.
+pub struct GroupRun {
+    /// Until stage 1 of the group had consumed every record.
+    pub wall_s: f64,
+    /// The process's CPU until then, plus two seconds for stage 2 to catch up.
+    pub cpu_s: f64,
+    /// Tickets issued by the whole group once the input ran dry, by id.
+    pub violation_ids: BTreeSet<String>,
+}
 
-    eprintln!("bench: raw rdkafka consume…");
-    let expected = records.len();
-    let raw_kafka = kafka.clone();
-    let (raw_wall, raw_cpu) = tokio::task::spawn_blocking(move || raw_consume(&raw_kafka, expected)).await??;
+impl GroupRun {
+    pub fn per_s(&self, events: usize) -> f64 {
+        events as f64 / self.wall_s
+    }
 
-    eprintln!("bench: the pipeline instance consumes the same topics…");
+    pub fn per_cpu_s(&self, events: usize) -> f64 {
+        events as f64 / self.cpu_s
+    }
+}
+
+/// Runs `instances` pipeline instances of a new consumer group over the topics,
+/// each with its own live state, until the input has been idle for a while.
+async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &KafkaConfig, instances: usize, expected: usize, metrics: &PrometheusHandle) -> anyhow::Result<GroupRun> {
+    let group = KafkaConfig { group_id: format!("{}group-of-{instances}", kafka.namespace), ..kafka.clone() };
     let consumed_before = counter_total(&metrics.render(), "egret_events_consumed_total");
-    let live = Arc::new(LiveState::new(city.clone()));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let watch = Stopwatch::start();
-    let instance = {
-        let (city, kafka, live) = (city.clone(), kafka.clone(), live.clone());
-        tokio::spawn(async move { instance::run(city, pipeline, &kafka, live, stop, None).await })
-    };
+    let mut tasks = Vec::new();
+    let mut lives = Vec::new();
+    for _ in 0..instances {
+        let live = Arc::new(LiveState::new(city.clone()));
+        lives.push(live.clone());
+        let (city, pipeline, group, stop) = (city.clone(), pipeline.clone(), group.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, Some(Duration::from_secs(8))).await }));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let (wall, cpu) = loop {
         let consumed = counter_total(&metrics.render(), "egret_events_consumed_total") - consumed_before;
         if consumed >= expected as f64 {
             break watch.read();
         }
-        anyhow::ensure!(!instance.is_finished(), "the pipeline instance stopped after {consumed} of {expected} records");
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the pipeline consumed {consumed} of {expected} records in 10 minutes");
+        anyhow::ensure!(tasks.iter().all(|t| !t.is_finished()), "an instance stopped after the group consumed {consumed} of {expected} records");
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the group consumed {consumed} of {expected} records in 10 minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    // Let stage 2 catch up, then stop: its CPU belongs to the pipeline's figure.
+    // Stage 2 catches up in the next moments; its CPU belongs to the figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, cpu_with_stage2) = watch.read();
-    let _ = stop_tx.send(true);
-    instance.await??;
-    let n = expected as f64;
-    Ok(Rates {
-        events: expected,
-        raw_per_s: n / raw_wall.as_secs_f64(),
-        raw_per_cpu_s: n / raw_cpu,
-        pipeline_per_s: n / wall.as_secs_f64(),
-        // Conservative: the 2 s tail's idle polling is counted as the pipeline's.
-        pipeline_per_cpu_s: n / cpu.max(cpu_with_stage2),
-    })
+    for task in tasks {
+        task.await??;
+    }
+    let violation_ids = lives.iter().flat_map(|l| l.violations(|_| true)).map(|v| v.violation_id).collect();
+    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), violation_ids })
+}
+
+/// The raw consumer's rates, then one instance, then two in one group.
+pub struct Comparison {
+    pub events: usize,
+    pub raw_per_s: f64,
+    pub raw_per_cpu_s: f64,
+    pub one: GroupRun,
+    pub two: GroupRun,
+}
+
+pub async fn compare(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str, records: &[Record], metrics: &PrometheusHandle) -> anyhow::Result<Comparison> {
+    let namespace = format!("bench-{}.", crate::commands::now_ms());
+    let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
+    eprintln!("bench: producing {} records to Kafka at {brokers} (namespace {namespace})…", records.len());
+    produce(&kafka, records).await?;
+    let expected = records.len();
+
+    eprintln!("bench: raw rdkafka consume…");
+    let raw_kafka = kafka.clone();
+    let (raw_wall, raw_cpu) = tokio::task::spawn_blocking(move || raw_consume(&raw_kafka, expected)).await??;
+    eprintln!("bench: one pipeline instance consumes the same topics…");
+    let one = run_group(city, &pipeline, &kafka, 1, expected, metrics).await?;
+    eprintln!("bench: two instances in one consumer group…");
+    let two = run_group(city, &pipeline, &kafka, 2, expected, metrics).await?;
+    Ok(Comparison { events: expected, raw_per_s: expected as f64 / raw_wall.as_secs_f64(), raw_per_cpu_s: expected as f64 / raw_cpu, one, two })
 }
