@@ -9,6 +9,16 @@
 //! device timestamp its evidence names. The traffic is a normal simulation
 //! replayed faster than real time, so speeds and offences stay realistic while
 //! the rate is what the figure asks for.
+//!
+//! The consumer group takes seconds to form, so the first events go as an untimed
+//! warm-up; the clock starts when the pipeline has shown them.
+//!
+//! The same client follows `segments`. A plate read that completes a traversal
+//! (its plate's previous read was at the segment's other end) waits until a
+//! pushed update of that segment shows a window at or after the read's minute;
+//! its provisional-update latency is that push's arrival minus the read's
+//! hand-off. A read whose traversal the pipeline rejects (a stop on the way) is
+//! resolved by the next update of its window, so this errs on the slow side.
 
 use super::measure::latency_histogram;
 use crate::instance;
@@ -23,7 +33,7 @@ use egret_pipeline::{LiveState, PipelineConfig};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,9 +41,42 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// When each event was handed to Kafka, by (device id, device timestamp).
 type SentAt = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+/// Reads that complete a traversal, per segment id: (hand-off, read time), not yet
+/// seen in a pushed update.
+type Unreflected = Arc<Mutex<HashMap<String, VecDeque<(Instant, i64)>>>>;
+
+/// What the producer notes and the listener looks up.
+#[derive(Clone, Default)]
+struct Notes {
+    sent_at: SentAt,
+    unreflected: Unreflected,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// For each record, the segment whose traversal it completes, if any: its plate
+/// was last read at the segment's from-gantry.
+fn completed_segments(city: &CityModel, records: &[Record]) -> Vec<Option<String>> {
+    let by_ends: HashMap<(&str, &str), &str> = city.segments.iter().map(|s| ((s.from_reader_id.as_str(), s.to_reader_id.as_str()), s.segment_id.as_str())).collect();
+    let mut last_reader: HashMap<String, String> = HashMap::new();
+    records
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.payload).ok()?;
+            let (plate, reader) = (v.get("plate")?.as_str()?, v.get("reader_id")?.as_str()?);
+            let previous = last_reader.insert(plate.to_owned(), reader.to_owned())?;
+            by_ends.get(&(previous.as_str(), reader)).map(|s| (*s).to_owned())
+        })
+        .collect()
+}
 
 pub struct Latency {
     pub violations: Histogram<u64>,
+    pub segment_updates: Histogram<u64>,
+    /// Traversal-completing reads no pushed update showed before the end.
+    pub unreflected: usize,
     /// Tickets whose completing read was not found among the sent events.
     pub unmatched: u64,
     /// The rate the producer kept, events per second.
@@ -50,8 +93,9 @@ fn device_and_ts(payload: &[u8]) -> Option<(String, i64)> {
 }
 
 /// Sends `records` at `rate` per second, in ticks of 5 ms, noting send times.
-async fn produce(sink: &KafkaSink, records: &[Record], rate: f64, sent_at: &SentAt) -> anyhow::Result<f64> {
+async fn produce(sink: &KafkaSink, city: &CityModel, records: &[Record], rate: f64, notes: &Notes) -> anyhow::Result<f64> {
     let keys: Vec<Option<(String, i64)>> = records.iter().map(|r| device_and_ts(&r.payload)).collect();
+    let segments = completed_segments(city, records);
     let start = Instant::now();
     let mut next = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -63,13 +107,20 @@ async fn produce(sink: &KafkaSink, records: &[Record], rate: f64, sent_at: &Sent
         }
         let batch: Vec<OutRecord> = records[next..due]
             .iter()
-            .map(|r| OutRecord { topic: r.topic.clone(), partition: None, key: r.key.clone(), payload: r.payload.clone(), headers: Vec::new(), timestamp_ms: None })
+            // The simulation's delivery time as the record's time: the decoder
+            // judges device clocks against it, and the replay runs ahead of now.
+            .map(|r| OutRecord { topic: r.topic.clone(), partition: None, key: r.key.clone(), payload: r.payload.clone(), headers: Vec::new(), timestamp_ms: r.timestamp_ms })
             .collect();
         let now = Instant::now();
         {
-            let mut sent = sent_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for key in keys[next..due].iter().flatten() {
-                sent.insert(key.clone(), now);
+            let (mut sent, mut unreflected) = (lock(&notes.sent_at), lock(&notes.unreflected));
+            for i in next..due {
+                if let Some(key) = &keys[i] {
+                    sent.insert(key.clone(), now);
+                    if let Some(segment) = &segments[i] {
+                        unreflected.entry(segment.clone()).or_default().push_back((now, key.1));
+                    }
+                }
             }
         }
         sink.send(batch).await.context("producing")?;
@@ -78,13 +129,52 @@ async fn produce(sink: &KafkaSink, records: &[Record], rate: f64, sent_at: &Sent
     Ok(records.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Listens to the `violations` channel until `stop`, recording each new ticket's latency.
-async fn listen(url: String, token: String, sent_at: SentAt, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<(Histogram<u64>, u64)> {
+/// What the listener measured.
+struct Heard {
+    violations: Histogram<u64>,
+    unmatched: u64,
+    segment_updates: Histogram<u64>,
+}
+
+impl Heard {
+    fn ticket(&mut self, ticket: &Value, arrived: Instant, sent: &HashMap<(String, i64), Instant>) -> anyhow::Result<()> {
+        let newest = ticket["evidence"]["sightings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| sent.get(&(s["device_id"].as_str()?.to_owned(), s["device_ts_ms"].as_i64()?)))
+            .max();
+        match newest {
+            Some(at) => self.violations.record(arrived.saturating_duration_since(*at).as_micros().max(1) as u64)?,
+            None => self.unmatched += 1,
+        }
+        Ok(())
+    }
+
+    /// Resolves the reads of a segment up to the end of the window the update shows.
+    fn segment(&mut self, update: &Value, arrived: Instant, window_ms: i64, unreflected: &mut HashMap<String, VecDeque<(Instant, i64)>>) -> anyhow::Result<()> {
+        let (Some(id), Some(start)) = (update["segment_id"].as_str(), update["window_start_ms"].as_i64()) else { return Ok(()) };
+        let Some(queue) = unreflected.get_mut(id) else { return Ok(()) };
+        while let Some(&(at, ts)) = queue.front() {
+            if ts >= start + window_ms || at > arrived {
+                break;
+            }
+            self.segment_updates.record(arrived.saturating_duration_since(at).as_micros().max(1) as u64)?;
+            queue.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// Follows `violations` and `segments` until `stop`, timing what each push shows.
+async fn listen(url: String, token: String, notes: Notes, window_ms: i64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Heard> {
     let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.context("connecting the WebSocket")?;
     ws.send(Message::text(json!({"op": "auth", "token": token}).to_string())).await?;
-    ws.send(Message::text(json!({"op": "subscribe", "channel": "violations"}).to_string())).await?;
-    let (mut histogram, mut unmatched) = (latency_histogram(), 0);
+    for channel in ["violations", "segments"] {
+        ws.send(Message::text(json!({"op": "subscribe", "channel": channel}).to_string())).await?;
+    }
+    let mut heard = Heard { violations: latency_histogram(), unmatched: 0, segment_updates: latency_histogram() };
     loop {
         let message = tokio::select! {
             m = ws.next() => m,
@@ -94,25 +184,25 @@ async fn listen(url: String, token: String, sent_at: SentAt, mut stop: tokio::sy
         let arrived = Instant::now();
         let Message::Text(text) = message? else { continue };
         let v: Value = serde_json::from_str(&text)?;
-        // The snapshot holds tickets from before the clock started: only deltas count.
-        if v["type"] != "delta" || v["channel"] != "violations" {
+        // Snapshots hold what was there before the clock started: deltas only.
+        if v["type"] != "delta" {
             continue;
         }
-        let sent = sent_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ticket in v["upserts"].as_array().into_iter().flatten() {
-            let newest = ticket["evidence"]["sightings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| sent.get(&(s["device_id"].as_str()?.to_owned(), s["device_ts_ms"].as_i64()?)))
-                .max();
-            match newest {
-                Some(at) => histogram.record(arrived.saturating_duration_since(*at).as_micros().max(1) as u64)?,
-                None => unmatched += 1,
+        let upserts = v["upserts"].as_array().into_iter().flatten();
+        if v["channel"] == "violations" {
+            let sent = lock(&notes.sent_at);
+            for ticket in upserts {
+                heard.ticket(ticket, arrived, &sent)?;
+            }
+        } else if v["channel"] == "segments" {
+            let mut unreflected = lock(&notes.unreflected);
+
+            for update in upserts {
+                heard.segment(update, arrived, window_ms, &mut unreflected)?;
             }
         }
     }
-    Ok((histogram, unmatched))
+    Ok(heard)
 }
 
 pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str, records: &[Record], rate: f64) -> anyhow::Result<Latency> {
@@ -120,6 +210,7 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
     instance::ensure_all_topics(&kafka).await?;
     let live = Arc::new(LiveState::new(city.clone()));
+    let window_ms = pipeline.window_ms;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let pipeline_task = {
         let (city, kafka, live, stop) = (city.clone(), kafka.clone(), live.clone(), stop.clone());
@@ -138,20 +229,33 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
-    let sent_at: SentAt = Arc::new(Mutex::new(HashMap::with_capacity(records.len())));
-    let listener = tokio::spawn(listen(format!("ws://{addr}/ws"), token, sent_at.clone(), stop.clone()));
-    // Let the consumer group settle before the clock matters.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-
+    let notes = Notes::default();
+    let listener = tokio::spawn(listen(format!("ws://{addr}/ws"), token, notes.clone(), window_ms, stop.clone()));
+    // The consumer groups (stage 1's, and stage 2's on the repartition topic)
+    // take seconds to form: a warm-up of the first events goes first, untimed,
+    // and the clock starts once stage 2 has put speeds in live state.
     let sink = KafkaSink::new(&kafka)?;
-    let sent_per_s = produce(&sink, records, rate, &sent_at).await?;
+    // Three simulated minutes: enough for vehicles to pass two gantries.
+    let first_ms = records.first().and_then(|r| r.timestamp_ms).unwrap_or(0);
+    let warm_up_len = records.iter().take_while(|r| r.timestamp_ms.unwrap_or(0) < first_ms + 180_000).count();
+    let (warm_up, timed) = records.split_at(warm_up_len);
+    produce(&sink, city, warm_up, f64::MAX, &Notes::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while live.snapshot().latest.iter().all(Option::is_none) {
+        anyhow::ensure!(Instant::now() < deadline, "the pipeline instance showed no speeds within 2 minutes of the warm-up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Until it has caught up with the warm-up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent_per_s = produce(&sink, city, timed, rate, &notes).await?;
     sink.flush(Duration::from_secs(60))?;
     // Tickets of the last reads need the pipeline to catch up.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _ = stop_tx.send(true);
-    let (violations, unmatched) = listener.await??;
+    let heard = listener.await??;
     pipeline_task.await??;
     api.await??;
     let issued = live.violations(|_| true).len();
-    Ok(Latency { violations, unmatched, sent_per_s, issued })
+    let unreflected = lock(&notes.unreflected).values().map(VecDeque::len).sum();
+    Ok(Latency { violations: heard.violations, unmatched: heard.unmatched, segment_updates: heard.segment_updates, unreflected, sent_per_s, issued })
 }

@@ -198,6 +198,8 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
 
     const LATENCY_FIGURE: &str = "(c) violation latency, exit read written to Kafka → pushed on the WebSocket, at 20,000 events/s";
     const LATENCY_TARGET: &str = "p99 ≤ 50 ms, p99.9 ≤ 200 ms";
+    const UPDATE_FIGURE: &str = "(c) provisional segment-speed update latency at 20,000 events/s";
+    const UPDATE_TARGET: &str = "p99 ≤ 100 ms";
     match &options.kafka {
         Some(brokers) if options.latency_seconds > 0 => {
             let n = (options.latency_rate * options.latency_seconds as f64) as usize;
@@ -219,12 +221,18 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                 target: LATENCY_TARGET,
                 met: Some(met && !l.violations.is_empty()),
             });
+            let at_rate = l.sent_per_s >= 0.95 * 20_000.0;
+            figures.push(Figure {
+                name: UPDATE_FIGURE,
+                measured: format!("{}; {} traversal reads not shown by the end", summary_ms(&l.segment_updates), l.unreflected),
+                target: UPDATE_TARGET,
+                met: Some(at_rate && !l.segment_updates.is_empty() && quantile_ms(&l.segment_updates, 0.99) <= 100.0),
+            });
         }
-        _ => figures.push(Figure { name: LATENCY_FIGURE, measured: "not run: pass --kafka BROKERS".into(), target: LATENCY_TARGET, met: None }),
-    }
-
-    for name in ["(c) provisional segment-speed update latency at 20,000 events/s"] {
-        figures.push(Figure { name, measured: "not measured yet".into(), target: "see targets.md", met: None });
+        _ => {
+            figures.push(Figure { name: LATENCY_FIGURE, measured: "not run: pass --kafka BROKERS".into(), target: LATENCY_TARGET, met: None });
+            figures.push(Figure { name: UPDATE_FIGURE, measured: "not run: pass --kafka BROKERS".into(), target: UPDATE_TARGET, met: None });
+        }
     }
     print_table(&figures);
     println!(
