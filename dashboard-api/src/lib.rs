@@ -98,6 +98,8 @@ pub struct AppState {
     gtfs: Arc<gtfs::GtfsState>,
     /// Route guidance's graph of the network: fixed while running, built once.
     road_graph: Arc<egret_model::city::RoadGraph>,
+    /// WebSocket channels rendered once per live-state version for every client.
+    ws_entries: Arc<ws::EntryCache>,
 }
 
 impl AppState {
@@ -135,6 +137,7 @@ impl AppState {
             openapi: Arc::new(openapi::document()),
             gtfs: gtfs::state(),
             road_graph,
+            ws_entries: Arc::default(),
         })
     }
 }

@@ -10,6 +10,10 @@
 //! pipeline never waits for anyone. A client that cannot take a message within
 //! `SEND_TIMEOUT` is disconnected.
 //!
+//! A channel's entries are rendered to JSON once per live-state version and shared
+//! by every connection (`EntryCache`), so a push costs each client a comparison of
+//! texts, not a serialisation of the whole state.
+//!
 //! Browsers cannot set headers on a WebSocket, so besides the upgrade's bearer
 //! token a client may send `{"op":"auth","token":"…"}`.
 
@@ -22,14 +26,16 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Largest message a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Channels one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
-/// Pushes are at least this far apart, however often the state changes.
-const MIN_PUSH_GAP: Duration = Duration::from_millis(200);
+/// Pushes are at least this far apart, however often the state changes: a burst
+/// of batches becomes one push, and a new ticket waits at most this long.
+const MIN_PUSH_GAP: Duration = Duration::from_millis(25);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// New tickets pushed at once; beyond it the client is told how many it skipped.
 const VIOLATIONS_PER_PUSH: usize = 1000;
@@ -83,7 +89,7 @@ impl Channel {
 /// What a connection last sent on a channel.
 enum Sent {
     /// Entry id → its JSON as sent.
-    Entries(HashMap<String, String>),
+    Entries(Entries),
     /// The arrival number of the newest ticket sent, and how many were sent.
     Violations { after: u64, pushed: u64 },
 }
@@ -96,6 +102,13 @@ enum ClientMessage {
     Auth { token: String },
     Ping,
 }
+
+/// A channel's entries, id → JSON text, as of one live-state version.
+type Entries = Arc<HashMap<String, Arc<str>>>;
+
+/// The newest rendering of each channel's entries, shared by all connections.
+#[derive(Default)]
+pub(crate) struct EntryCache(Mutex<BTreeMap<Channel, (u64, Entries)>>);
 
 pub async fn upgrade(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state, caller))
@@ -115,8 +128,8 @@ async fn session(mut socket: WebSocket, state: AppState, caller: Caller) {
     loop {
         let replies = tokio::select! {
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => vec![session.on_message(text.as_str())],
-                Some(Ok(Message::Binary(_))) => vec![error(None, "bad_request", "messages are JSON text")],
+                Some(Ok(Message::Text(text))) => vec![session.on_message(text.as_str()).to_string()],
+                Some(Ok(Message::Binary(_))) => vec![error(None, "bad_request", "messages are JSON text").to_string()],
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => break,
             },
@@ -132,7 +145,7 @@ async fn session(mut socket: WebSocket, state: AppState, caller: Caller) {
             }
         };
         for reply in replies {
-            let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(reply.to_string().into()))).await;
+            let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(reply.into()))).await;
             if !matches!(sent, Ok(Ok(()))) {
                 metrics::counter!("egret_ws_slow_clients_dropped_total").increment(u64::from(sent.is_err()));
                 session.close();
@@ -215,10 +228,19 @@ impl Session {
         json!({"type": "snapshot", "channel": name, "as_of_ms": as_of_ms, "items": items})
     }
 
-    /// The current entries of a (non-violations) channel, by id, as JSON text.
-    fn entries(&self, channel: &Channel) -> HashMap<String, String> {
+    /// The current entries of a (non-violations) channel, by id, as JSON text:
+    /// rendered by the first connection to ask at this version, shared after.
+    fn entries(&self, channel: &Channel) -> Entries {
         let live = &self.state.live;
-        match channel {
+        let version = live.version();
+        // Held while rendering: connections woken by one change wait for one render.
+        let mut cache = self.state.ws_entries.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, entries)) = cache.get(channel)
+            && *at == version
+        {
+            return entries.clone();
+        }
+        let rendered: HashMap<String, Arc<str>> = match channel {
             Channel::Segments => segments::states(live.city(), &live.snapshot()).iter().map(|s| (s.segment_id.to_owned(), text(s))).collect(),
             Channel::Parking => parking::states(live.city(), &live.snapshot()).iter().map(|l| (l.lot_id.to_owned(), text(l))).collect(),
             Channel::Incidents => live.incidents().0.iter().map(|i| (i.incident_id.clone(), text(i))).collect(),
@@ -226,11 +248,14 @@ impl Session {
                 live.buses().iter().filter(|b| route.as_ref().is_none_or(|r| *r == b.route_id)).map(|b| (b.bus_id.clone(), text(b))).collect()
             }
             Channel::Violations => HashMap::new(),
-        }
+        };
+        let rendered = Arc::new(rendered);
+        cache.insert(channel.clone(), (version, rendered.clone()));
+        rendered
     }
 
     /// One delta per channel that changed since the last push.
-    fn deltas(&mut self) -> Vec<Value> {
+    fn deltas(&mut self) -> Vec<String> {
         let as_of_ms = self.state.live.snapshot().as_of_ms;
         let channels: Vec<Channel> = self.subscriptions.keys().cloned().collect();
         let mut out = Vec::new();
@@ -245,17 +270,25 @@ impl Session {
                     let items: Vec<Value> = new[skipped..].iter().map(|(_, v)| serde_json::to_value(v).unwrap_or_default()).collect();
                     let count = items.len() as u64;
                     self.subscriptions.insert(channel.clone(), Sent::Violations { after: newest, pushed: pushed + count });
-                    json!({"type": "delta", "channel": channel.name(), "as_of_ms": as_of_ms, "upserts": items, "removes": [], "skipped": skipped})
+                    json!({"type": "delta", "channel": channel.name(), "as_of_ms": as_of_ms, "upserts": items, "removes": [], "skipped": skipped}).to_string()
                 }
                 Some(Sent::Entries(old)) => {
                     let now = self.entries(&channel);
-                    let upserts: Vec<Value> =
-                        now.iter().filter(|(id, json)| old.get(*id) != Some(json)).map(|(_, json)| serde_json::from_str(json).unwrap_or_default()).collect();
+                    if Arc::ptr_eq(old, &now) {
+                        continue;
+                    }
+                    let upserts: Vec<&str> = now.iter().filter(|(id, json)| old.get(*id) != Some(*json)).map(|(_, json)| &**json).collect();
                     let removes: Vec<&String> = old.keys().filter(|id| !now.contains_key(*id)).collect();
                     if upserts.is_empty() && removes.is_empty() {
                         continue;
                     }
-                    let delta = json!({"type": "delta", "channel": channel.name(), "as_of_ms": as_of_ms, "upserts": upserts, "removes": removes});
+                    // The entries are JSON already: spliced in, not parsed and printed again.
+                    let delta = format!(
+                        r#"{{"type":"delta","channel":{},"as_of_ms":{as_of_ms},"upserts":[{}],"removes":{}}}"#,
+                        Value::from(channel.name()),
+                        upserts.join(","),
+                        json!(removes)
+                    );
                     self.subscriptions.insert(channel.clone(), Sent::Entries(now));
                     delta
                 }
@@ -292,6 +325,6 @@ impl Session {
     }
 }
 
-fn text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+fn text<T: serde::Serialize>(value: &T) -> Arc<str> {
+    serde_json::to_string(value).unwrap_or_default().into()
 }
