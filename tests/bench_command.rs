@@ -10,7 +10,8 @@ fn bench_prints_every_figure_beside_its_target() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_egret"));
     command.args(["bench", "--events", "20000", "--plates", "20000", "--api-seconds", "2", "--api-pace", "x5", "--api-demand", "400", "--api-connections", "4"]);
     if let Ok(brokers) = std::env::var("EGRET_KAFKA") {
-        command.args(["--kafka", &brokers, "--kafka-events", "5000"]);
+        // Low demand: the latency run's three-minute warm-up is then 15K events.
+        command.args(["--kafka", &brokers, "--kafka-events", "5000", "--demand", "400", "--latency-rate", "2000", "--latency-seconds", "15"]);
     }
     let output = command.output().expect("egret bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -26,6 +27,8 @@ fn bench_prints_every_figure_beside_its_target() {
     assert!(row("(d)").contains("req/s per API core") && row("(d)").contains(" 0 errors"), "{}", row("(d)"));
     if std::env::var("EGRET_KAFKA").is_ok() {
         assert!(row("(b)").contains("events/s wall"), "{}", row("(b)"));
+        assert!(row("(f)").contains("tickets "), "{}", row("(f)"));
+        assert!(row("(c) violation").contains("tickets issued were pushed"), "{}", row("(c) violation"));
     }
     assert!(stdout.contains("reproduce: egret bench --events 20000"), "{stdout}");
 }

@@ -17,6 +17,10 @@ use measure::{latency_histogram, quantile_ms, summary_ms};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Events behind the SQL figure's live state: about 90K closed windows at the
+/// default demand, under targets.md's 100K rows.
+const SQL_EVENTS: usize = 500_000;
+
 pub struct BenchOptions {
     /// Simulated events for the in-process and Kafka figures.
     pub events: usize,
@@ -130,9 +134,19 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
         met: Some(t.events_per_cpu_s >= 1_000_000.0),
     });
 
-    let engine = QueryEngine::new(t.live.clone(), None);
-    let sql = sql_latency(&engine).await?;
-    figures.push(Figure { name: "SQL over live tables", measured: summary_ms(&sql), target: "p99 ≤ 20 ms", met: Some(quantile_ms(&sql, 0.99) <= 20.0) });
+    // targets.md sets the SQL figure on live tables of at most 100K rows: the
+    // live state of the first events whose closed windows stay under that.
+    drop(t);
+    let sql_events = records.len().min(SQL_EVENTS);
+    let sql_live = inprocess::throughput(&city, pipeline.clone(), &records[..sql_events]).live;
+    let largest = sql_live.all_history().len();
+    let sql = sql_latency(&QueryEngine::new(sql_live, None)).await?;
+    figures.push(Figure {
+        name: "SQL over live tables",
+        measured: format!("{} (largest table {} rows, after {} events)", summary_ms(&sql), thousands(largest as f64), thousands(sql_events as f64)),
+        target: "p99 ≤ 20 ms on ≤ 100K rows",
+        met: Some(quantile_ms(&sql, 0.99) <= 20.0 && largest <= 100_000),
+    });
     drop(records);
 
     const B_FIGURE: &str = "(b) the pipeline consuming from Kafka vs a raw rdkafka consume";
