@@ -84,6 +84,8 @@ pub struct GroupRun {
     pub cpu_s: f64,
     /// Tickets issued by the whole group once the input ran dry, by id.
     pub violation_ids: BTreeSet<String>,
+    /// Records the group dead-lettered: near zero, or the rate measures rejection.
+    pub dead_letters: u64,
 }
 
 impl GroupRun {
@@ -124,11 +126,12 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     // Stage 2 catches up in the next moments; its CPU belongs to the figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, cpu_with_stage2) = watch.read();
+    let mut dead_letters = 0;
     for task in tasks {
-        task.await??;
+        dead_letters += task.await??.stats.rejected.values().sum::<u64>();
     }
     let violation_ids = lives.iter().flat_map(|l| l.violations(|_| true)).map(|v| v.violation_id).collect();
-    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), violation_ids })
+    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), violation_ids, dead_letters })
 }
 
 /// The raw consumer's rates, then one instance, then two in one group.
