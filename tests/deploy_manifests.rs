@@ -15,6 +15,9 @@
 //! make it. `docker compose config -q`, `kubectl kustomize` and `promtool check rules`
 //! run where those tools exist, and the output says when one was skipped.
 
+mod venv;
+
+use venv::python;
 use egret_ingest::kafka::{DERIVED_TOPICS, KafkaConfig};
 use egret_model::Topic;
 use egret_pipeline::DLQ_TOPIC;
@@ -27,12 +30,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
-    match std::env::var_os("EGRET_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret/venv/bin/python"),
-    }
-}
 
 fn scratch_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());

@@ -9,6 +9,9 @@
 //! this test fails and says how to make it: a skipped check would pass unseen.
 //! The fetched feeds are kept when it fails, or always with `EGRET_GTFS_KEEP` set.
 
+mod venv;
+
+use venv::python;
 use egret::drive::{self, DriveOptions};
 use egret_api::AppState;
 use egret_ingest::embedded::EmbeddedLog;
@@ -23,12 +26,6 @@ use std::time::Duration;
 
 const START: i64 = 1_795_995_900_000; // Monday 2026-11-30 07:45 CST
 
-fn python() -> PathBuf {
-    match std::env::var_os("EGRET_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret/venv/bin/python"),
-    }
-}
 
 /// A fresh directory for the fetched feeds, kept when the test fails.
 fn scratch_dir() -> PathBuf {

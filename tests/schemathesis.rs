@@ -10,6 +10,7 @@
 //! `.ci/python-venv.sh` makes (next to `EGRET_PYTHON`'s interpreter).
 
 mod support;
+mod venv;
 
 use egret_api::auth::Role;
 use std::path::{Path, PathBuf};
@@ -19,11 +20,7 @@ use std::process::Command;
 const SEED: &str = "20261129";
 
 fn schemathesis() -> PathBuf {
-    let python = match std::env::var_os("EGRET_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/egret/venv/bin/python"),
-    };
-    python.with_file_name("schemathesis")
+    venv::python().with_file_name("schemathesis")
 }
 
 /// Runs schemathesis with `token` (if any); returns whether it passed and what it printed.

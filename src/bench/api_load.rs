@@ -7,7 +7,7 @@
 //! the difference, so requests per second per core exclude the pipeline's work.
 //! The ingest rate is the child's own `egret_events_consumed_total`.
 
-use super::measure::{latency_histogram, quantile_ms, summary_ms};
+use super::measure::{cpu_seconds_of, latency_histogram, quantile_ms, summary_ms};
 use anyhow::Context;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -45,15 +45,6 @@ impl ApiLoad {
             self.ingest_per_s
         )
     }
-}
-
-/// The child's CPU seconds so far (utime + stime, in USER_HZ = 100 ticks).
-fn child_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Demo {
@@ -104,9 +95,9 @@ async fn consumed(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
 
 /// CPU cores the child used and events it consumed per second over `phase`.
 async fn observe(http: &reqwest::Client, demo: &Demo, phase: Duration) -> anyhow::Result<(f64, f64)> {
-    let (cpu0, n0, t0) = (child_cpu_seconds(demo.child.id()), consumed(http, &demo.base).await?, Instant::now());
+    let (cpu0, n0, t0) = (cpu_seconds_of(&demo.child.id().to_string()), consumed(http, &demo.base).await?, Instant::now());
     tokio::time::sleep(phase).await;
-    let (cpu1, n1, secs) = (child_cpu_seconds(demo.child.id()), consumed(http, &demo.base).await?, t0.elapsed().as_secs_f64());
+    let (cpu1, n1, secs) = (cpu_seconds_of(&demo.child.id().to_string()), consumed(http, &demo.base).await?, t0.elapsed().as_secs_f64());
     Ok(((cpu1 - cpu0) / secs, (n1 - n0) / secs))
 }
 

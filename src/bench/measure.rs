@@ -12,7 +12,12 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU seconds (user + system) this process has used so far, every thread
 /// included, those that have ended too.
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+pub fn cpu_seconds_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
     // The command name (field 2) is in parentheses and may hold spaces: count
     // fields from the last ')'. utime and stime are fields 14 and 15.
     let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return f64::NAN };
