@@ -46,8 +46,7 @@ pub struct PutList {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok { Ok(()) } else { Err(ApiError::bad_request("a list name is 1 to 64 of A-Z, a-z, 0-9, - and _")) }
+    crate::input::check_list_name(name).map_err(ApiError::bad_request)
 }
 
 /// The hotlists, by name.

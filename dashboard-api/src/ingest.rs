@@ -6,14 +6,14 @@
 //! reason and the device is told which line and why. Nothing is dropped silently.
 
 use crate::auth::{Caller, Role};
+use crate::input::{check_line, ingest_lines, is_blank, key_of};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use egret_ingest::{IngestError, OutRecord, Sink};
-use egret_model::Topic;
-use egret_model::decode::{Decoded, Decoder};
-use egret_model::reason::{Reason, Reject};
+use egret_model::decode::Decoder;
+use egret_model::reason::Reject;
 use crate::error::ErrorBody;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -70,33 +70,6 @@ pub struct IngestReport {
     pub errors: Vec<LineError>,
 }
 
-/// The type tag of a line, or why it has none.
-fn topic_of(line: &[u8]) -> Result<Topic, Reject> {
-    #[derive(serde::Deserialize)]
-    struct Tagged<'a> {
-        #[serde(borrow, rename = "type")]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
-    let tagged: Tagged<'_> = serde_json::from_slice(line).map_err(|e| {
-        if e.is_data() { Reject::new(Reason::NotAnObject, e.to_string()) } else { Reject::new(Reason::NotJson, e.to_string()) }
-    })?;
-    let kind = tagged.kind.ok_or_else(|| Reject::new(Reason::MissingField, "\"type\" is missing"))?;
-    Topic::ALL
-        .into_iter()
-        .find(|t| t.ingest_type() == kind)
-        .ok_or_else(|| Reject::new(Reason::UnknownType, format!("type {kind:?} is not plate_read, bus_gps, camera or parking_count")))
-}
-
-/// The contract's key of an event: plate, bus id, plate else camera id, lot id.
-fn key_of(decoded: &Decoded, city: &egret_model::CityModel) -> String {
-    match decoded {
-        Decoded::PlateRead(r) => r.plate.to_string(),
-        Decoded::BusGps(g) => g.bus_id.clone(),
-        Decoded::Camera(c) => c.plate.map_or_else(|| city.cameras[c.camera as usize].camera_id.clone(), |p| p.to_string()),
-        Decoded::ParkingCount(p) => city.lots[p.lot as usize].lot_id.clone(),
-    }
-}
-
 fn dead_letter(line: &[u8], number: usize, reject: &Reject, topic: &str) -> OutRecord {
     let mut r = OutRecord::new(egret_pipeline::DLQ_TOPIC, None, line.to_vec());
     r.headers = vec![
@@ -130,19 +103,15 @@ pub async fn ingest(
     };
     let city = state.live.city();
     let decoder = Decoder::new(city);
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    let lines = ingest_lines(&body);
     if lines.len() > MAX_LINES {
         return Err(ApiError::bad_request(format!("{} lines; at most {MAX_LINES} per request", lines.len())));
     }
     let (mut accepted, mut errors, mut rejected) = (Vec::new(), Vec::new(), 0);
     let mut letters = Vec::new();
-    for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)) {
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| !is_blank(l)) {
         let number = i + 1;
-        let checked = std::str::from_utf8(line)
-            .map_err(|e| Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())))
-            .and_then(|_| topic_of(line))
-            .and_then(|topic| decoder.decode(topic, line).map(|d| (topic, d)));
-        match checked {
+        match check_line(&decoder, line) {
             Ok((topic, decoded)) => {
                 let key = key_of(&decoded, city);
                 accepted.push(OutRecord::new(topic.default_name(), Some(Bytes::from(key.into_bytes())), line.to_vec()));

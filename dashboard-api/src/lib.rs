@@ -12,6 +12,7 @@ pub mod guard;
 mod gtfs;
 mod hotlists;
 pub mod ingest;
+pub mod input;
 pub mod keys;
 mod network;
 pub mod openapi;

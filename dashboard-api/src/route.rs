@@ -198,25 +198,9 @@ fn end(city: &CityModel, reader: ReaderIdx, snap_m: f64) -> RouteEnd {
     RouteEnd { reader_id: r.reader_id.clone(), lat: r.lat, lon: r.lon, snap_distance_m: round1(snap_m) }
 }
 
-/// Parses `lat,lon`, with a message that says which parameter and what is wrong.
+/// Parses `lat,lon` (`input::parse_point`); every error is a 400.
 fn parse_point(name: &str, value: Option<&str>) -> Result<(f64, f64), ApiError> {
-    let value = value.ok_or_else(|| ApiError::bad_request(format!("missing `{name}`: give it as {name}=lat,lon, e.g. {name}=24.4798,118.0894")))?;
-    let shown: String = value.chars().take(60).collect();
-    let malformed = || ApiError::bad_request(format!("`{name}` must be lat,lon: two decimal numbers separated by a comma, got \"{shown}\""));
-    let mut parts = value.split(',');
-    let (Some(lat), Some(lon), None) = (parts.next(), parts.next(), parts.next()) else { return Err(malformed()) };
-    let (Ok(lat), Ok(lon)) = (lat.trim().parse::<f64>(), lon.trim().parse::<f64>()) else { return Err(malformed()) };
-    if !lat.is_finite() || !lon.is_finite() {
-        return Err(ApiError::bad_request(format!("`{name}` must be finite numbers, got \"{shown}\"")));
-    }
-    if !(-90.0..=90.0).contains(&lat) {
-        // The usual slip is lon,lat: Xiamen's longitude (118) is no latitude.
-        return Err(ApiError::bad_request(format!("`{name}` latitude {lat} is outside -90..90; the order is lat,lon")));
-    }
-    if !(-180.0..=180.0).contains(&lon) {
-        return Err(ApiError::bad_request(format!("`{name}` longitude {lon} is outside -180..180")));
-    }
-    Ok((lat, lon))
+    crate::input::parse_point(name, value).map_err(ApiError::bad_request)
 }
 
 fn round1(x: f64) -> f64 {

@@ -74,14 +74,5 @@ pub async fn sql(State(state): State<AppState>, caller: Caller, body: Result<Jso
 /// The SQL with every single-quoted literal that is a plate replaced by its
 /// pseudonym, for the audit log.
 fn pseudonymise_literals(state: &AppState, sql: &str) -> String {
-    let parts: Vec<&str> = sql.split('\'').collect();
-    parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            // Odd parts are inside quotes.
-            if i % 2 == 1 && egret_model::Plate::parse(part).is_ok() { state.security.pseudonyms.pseudonym(part) } else { (*part).to_owned() }
-        })
-        .collect::<Vec<_>>()
-        .join("'")
+    crate::input::pseudonymise_literals(sql, |plate| state.security.pseudonyms.pseudonym(plate))
 }

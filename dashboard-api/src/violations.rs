@@ -4,18 +4,14 @@
 
 use crate::audit::AuditEntry;
 use crate::auth::{Caller, Role};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, input};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use egret_model::Plate;
 use egret_pipeline::enforce::violation::{PossibleHit, Violation, ViolationKind};
 use crate::error::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-
-pub const DEFAULT_PAGE: usize = 100;
-pub const MAX_PAGE: usize = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -64,11 +60,6 @@ pub fn audited<T>(state: &AppState, caller: &Caller, action: &str, detail: Strin
     result.map(|(value, _)| value)
 }
 
-/// The cursor is the arrival number of the last ticket of the previous page.
-fn parse_cursor(cursor: &str) -> Result<u64, ApiError> {
-    cursor.strip_prefix('v').and_then(|n| n.parse().ok()).ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not one this API gave out")))
-}
-
 /// Tickets with their evidence, oldest first, paged by cursor.
 #[utoipa::path(get, path = "/api/v1/violations", tag = "police", params(ViolationQuery), security(("bearer" = [])),
     responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -82,19 +73,14 @@ pub async fn list(
         caller.require(POLICE)?;
         let Query(q) = query?;
         let kind = q.kind;
-        let plate = q.plate.as_deref().map(|p| Plate::parse(p).map_err(|e| ApiError::bad_request(format!("plate: {e}")))).transpose()?;
-        let plate = plate.map(|p| p.to_string());
-        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}")));
-        }
-        let after = q.cursor.as_deref().map(parse_cursor).transpose()?.unwrap_or(0);
-        let (since, until) = (q.since_ms.unwrap_or(i64::MIN), q.until_ms.unwrap_or(i64::MAX));
+        let filter = input::violation_filter(q.plate.as_deref(), q.limit, q.cursor.as_deref(), q.since_ms, q.until_ms).map_err(ApiError::bad_request)?;
+        let plate = filter.plate.map(|p| p.to_string());
+        let (limit, after, since, until) = (filter.limit, filter.after, filter.since_ms, filter.until_ms);
         let keep = |v: &Violation| kind.is_none_or(|k| v.kind == k) && plate.as_ref().is_none_or(|p| v.plate == *p) && v.ts_ms >= since && v.ts_ms < until;
         let mut page = state.live.violations_after(after, limit + 1, keep);
         let next_cursor = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|(seq, _)| format!("v{seq}"))
+            page.last().map(|(seq, _)| input::cursor(*seq))
         } else {
             None
         };

@@ -19,11 +19,11 @@
 
 use crate::audit::AuditEntry;
 use crate::auth::{Caller, Role};
+use crate::input::{Channel, ClientMessage, parse_client_message};
 use crate::{AppState, parking, segments};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,42 +42,8 @@ const VIOLATIONS_PER_PUSH: usize = 1000;
 /// Tickets in a `violations` snapshot.
 const VIOLATIONS_IN_SNAPSHOT: usize = 100;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Channel {
-    Segments,
-    Parking,
-    Incidents,
-    Buses(Option<String>),
-    Violations,
-}
-
+/// Who may read a channel: everyone, unless it lists roles.
 impl Channel {
-    fn parse(name: &str, state: &AppState) -> Result<Channel, String> {
-        match name {
-            "segments" => Ok(Channel::Segments),
-            "parking" => Ok(Channel::Parking),
-            "incidents" => Ok(Channel::Incidents),
-            "buses" => Ok(Channel::Buses(None)),
-            "violations" => Ok(Channel::Violations),
-            _ => match name.strip_prefix("buses:") {
-                Some(route) if state.live.city().route_idx(route).is_some() => Ok(Channel::Buses(Some(route.to_owned()))),
-                Some(route) => Err(format!("no route {route}")),
-                None => Err(format!("no channel {name:?}; channels: segments, parking, incidents, buses, buses:<route_id>, violations")),
-            },
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Channel::Segments => "segments".into(),
-            Channel::Parking => "parking".into(),
-            Channel::Incidents => "incidents".into(),
-            Channel::Buses(None) => "buses".into(),
-            Channel::Buses(Some(route)) => format!("buses:{route}"),
-            Channel::Violations => "violations".into(),
-        }
-    }
-
     fn roles(&self) -> Option<&'static [Role]> {
         match self {
             Channel::Violations => Some(crate::violations::POLICE),
@@ -92,15 +58,6 @@ enum Sent {
     Entries(Entries),
     /// The arrival number of the newest ticket sent, and how many were sent.
     Violations { after: u64, pushed: u64 },
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMessage {
-    Subscribe { channel: String },
-    Unsubscribe { channel: String },
-    Auth { token: String },
-    Ping,
 }
 
 /// A channel's entries, id → JSON text, as of one live-state version.
@@ -164,9 +121,9 @@ fn error(channel: Option<&str>, code: &str, message: impl Into<String>) -> Value
 
 impl Session {
     fn on_message(&mut self, text: &str) -> Value {
-        let message: ClientMessage = match serde_json::from_str(text) {
+        let message = match parse_client_message(text) {
             Ok(m) => m,
-            Err(e) => return error(None, "bad_request", format!("{e}; send {{\"op\":\"subscribe\",\"channel\":\"segments\"}}")),
+            Err(why) => return error(None, "bad_request", why),
         };
         match message {
             ClientMessage::Ping => json!({"type": "pong"}),
@@ -181,7 +138,7 @@ impl Session {
                 }
                 Err(why) => error(None, "unauthorized", why),
             },
-            ClientMessage::Unsubscribe { channel } => match Channel::parse(&channel, &self.state) {
+            ClientMessage::Unsubscribe { channel } => match Channel::parse(&channel, self.state.live.city()) {
                 Ok(c) => {
                     if let Some(sent) = self.subscriptions.remove(&c) {
                         self.audit_end(&c, &sent);
@@ -195,7 +152,7 @@ impl Session {
     }
 
     fn subscribe(&mut self, name: &str) -> Value {
-        let channel = match Channel::parse(name, &self.state) {
+        let channel = match Channel::parse(name, self.state.live.city()) {
             Ok(c) => c,
             Err(why) => return error(Some(name), "bad_request", why),
         };
