@@ -125,7 +125,7 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
 /// Where `egret run` reads from.
 pub enum Input<'a> {
     Files(&'a Path),
-    Kafka { config: KafkaConfig, exit_when_idle: Option<Duration> },
+    Kafka { config: KafkaConfig, exit_when_idle: Option<Duration>, checkpoints: Option<instance::CheckpointOptions> },
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
@@ -179,9 +179,12 @@ pub async fn run(
             let (ended, pipeline, _) = serve::run_pipeline(source, outputs, pipeline, &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())
         }
-        Input::Kafka { config, exit_when_idle } => {
+        Input::Kafka { config, exit_when_idle, checkpoints } => {
             println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
-            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle).await?;
+            if let Some(c) = &checkpoints {
+                println!("checkpoints every {:?} in {}", c.interval, c.dir.display());
+            }
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, checkpoints.as_ref()).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

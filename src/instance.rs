@@ -4,7 +4,11 @@
 //! both stages' partitions between them.
 
 use egret_ingest::EndWhenIdle;
-use egret_ingest::kafka::{self, KafkaConfig, KafkaSink, KafkaSource};
+use egret_ingest::kafka::{self, Commits, KafkaConfig, KafkaSink, KafkaSource};
+use egret_pipeline::checkpoint::{self, Checkpointer, CheckpointStore, DirStore};
+use egret_pipeline::repartition::{Applied, Stage1Outputs, Stage2Saved};
+use egret_pipeline::stage1::Stage1State;
+use std::path::PathBuf;
 use egret_model::{CityModel, Topic};
 use egret_pipeline::repartition::{self, REPARTITION_TOPIC};
 use egret_pipeline::runner::{Ended, Outputs};
@@ -35,6 +39,44 @@ pub async fn ensure_all_topics(config: &KafkaConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where and how often both stages save their state (see `egret_pipeline::checkpoint`).
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    /// One directory per instance: it is locked while the instance runs.
+    pub dir: PathBuf,
+    pub interval: Duration,
+}
+
+/// Both stages, restored from their checkpoints where there are some.
+struct Stages {
+    stage1: Stage1,
+    stage2: Stage2,
+    applied: Applied,
+    checkpoints: Option<(Checkpointer, Checkpointer)>,
+}
+
+fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<&CheckpointOptions>) -> anyhow::Result<Stages> {
+    let fresh = || Stages { stage1: Stage1::new(city.clone(), pipeline.clone()), stage2: Stage2::new(city, pipeline.clone()), applied: Applied::default(), checkpoints: None };
+    let Some(options) = options else { return Ok(fresh()) };
+    let store: Arc<dyn CheckpointStore + Sync> = Arc::new(DirStore::open(&options.dir)?);
+    let fingerprint = checkpoint::fingerprint(city, pipeline);
+    let (first, saved1) = Checkpointer::open::<Stage1State>(store.clone(), "stage1.cbor", fingerprint.clone(), options.interval)?;
+    let (second, saved2) = Checkpointer::open::<Stage2Saved>(store, "stage2.cbor", fingerprint, options.interval)?;
+    let mut stages = fresh();
+    if let Some(state) = saved1 {
+        let partitions: usize = first.progress.positions.values().map(|p| p.len()).sum();
+        println!("stage 1 restored from {} ({partitions} input partitions)", options.dir.join("stage1.cbor").display());
+        stages.stage1 = Stage1::restore(city.clone(), pipeline.clone(), state);
+    }
+    if let Some((state, applied)) = saved2 {
+        println!("stage 2 restored from {}", options.dir.join("stage2.cbor").display());
+        stages.stage2 = Stage2::restore(city, pipeline.clone(), state);
+        stages.applied = applied;
+    }
+    stages.checkpoints = Some((first, second));
+    Ok(stages)
+}
+
 /// Runs both stages until `stop` flips, or until the input has been idle for
 /// `exit_when_idle` (then every window is made final, as at the end of a replay).
 pub async fn run(
@@ -44,32 +86,38 @@ pub async fn run(
     live: Arc<LiveState>,
     stop: watch::Receiver<bool>,
     exit_when_idle: Option<Duration>,
+    checkpoints: Option<&CheckpointOptions>,
 ) -> anyhow::Result<InstanceReport> {
     ensure_all_topics(config).await?;
+    let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, checkpoints)?;
+    let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
+    let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = KafkaSink::new(config)?;
     let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
     let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
-    let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe(config, &inputs).await?, idle_polls);
+    let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe_with(config, &inputs, commits).await?, idle_polls);
     let stage2_config = KafkaConfig { group_id: format!("{}-stage2", config.group_id), ..config.clone() };
     // Stage 2 waits for stage 1's final marks before it can call its input idle.
-    let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe(&stage2_config, &[REPARTITION_TOPIC]).await?, idle_polls.saturating_mul(2));
+    let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe_with(&stage2_config, &[REPARTITION_TOPIC], commits).await?, idle_polls.saturating_mul(2));
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     // Police hotlists come from `live.hotlists()`, which stage 1 follows.
-    let mut stage1 = Stage1::new(city.clone(), pipeline.clone());
-    let mut stage2 = Stage2::new(&city, pipeline);
     let wait = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
     };
     let outputs = Outputs { dead_letters: &sink, derived: &sink };
+    let stage1_outputs = Stage1Outputs { repartition: &sink, dead_letters: &sink, producer, partitions: config.partitions as u32 };
     let (first, second) = tokio::join!(
-        repartition::run_stage1(&mut stage1_source, &sink, &sink, &mut stage1, &live, producer, config.partitions as u32, wait(stop.clone())),
-        repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &live, wait(stop)),
+        repartition::run_stage1(&mut stage1_source, &stage1_outputs, &mut stage1, &live, first_checkpoints.as_mut(), wait(stop.clone())),
+        repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &mut applied, &live, second_checkpoints.as_mut(), wait(stop)),
     );
     let (_, ended) = (first?, second?);
     sink.flush(Duration::from_secs(30))?;
-    stage1_source.into_inner().commit_now()?;
-    stage2_source.into_inner().commit_now()?;
-    let stats = Stats { late_traversals: stage2.late_traversals, windows_closed: stage2.windows_closed, ..stage1.stats().clone() };
+    // A checkpointing instance commits only what its checkpoints hold (done by them).
+    if commits == Commits::Periodic {
+        stage1_source.into_inner().commit_now()?;
+        stage2_source.into_inner().commit_now()?;
+    }
+    let stats = Stats { late_traversals: stage2.late_traversals(), windows_closed: stage2.windows_closed(), ..stage1.stats().clone() };
     Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
 }
 

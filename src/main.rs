@@ -121,6 +121,17 @@ enum Command {
         /// With --kafka: treat the input as finished after this long with nothing new.
         #[arg(long, value_parser = egret::parse_duration_ms)]
         exit_when_idle: Option<i64>,
+        /// With --kafka: where this instance saves its state with the offsets it
+        /// reflects, and restores it from on start (default:
+        /// <state-dir>/checkpoints/<namespace><group>). One directory per instance.
+        #[arg(long, env = "EGRET_CHECKPOINT_DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// With --kafka: how often to checkpoint.
+        #[arg(long, default_value = "10s", value_parser = egret::parse_duration_ms)]
+        checkpoint_interval: i64,
+        /// With --kafka: keep no checkpoints (a restart then loses in-flight state).
+        #[arg(long, conflicts_with = "checkpoint_dir")]
+        no_checkpoints: bool,
         #[arg(long, default_value = "127.0.0.1:8080", env = "EGRET_LISTEN")]
         listen: String,
         /// Stop when the input ends and print a summary.
@@ -301,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
             };
             egret::bench::run(city, pipeline, &options).await
         }
-        Command::Run { input, kafka, group, exit_when_idle, listen, exit_at_end, hotlists } => {
+        Command::Run { input, kafka, group, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, listen, exit_at_end, hotlists } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -311,7 +322,11 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
                     let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) };
-                    Input::Kafka { config, exit_when_idle }
+                    let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {
+                        dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{group}", cli.namespace))),
+                        interval: Duration::from_millis(checkpoint_interval.max(1) as u64),
+                    });
+                    Input::Kafka { config, exit_when_idle, checkpoints }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

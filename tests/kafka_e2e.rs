@@ -91,7 +91,7 @@ async fn instance(city: Arc<CityModel>, config: KafkaConfig, idle: Duration) -> 
     let live = Arc::new(LiveState::new(city.clone()));
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let report = instance::run(city, pipeline, &config, live.clone(), stop, Some(idle)).await.expect("instance runs");
+    let report = instance::run(city, pipeline, &config, live.clone(), stop, Some(idle), None).await.expect("instance runs");
     assert_eq!(report.ended, Ended::InputEnd);
     (live, report)
 }

@@ -66,6 +66,9 @@ pub enum IngestError {
     Io { path: String, source: std::io::Error },
     #[error("broker: {0}")]
     Broker(String),
+    /// Saving or restoring a stage's state failed.
+    #[error("{0}")]
+    Checkpoint(String),
 }
 
 /// A partitioned, offset-addressed input.
@@ -75,6 +78,10 @@ pub trait Source: Send {
     /// Everything up to and including `offset` on this partition is fully processed;
     /// the source may forget it and a restart resumes after it.
     fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError>;
+    /// Sends what `commit` noted to the broker now, where the source keeps offsets there.
+    fn flush_commits(&mut self) -> Result<(), IngestError> {
+        Ok(())
+    }
     /// Partitions with nothing pending right now. Their silence must not hold the
     /// watermark back: in a fast replay a drained partition is idle at once, not after
     /// a processing-time timeout.
@@ -136,6 +143,10 @@ impl<S: Source> Source for EndWhenIdle<S> {
 
     fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError> {
         self.inner.commit(topic, partition, offset)
+    }
+
+    fn flush_commits(&mut self) -> Result<(), IngestError> {
+        self.inner.flush_commits()
     }
 
     fn idle_partitions(&self) -> Vec<(String, u32)> {

@@ -142,6 +142,21 @@ impl fmt::Debug for Plate {
     }
 }
 
+/// A plate is saved (in checkpoints) as its normalised text, which parses back to
+/// the same plate.
+impl serde::Serialize for Plate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Plate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Plate, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Plate::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

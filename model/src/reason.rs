@@ -12,7 +12,7 @@ pub struct Reject {
 }
 
 /// Reason codes. Stable: dashboards and alert rules match on `code()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Reason {
     Oversized,
     InvalidUtf8,

@@ -22,13 +22,13 @@ const UPPER_HALF_SAMPLES: usize = 4;
 pub const SKEW_FLAG_MS: i64 = 1_000;
 
 /// A device clock's correction: subtract `offset_ms`; `uncertainty_ms` remains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Calibration {
     pub offset_ms: i64,
     pub uncertainty_ms: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct DeviceClock {
     diffs: [i32; RING],
     len: u8,
@@ -45,7 +45,7 @@ impl Default for DeviceClock {
 }
 
 /// Clock estimates of every device, indexed by a dense device number.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct DeviceClocks {
     devices: Vec<DeviceClock>,
     /// Uncertainty of a device not yet calibrated (its certified accuracy).

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Dedup {
     seen: HashSet<u64>,
     by_time: BTreeMap<i64, Vec<u64>>,

@@ -26,10 +26,11 @@ pub struct ReaderHealth {
     pub last_read_ms: Option<i64>,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Health {
     last_read: Vec<Option<i64>>,
     /// Per reader: read times at its neighbours (either end of its segments), recent.
+    #[serde(skip)]
     neighbours: Vec<Vec<ReaderIdx>>,
     recent_reads: Vec<std::collections::VecDeque<i64>>,
 }
@@ -41,6 +42,11 @@ pub fn trusted(c: Option<Calibration>) -> bool {
 }
 
 impl Health {
+    /// After a restore: the parts built from the city model come from `fresh`.
+    pub(crate) fn take_city_parts_from(&mut self, fresh: Health) {
+        self.neighbours = fresh.neighbours;
+    }
+
     pub fn new(city: &CityModel) -> Self {
         let mut neighbours = vec![Vec::new(); city.readers.len()];
         for i in 0..city.segments.len() {

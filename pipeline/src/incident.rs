@@ -59,7 +59,7 @@ pub struct Incident {
     pub expected_travel_s: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 struct SegmentState {
     /// Entry instants of vehicles not yet seen leaving, and whether each has been
     /// counted as gone elsewhere.
@@ -79,11 +79,15 @@ struct SegmentState {
     open: Option<Incident>,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct IncidentDetector {
     segments: Vec<SegmentState>,
+    /// From the city model, rebuilt on restore.
+    #[serde(skip)]
     lengths: Vec<u32>,
+    #[serde(skip)]
     free_flow: Vec<f64>,
+    #[serde(skip)]
     ids: Vec<String>,
     /// Segments with entries waiting or an incident open.
     active: BTreeSet<u32>,
@@ -105,6 +109,11 @@ fn percentile(mut v: Vec<i64>, p: f64) -> Option<i64> {
 }
 
 impl IncidentDetector {
+    /// After a restore: the parts built from the city model come from `fresh`.
+    pub(crate) fn take_city_parts_from(&mut self, fresh: IncidentDetector) {
+        (self.lengths, self.free_flow, self.ids) = (fresh.lengths, fresh.free_flow, fresh.ids);
+    }
+
     pub fn new(city: &CityModel) -> Self {
         IncidentDetector {
             segments: (0..city.segments.len()).map(|_| SegmentState::default()).collect(),

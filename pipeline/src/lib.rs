@@ -5,6 +5,7 @@
 //! `Pipeline` is a synchronous state machine over batches (easy to test and to
 //! benchmark); `runner::run` drives it from any `Source` and publishes to `LiveState`.
 
+pub mod checkpoint;
 pub mod clock;
 pub mod dedup;
 pub mod enforce;

@@ -40,7 +40,7 @@ pub struct Traversal {
 }
 
 /// One gantry read as the matcher keeps it (32 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Read {
     pub reader: ReaderIdx,
     /// The device's own timestamp minus the corrected one.
@@ -62,7 +62,7 @@ impl Read {
     }
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 struct PlateState {
     class: VehicleClass,
     /// Most recent reads, oldest first; `len` of them are valid.
@@ -70,7 +70,7 @@ struct PlateState {
     len: u8,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Matcher {
     plates: HashMap<Plate, PlateState>,
 }

@@ -30,7 +30,7 @@ pub struct LotState {
     pub as_of_ms: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 struct Lot {
     base: Option<(i64, i64)>,
     /// Net passages per instant after the base.
@@ -42,7 +42,7 @@ struct Lot {
     published_upto: i64,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Parking {
     lots: Vec<Lot>,
     capacity: Vec<u32>,

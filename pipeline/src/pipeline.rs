@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What "now" means when checking for timestamps from the future.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockMode {
     /// The machine's clock: live operation.
@@ -29,7 +29,7 @@ pub enum ClockMode {
     Event,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     pub window_ms: i64,
@@ -91,7 +91,7 @@ pub struct BatchOutput {
 }
 
 /// Running totals, for `/metrics` and for tests.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub consumed: BTreeMap<Topic, u64>,
     pub rejected: BTreeMap<(Topic, Reason), u64>,
@@ -118,7 +118,7 @@ impl Pipeline {
 
     /// Totals of both stages.
     pub fn stats(&self) -> Stats {
-        Stats { late_traversals: self.stage2.late_traversals, windows_closed: self.stage2.windows_closed, ..self.stage1.stats().clone() }
+        Stats { late_traversals: self.stage2.late_traversals(), windows_closed: self.stage2.windows_closed(), ..self.stage1.stats().clone() }
     }
 
     pub fn watermark_ms(&self) -> i64 {

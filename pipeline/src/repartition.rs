@@ -11,7 +11,8 @@ use crate::pipeline::BatchOutput;
 use crate::runner::{Ended, Outputs, poll_or_shutdown, publish};
 use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
-use crate::update::Update;
+use crate::checkpoint::Checkpointer;
+use crate::update::{Origin, Update};
 use bytes::Bytes;
 use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
@@ -27,7 +28,12 @@ pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Internal {
-    Data { p: u64, u: Update },
+    Data {
+        p: u64,
+        u: Update,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        o: Option<Origin>,
+    },
     Mark { p: u64, wm: i64 },
 }
 
@@ -37,8 +43,9 @@ pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u
     let mut records: Vec<OutRecord> = out
         .updates
         .iter()
-        .map(|u| {
-            let payload = serde_json::to_vec(&Internal::Data { p: producer, u: u.clone() }).unwrap_or_default();
+        .enumerate()
+        .map(|(i, u)| {
+            let payload = serde_json::to_vec(&Internal::Data { p: producer, u: u.clone(), o: out.origins.get(i).copied() }).unwrap_or_default();
             OutRecord::new(REPARTITION_TOPIC, Some(Bytes::copy_from_slice(u.key(city).as_bytes())), payload)
         })
         .collect();
@@ -87,19 +94,66 @@ impl Marks {
     }
 }
 
+/// Per repartition partition and input partition, the origin of the last update
+/// applied: stage 2's de-duplication of stage 1's replays (see `Origin`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Applied {
+    /// (repartition partition, input topic, input partition) → (offset, sub).
+    latest: HashMap<(u32, u8, u32), (u64, u16)>,
+}
+
+impl Applied {
+    /// True the first time an update of this origin arrives on `partition`.
+    pub fn first_time(&mut self, partition: u32, Origin(topic, input_partition, offset, sub): Origin) -> bool {
+        match self.latest.entry((partition, topic, input_partition)) {
+            std::collections::hash_map::Entry::Occupied(seen) if (offset, sub) <= *seen.get() => false,
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                seen.insert((offset, sub));
+                true
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((offset, sub));
+                true
+            }
+        }
+    }
+}
+
+/// Saves a checkpoint when one is due, then commits the offsets it holds.
+fn checkpoint_if_due<S: Source, T: Serialize>(source: &mut S, checkpoints: Option<&mut Checkpointer>, state: &T, force: bool) -> Result<(), IngestError> {
+    if let Some(c) = checkpoints
+        && (force || c.progress.due())
+    {
+        c.save(state)?;
+        source.flush_commits()?;
+    }
+    Ok(())
+}
+
+/// Where stage 1 writes, and who it is.
+pub struct Stage1Outputs<'a, K: Sink, D: Sink> {
+    /// The repartition topic, which also takes the tickets.
+    pub repartition: &'a K,
+    pub dead_letters: &'a D,
+    /// This run's producer id in the marks.
+    pub producer: u64,
+    /// Partitions of the repartition topic.
+    pub partitions: u32,
+}
+
 /// Stage 1 from `source` into the repartition `sink`; commits input offsets only once
-/// the repartition records are acknowledged.
+/// the repartition records are acknowledged, and, when checkpointing, only once a
+/// checkpoint holds the state they produced.
 pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     source: &mut S,
-    repartition: &K,
-    dead_letters: &D,
+    outputs: &Stage1Outputs<'_, K, D>,
     stage1: &mut Stage1,
     live: &LiveState,
-    producer: u64,
-    partitions: u32,
+    mut checkpoints: Option<&mut Checkpointer>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    let Stage1Outputs { repartition, dead_letters, producer, partitions } = *outputs;
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
@@ -109,15 +163,24 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
             // This producer id ends with the process: tell stage 2 not to wait for it.
             let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
             repartition.send(encode(stage1.city(), producer, &last, partitions)).await?;
+            checkpoint_if_due(source, checkpoints, stage1.state(), true)?;
             return Ok(Ended::Shutdown);
         };
         let now = Instant::now();
         stage1.set_assignment(&source.assignment(), now);
         stage1.mark_drained(&source.idle_partitions());
         let (out, records) = match polled {
-            Poll::Records(records) => (stage1.process(&records, now), records),
+            Poll::Records(mut records) => {
+                if let Some(c) = checkpoints.as_deref() {
+                    c.progress.skip_done(&mut records);
+                }
+                (stage1.process(&records, now), records)
+            }
             Poll::Idle => (stage1.tick(now), Vec::new()),
+            // Saved before it finishes: a restart goes on from before the end (where
+            // more input may come), not from a state whose windows are all final.
             Poll::End => {
+                checkpoint_if_due(source, checkpoints.as_deref_mut(), stage1.state(), true)?;
                 let out = stage1.finish();
                 repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
                 return Ok(Ended::InputEnd);
@@ -139,26 +202,44 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
             marked = out.watermark_ms;
         }
         crate::runner::commit_batch(source, &records)?;
+        if let Some(c) = checkpoints.as_deref_mut() {
+            c.progress.advance(&records);
+        }
+        checkpoint_if_due(source, checkpoints.as_deref_mut(), stage1.state(), false)?;
     }
 }
+
+/// Stage 2's checkpointed state: the stage and what it has applied.
+pub type Stage2Saved = (crate::stage2::Stage2State, Applied);
 
 /// Stage 2 from the repartition topic into live state and the derived topics.
 pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     source: &mut S,
     outputs: &Outputs<'_, D, E>,
     stage2: &mut Stage2,
+    applied: &mut Applied,
     live: &LiveState,
+    mut checkpoints: Option<&mut Checkpointer>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     let mut marks = Marks::default();
     loop {
-        let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else { return Ok(Ended::Shutdown) };
+        let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
+            checkpoint_if_due(source, checkpoints, &(stage2.state(), &*applied), true)?;
+            return Ok(Ended::Shutdown);
+        };
         marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).collect());
         let records = match polled {
-            Poll::Records(records) => records,
+            Poll::Records(mut records) => {
+                if let Some(c) = checkpoints.as_deref() {
+                    c.progress.skip_done(&mut records);
+                }
+                records
+            }
             Poll::Idle => Vec::new(),
             Poll::End => {
+                checkpoint_if_due(source, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), true)?;
                 let done = stage2.finish();
                 let out = BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, transit: done.transit, watermark_ms: i64::MAX, ..Default::default() };
                 publish(&out, outputs, live).await?;
@@ -169,9 +250,12 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         let mut updates = Vec::with_capacity(records.len());
         for r in &records {
             match serde_json::from_slice::<Internal>(&r.payload) {
-                Ok(Internal::Data { p, u }) if u.is_plausible() => {
+                Ok(Internal::Data { p, u, o }) if u.is_plausible() => {
                     marks.saw_data(r.partition, p, now);
-                    updates.push(u);
+                    // A replay of stage 1 after its restore: applied already.
+                    if o.is_none_or(|o| applied.first_time(r.partition, o)) {
+                        updates.push(u);
+                    }
                 }
                 Ok(Internal::Data { u, .. }) => tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", r.partition, r.offset),
                 Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm, now),
@@ -184,6 +268,10 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
         publish(&out, outputs, live).await?;
         crate::runner::commit_batch(source, &records)?;
+        if let Some(c) = checkpoints.as_deref_mut() {
+            c.progress.advance(&records);
+        }
+        checkpoint_if_due(source, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), false)?;
     }
 }
 
@@ -228,7 +316,20 @@ mod tests {
     #[test]
     fn internal_messages_round_trip_exactly() {
         let u = Update::Traversal { segment: 3, enter_ms: 1, exit_ms: 90_001 };
-        let bytes = serde_json::to_vec(&Internal::Data { p: 42, u: u.clone() }).expect("encode");
-        assert_eq!(serde_json::from_slice::<Internal>(&bytes).expect("decode"), Internal::Data { p: 42, u });
+        let bytes = serde_json::to_vec(&Internal::Data { p: 42, u: u.clone(), o: Some(Origin(1, 2, 3, 4)) }).expect("encode");
+        assert_eq!(serde_json::from_slice::<Internal>(&bytes).expect("decode"), Internal::Data { p: 42, u, o: Some(Origin(1, 2, 3, 4)) });
+    }
+
+    #[test]
+    fn an_update_is_applied_once_per_origin_whatever_replays_it() {
+        let mut applied = Applied::default();
+        assert!(applied.first_time(0, Origin(0, 3, 0, 0)), "offset 0 is an offset like any other");
+        assert!(applied.first_time(0, Origin(0, 3, 0, 1)));
+        assert!(applied.first_time(0, Origin(0, 3, 7, 0)));
+        assert!(!applied.first_time(0, Origin(0, 3, 0, 1)), "a replay of an earlier record");
+        assert!(!applied.first_time(0, Origin(0, 3, 7, 0)), "the same update again");
+        assert!(applied.first_time(1, Origin(0, 3, 7, 0)), "another repartition partition keeps its own count");
+        assert!(applied.first_time(0, Origin(1, 3, 7, 0)), "another input topic too");
+        assert!(applied.first_time(0, Origin(0, 3, 8, 0)));
     }
 }

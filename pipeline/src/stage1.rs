@@ -11,7 +11,7 @@ use crate::enforce::hotlist::HotlistEntry;
 use crate::enforce::{Enforcer, Tickets};
 use crate::matcher::{Matcher, Read, Traversal};
 use crate::pipeline::{ClockMode, DeadLetter, PipelineConfig, Stats};
-use crate::update::Update;
+use crate::update::{Origin, Update};
 use crate::watermark::Watermarks;
 use crate::window::window_start;
 use egret_ingest::Record;
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Default)]
 pub struct Stage1Output {
     pub updates: Vec<Update>,
+    /// The origin of each update, index for index.
+    pub origins: Vec<Origin>,
     pub dead_letters: Vec<DeadLetter>,
     pub tickets: Tickets,
     /// Every reader's health, now and then (every 30 s of event time).
@@ -37,6 +39,15 @@ pub struct Stage1Output {
 pub struct Stage1 {
     city: Arc<CityModel>,
     config: PipelineConfig,
+    state: Stage1State,
+    /// Scratch space, reused between reads.
+    traversals: Vec<Traversal>,
+    drained: Vec<(u32, u32)>,
+}
+
+/// Everything stage 1 remembers between batches: what a checkpoint saves.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Stage1State {
     watermarks: Watermarks,
     matcher: Matcher,
     clocks: DeviceClocks,
@@ -49,8 +60,6 @@ pub struct Stage1 {
     dedup: Dedup,
     newest_event_ms: Option<i64>,
     stats: Stats,
-    traversals: Vec<Traversal>,
-    drained: Vec<(u32, u32)>,
 }
 
 /// How often (event time) reader health is reported.
@@ -72,7 +81,7 @@ fn wall_clock_ms() -> i64 {
 
 impl Stage1 {
     pub fn new(city: Arc<CityModel>, config: PipelineConfig) -> Self {
-        Stage1 {
+        let state = Stage1State {
             watermarks: Watermarks::new(config.out_of_orderness_ms, Duration::from_millis(config.idle_timeout_ms)),
             matcher: Matcher::default(),
             tags: TagRegistry::default(),
@@ -84,11 +93,22 @@ impl Stage1 {
             dedup: Dedup::default(),
             newest_event_ms: None,
             stats: Stats::default(),
-            traversals: Vec::new(),
-            drained: Vec::new(),
-            city,
-            config,
-        }
+        };
+        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), city, config }
+    }
+
+    /// Stage 1 as it was when `state` was saved, with the rules of `city` as loaded now.
+    pub fn restore(city: Arc<CityModel>, config: PipelineConfig, state: Stage1State) -> Self {
+        let mut stage = Stage1::new(city, config);
+        let fresh = std::mem::replace(&mut stage.state, state);
+        stage.state.enforcer.take_city_parts_from(fresh.enforcer);
+        stage.state.health.take_city_parts_from(fresh.health);
+        stage
+    }
+
+    /// What a checkpoint saves.
+    pub fn state(&self) -> &Stage1State {
+        &self.state
     }
 
     pub fn city(&self) -> &Arc<CityModel> {
@@ -96,48 +116,48 @@ impl Stage1 {
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.state.stats
     }
 
     pub fn watermark_ms(&self) -> i64 {
-        self.watermarks.current()
+        self.state.watermarks.current()
     }
 
     pub fn plates_in_flight(&self) -> usize {
-        self.matcher.plates_in_flight()
+        self.state.matcher.plates_in_flight()
     }
 
     /// Replaces a hotlist; returns the entries that are not plates.
     pub fn set_hotlist(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
-        self.enforcer.hotlists.set_list(name, entries)
+        self.state.enforcer.hotlists.set_list(name, entries)
     }
 
     pub fn remove_hotlist(&mut self, name: &str) -> bool {
-        self.enforcer.hotlists.remove_list(name)
+        self.state.enforcer.hotlists.remove_list(name)
     }
 
     pub fn has_hotlist(&self, name: &str) -> bool {
-        self.enforcer.hotlists.has_list(name)
+        self.state.enforcer.hotlists.has_list(name)
     }
 
     /// Plate reads taken as their tag's established plate (one character off it).
     pub fn plates_corrected(&self) -> u64 {
-        self.tags.corrected
+        self.state.tags.corrected
     }
 
     /// Camera offences dropped unconfirmed, and those still waiting for a read.
     pub fn unconfirmed_offences(&self) -> (u64, usize) {
-        (self.enforcer.unconfirmed(), self.enforcer.pending_offences())
+        (self.state.enforcer.unconfirmed(), self.state.enforcer.pending_offences())
     }
 
     /// The clock correction of a reader (by index), if it is calibrated.
     pub fn reader_clock(&self, reader: usize) -> Option<crate::clock::Calibration> {
-        self.clocks.calibration(reader)
+        self.state.clocks.calibration(reader)
     }
 
     /// See `Source::reports_idle`.
     pub fn set_idle_reported(&mut self, reported: bool) {
-        self.watermarks.set_idle_reported(reported);
+        self.state.watermarks.set_idle_reported(reported);
     }
 
     /// The partitions the source now assigns to this instance (see `Source::assignment`).
@@ -146,7 +166,7 @@ impl Stage1 {
             return;
         }
         let owned: Vec<(u32, u32)> = partitions.iter().filter_map(|(topic, p)| Topic::from_name(topic).map(|t| (t as u32, *p))).collect();
-        self.watermarks.set_assignment(&owned, now);
+        self.state.watermarks.set_assignment(&owned, now);
     }
 
     /// The source has nothing pending on these partitions (see `Source::idle_partitions`);
@@ -166,18 +186,21 @@ impl Stage1 {
             let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e, record.timestamp_ms));
             match decoded.and_then(|(e, clock)| Ok((self.admit(e)?, clock))) {
                 Ok((event, clock)) => {
-                    self.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
+                    self.state.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
+                    let first = out.updates.len();
                     self.route(event, clock, record, &mut out);
+                    let made = out.updates.len() - first;
+                    out.origins.extend((0..made).map(|sub| Origin(topic as u8, record.partition, record.offset, sub as u16)));
                 }
                 Err(reject) => {
-                    *self.stats.rejected.entry((topic, reject.reason)).or_default() += 1;
+                    *self.state.stats.rejected.entry((topic, reject.reason)).or_default() += 1;
                     out.dead_letters.push(DeadLetter { record: record.clone(), reject });
                 }
             }
         }
         // Metrics once per batch and topic, never per event.
         for (topic, n) in Topic::ALL.into_iter().zip(consumed).filter(|(_, n)| *n > 0) {
-            *self.stats.consumed.entry(topic).or_default() += n;
+            *self.state.stats.consumed.entry(topic).or_default() += n;
             metrics::counter!("egret_events_consumed_total", "topic" => topic.default_name()).increment(n);
         }
         for d in &out.dead_letters {
@@ -195,10 +218,10 @@ impl Stage1 {
 
     /// End of a finite input.
     pub fn finish(&mut self) -> Stage1Output {
-        let mut out = Stage1Output { watermark_ms: self.watermarks.finish(), ..Default::default() };
-        self.enforcer.release_held(i64::MAX, &mut out.tickets);
+        let mut out = Stage1Output { watermark_ms: self.state.watermarks.finish(), ..Default::default() };
+        self.state.enforcer.release_held(i64::MAX, &mut out.tickets);
         let city = self.city.clone();
-        self.enforcer.expire(&city, i64::MAX, &mut out.tickets);
+        self.state.enforcer.expire(&city, i64::MAX, &mut out.tickets);
         out
     }
 
@@ -221,7 +244,7 @@ impl Stage1 {
             }
         };
         let device_ts_ms = *ts;
-        let (corrected, uncertainty_ms) = self.clocks.observe(device, device_ts_ms, arrival_ms);
+        let (corrected, uncertainty_ms) = self.state.clocks.observe(device, device_ts_ms, arrival_ms);
         *ts = corrected;
         (event, DeviceTime { device_ts_ms, uncertainty_ms })
     }
@@ -229,10 +252,10 @@ impl Stage1 {
     /// A read of `plate` after it entered a segment, other than leaving that segment:
     /// it is not stuck on it.
     fn seen_elsewhere(&mut self, plate: egret_model::Plate, ts_ms: i64, updates: &mut Vec<Update>) {
-        if let Some(&(segment, enter_ms)) = self.entered.get(&plate)
+        if let Some(&(segment, enter_ms)) = self.state.entered.get(&plate)
             && ts_ms > enter_ms
         {
-            self.entered.remove(&plate);
+            self.state.entered.remove(&plate);
             updates.push(Update::Left { segment, enter_ms });
         }
     }
@@ -245,21 +268,21 @@ impl Stage1 {
         // event is only a rough clock, so the bound is wider.
         let (reference, bound) = match self.config.clock {
             ClockMode::Wall => (Some(wall_clock_ms()), self.config.max_future_ms),
-            ClockMode::Event => (self.newest_event_ms, self.config.max_future_ms.max(REPLAY_FUTURE_MS)),
+            ClockMode::Event => (self.state.newest_event_ms, self.config.max_future_ms.max(REPLAY_FUTURE_MS)),
         };
         if let Some(now) = reference
             && ts > now + bound
         {
             return Err(Reject::new(Reason::TimestampInFuture, format!("ts_ms {ts} is {} ms ahead of the clock", ts - now)));
         }
-        let watermark = self.watermarks.current();
+        let watermark = self.state.watermarks.current();
         if self.is_final(ts, watermark) {
             return Err(Reject::new(Reason::Late, format!("ts_ms {ts} is behind the final watermark {watermark}")));
         }
-        if !self.dedup.first_time(event.dedup_key(), ts) {
+        if !self.state.dedup.first_time(event.dedup_key(), ts) {
             return Err(Reject::new(Reason::Duplicate, "event_id already seen from this device"));
         }
-        self.newest_event_ms = Some(self.newest_event_ms.map_or(ts, |n| n.max(ts)));
+        self.state.newest_event_ms = Some(self.state.newest_event_ms.map_or(ts, |n| n.max(ts)));
         Ok(event)
     }
 
@@ -269,12 +292,12 @@ impl Stage1 {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
             Decoded::Camera(c) => {
-                if !trusted(self.clocks.calibration(city.readers.len() + c.camera as usize)) {
-                    self.stats.excluded += 1;
+                if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize)) {
+                    self.state.stats.excluded += 1;
                     return;
                 }
-                let recent = c.plate.as_ref().and_then(|p| self.matcher.recent(p));
-                self.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
+                let recent = c.plate.as_ref().and_then(|p| self.state.matcher.recent(p));
+                self.state.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
             }
             Decoded::BusGps(g) => {
@@ -283,14 +306,14 @@ impl Stage1 {
                 return out.updates.push(report);
             }
         };
-        self.health.read(read.reader, read.ts_ms);
-        if !trusted(self.clocks.calibration(read.reader.0 as usize)) {
+        self.state.health.read(read.reader, read.ts_ms);
+        if !trusted(self.state.clocks.calibration(read.reader.0 as usize)) {
             // A clock this far off cannot be corrected: its reads prove nothing.
-            self.stats.excluded += 1;
+            self.state.stats.excluded += 1;
             return;
         }
         let mut read = read;
-        read.plate = self.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);
+        read.plate = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);
         let kept = Read {
             reader: read.reader,
             clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -302,55 +325,55 @@ impl Stage1 {
         };
         if let Some((lot, entering)) = city.gate(read.reader) {
             self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
-            self.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
+            self.state.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
         self.traversals.clear();
-        if !self.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
+        if !self.state.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
             return;
         }
         // Out of the segment it entered as expected, or seen somewhere else.
-        if let Some(&(segment, enter_ms)) = self.entered.get(&read.plate)
+        if let Some(&(segment, enter_ms)) = self.state.entered.get(&read.plate)
             && self.traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms)
         {
-            self.entered.remove(&read.plate);
+            self.state.entered.remove(&read.plate);
         }
         self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
-        let recent = self.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
-        self.enforcer.on_read(&city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
+        let recent = self.state.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
+        self.state.enforcer.on_read(&city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
         // Buses dwell at stops: their times are not the traffic's. A bridged drive
         // over two segments says nothing exact about either one's speed.
         for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus && t.via.is_none()) {
-            self.stats.traversals += 1;
+            self.state.stats.traversals += 1;
             out.updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
             // The newest drive of this vehicle leads onto its only way on.
             if t.exit_ms == read.ts_ms
                 && let Some(next) = city.continuation(t.segment)
             {
                 out.updates.push(Update::Entered { segment: next.0, ts_ms: read.ts_ms });
-                self.entered.insert(read.plate, (next.0, read.ts_ms));
+                self.state.entered.insert(read.plate, (next.0, read.ts_ms));
             }
         }
     }
 
     fn settle(&mut self, now: Instant, mut out: Stage1Output) -> Stage1Output {
         for (source, partition) in self.drained.drain(..) {
-            self.watermarks.mark_drained(source, partition);
+            self.state.watermarks.mark_drained(source, partition);
         }
-        let watermark = self.watermarks.advance(now);
-        self.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
-        self.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        let watermark = self.state.watermarks.advance(now);
+        self.state.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        self.state.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
         let horizon = watermark.saturating_sub(self.config.plate_ttl_ms);
-        self.entered.retain(|_, (_, ts)| *ts >= horizon);
-        self.enforcer.release_held(watermark, &mut out.tickets);
+        self.state.entered.retain(|_, (_, ts)| *ts >= horizon);
+        self.state.enforcer.release_held(watermark, &mut out.tickets);
         let city = self.city.clone();
-        self.enforcer.expire(&city, watermark, &mut out.tickets);
-        if watermark > i64::MIN && watermark >= self.health_reported_ms.saturating_add(HEALTH_EVERY_MS) {
-            self.health_reported_ms = watermark;
-            let clocks = &self.clocks;
-            out.reader_health = Some(self.health.report(&city, watermark, |i| clocks.calibration(i)));
+        self.state.enforcer.expire(&city, watermark, &mut out.tickets);
+        if watermark > i64::MIN && watermark >= self.state.health_reported_ms.saturating_add(HEALTH_EVERY_MS) {
+            self.state.health_reported_ms = watermark;
+            let clocks = &self.state.clocks;
+            out.reader_health = Some(self.state.health.report(&city, watermark, |i| clocks.calibration(i)));
         }
-        self.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
+        self.state.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;
         out
     }

@@ -15,18 +15,24 @@ pub struct Stage2 {
     config: PipelineConfig,
     /// Surveyed length per segment index.
     lengths: Vec<u32>,
+    city: Arc<CityModel>,
+    state: Stage2State,
+}
+
+/// Everything stage 2 remembers between batches: what a checkpoint saves.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Stage2State {
     windows: Windows,
     parking: Parking,
     incidents: IncidentDetector,
     sliding: SlidingMedian,
     transit: Transit,
-    city: Arc<CityModel>,
     /// The newest window's mean speed per segment: what predictions drive on.
     live_kmh: Vec<Option<f64>>,
     /// Updates are applied against this watermark; `advance` moves it.
     watermark: i64,
-    pub late_traversals: u64,
-    pub windows_closed: u64,
+    late_traversals: u64,
+    windows_closed: u64,
 }
 
 /// What stage 2 changed.
@@ -42,20 +48,41 @@ pub struct Stage2Output {
 
 impl Stage2 {
     pub fn new(city: &Arc<CityModel>, config: PipelineConfig) -> Self {
-        Stage2 {
+        let state = Stage2State {
             windows: Windows::new(config.window_ms, config.allowed_lateness_ms),
             parking: Parking::new(city.lots.iter().map(|l| l.capacity).collect()),
             incidents: IncidentDetector::new(city),
             sliding: SlidingMedian::new(city.segments.len(), 5 * 60_000),
             transit: Transit::new(city),
             live_kmh: vec![None; city.segments.len()],
-            city: city.clone(),
-            lengths: city.segments.iter().map(|s| s.length_m).collect(),
-            config,
             watermark: i64::MIN,
             late_traversals: 0,
             windows_closed: 0,
-        }
+        };
+        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state }
+    }
+
+    /// Stage 2 as it was when `state` was saved, with the model of `city` as loaded now.
+    pub fn restore(city: &Arc<CityModel>, config: PipelineConfig, state: Stage2State) -> Self {
+        let mut stage = Stage2::new(city, config);
+        let fresh = std::mem::replace(&mut stage.state, state);
+        stage.state.incidents.take_city_parts_from(fresh.incidents);
+        stage.state.transit.take_city_parts_from(fresh.transit);
+        stage
+    }
+
+    /// What a checkpoint saves.
+    pub fn state(&self) -> &Stage2State {
+        &self.state
+    }
+
+    /// Traversals that came after their window was final.
+    pub fn late_traversals(&self) -> u64 {
+        self.state.late_traversals
+    }
+
+    pub fn windows_closed(&self) -> u64 {
+        self.state.windows_closed
     }
 
     pub fn apply(&mut self, updates: &[Update]) {
@@ -65,40 +92,40 @@ impl Stage2 {
                     let Some(length_m) = self.lengths.get(segment as usize).copied() else { continue };
                     let speed_kmh = crate::matcher::speed_kmh(length_m, enter_ms, exit_ms);
                     let sample = Sample { segment: SegmentIdx(segment), enter_ms, exit_ms, speed_kmh };
-                    self.incidents.traversed(segment, enter_ms, exit_ms, speed_kmh);
-                    self.sliding.add(SegmentIdx(segment), exit_ms, speed_kmh);
-                    if self.windows.add(&sample, self.watermark).is_err() {
-                        self.late_traversals += 1;
+                    self.state.incidents.traversed(segment, enter_ms, exit_ms, speed_kmh);
+                    self.state.sliding.add(SegmentIdx(segment), exit_ms, speed_kmh);
+                    if self.state.windows.add(&sample, self.state.watermark).is_err() {
+                        self.state.late_traversals += 1;
                     }
                 }
                 Update::BusReport { route, ref bus_id, ref trip_id, lat, lon, speed_kmh, ts_ms } => {
-                    self.transit.report(&self.city, route, bus_id, trip_id.as_deref(), lat, lon, speed_kmh, ts_ms)
+                    self.state.transit.report(&self.city, route, bus_id, trip_id.as_deref(), lat, lon, speed_kmh, ts_ms)
                 }
-                Update::Entered { segment, ts_ms } => self.incidents.entered(segment, ts_ms),
-                Update::Left { segment, enter_ms } => self.incidents.left(segment, enter_ms),
-                Update::Gate { lot, entering, ts_ms } => self.parking.gate(lot, entering, ts_ms),
-                Update::Count { lot, occupied, ts_ms } => self.parking.snapshot(lot, occupied, ts_ms),
+                Update::Entered { segment, ts_ms } => self.state.incidents.entered(segment, ts_ms),
+                Update::Left { segment, enter_ms } => self.state.incidents.left(segment, enter_ms),
+                Update::Gate { lot, entering, ts_ms } => self.state.parking.gate(lot, entering, ts_ms),
+                Update::Count { lot, occupied, ts_ms } => self.state.parking.snapshot(lot, occupied, ts_ms),
             }
         }
     }
 
     /// Moves the watermark (never back) and reports what changed and what closed.
     pub fn advance(&mut self, watermark: i64) -> Stage2Output {
-        self.watermark = self.watermark.max(watermark);
-        let settled = self.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
-        let mut windows = self.windows.changed();
+        self.state.watermark = self.state.watermark.max(watermark);
+        let settled = self.state.watermark.saturating_sub(self.config.allowed_lateness_ms + self.config.window_ms);
+        let mut windows = self.state.windows.changed();
         for w in &mut windows {
-            self.live_kmh[w.segment.0 as usize] = Some(w.mean_speed_kmh);
-            w.median_5min_kmh = self.sliding.median(w.segment, w.window_end_ms);
+            self.state.live_kmh[w.segment.0 as usize] = Some(w.mean_speed_kmh);
+            w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms);
         }
         let mut out = Stage2Output {
             windows,
-            lots: self.parking.changed(settled, self.watermark),
-            incidents: self.incidents.check(self.watermark),
-            transit: self.transit.advance(&self.city, self.watermark, &self.live_kmh),
+            lots: self.state.parking.changed(settled, self.state.watermark),
+            incidents: self.state.incidents.check(self.state.watermark),
+            transit: self.state.transit.advance(&self.city, self.state.watermark, &self.state.live_kmh),
         };
-        let closed = self.windows.close(self.watermark);
-        self.windows_closed += closed.len() as u64;
+        let closed = self.state.windows.close(self.state.watermark);
+        self.state.windows_closed += closed.len() as u64;
         out.windows.extend(closed.into_iter().map(|w| self.with_sliding_median(w)));
         out
     }
@@ -106,31 +133,31 @@ impl Stage2 {
     /// End of input: everything becomes final.
     pub fn finish(&mut self) -> Stage2Output {
         // The end of input decides nothing about incidents: silence is not a crash.
-        let transit = self.transit.advance(&self.city, i64::MAX, &self.live_kmh);
-        let windows = self.windows.changed().into_iter().map(|w| self.with_sliding_median(w)).collect();
-        let mut out = Stage2Output { windows, lots: self.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new(), transit };
-        self.watermark = i64::MAX;
-        let closed = self.windows.close(i64::MAX);
-        self.windows_closed += closed.len() as u64;
+        let transit = self.state.transit.advance(&self.city, i64::MAX, &self.state.live_kmh);
+        let windows = self.state.windows.changed().into_iter().map(|w| self.with_sliding_median(w)).collect();
+        let mut out = Stage2Output { windows, lots: self.state.parking.changed(i64::MIN, i64::MAX), incidents: Vec::new(), transit };
+        self.state.watermark = i64::MAX;
+        let closed = self.state.windows.close(i64::MAX);
+        self.state.windows_closed += closed.len() as u64;
         out.windows.extend(closed.into_iter().map(|w| self.with_sliding_median(w)));
         out
     }
 
     pub fn watermark(&self) -> i64 {
-        self.watermark
+        self.state.watermark
     }
 
     fn with_sliding_median(&self, mut w: SegmentWindow) -> SegmentWindow {
-        w.median_5min_kmh = self.sliding.median(w.segment, w.window_end_ms);
+        w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms);
         w
     }
 
     /// Incidents open now.
     pub fn open_incidents(&self) -> Vec<Incident> {
-        self.incidents.open().cloned().collect()
+        self.state.incidents.open().cloned().collect()
     }
 
     pub fn corrections(&self) -> u64 {
-        self.windows.corrections()
+        self.state.windows.corrections()
     }
 }

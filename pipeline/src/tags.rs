@@ -10,7 +10,7 @@ use std::collections::HashMap;
 /// Reads that agree on a tag's plate before it is trusted to correct others.
 const ESTABLISHED_AFTER: u8 = 2;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy)]
 struct TagPlate {
     plate: Plate,
     agreeing: u8,
@@ -22,7 +22,7 @@ struct TagPlate {
 /// Reads of a tag at one gantry this close together are the same pass.
 const SAME_PASS_MS: i64 = 10_000;
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct TagRegistry {
     tags: HashMap<u32, TagPlate>,
     /// Reads whose plate was corrected.

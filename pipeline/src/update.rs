@@ -25,6 +25,14 @@ pub enum Update {
     Count { lot: u32, occupied: u32, ts_ms: i64 },
 }
 
+/// Where an update came from: the input record's topic (`Topic as u8`), partition
+/// and offset, and the update's place among that record's updates. Within one input
+/// partition origins only grow, so stage 2 can drop an update whose origin it has
+/// already applied: a stage 1 restored from a checkpoint replays its input and sends
+/// those updates again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin(pub u8, pub u32, pub u64, pub u16);
+
 /// Timestamps stage 1 can produce (the decoder's range, 2000–2100).
 const PLAUSIBLE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
 

@@ -12,15 +12,18 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy)]
 struct PartitionClock {
     max_event_ms: i64,
+    /// Processing time does not survive a restart: a restored partition counts as
+    /// just heard from.
+    #[serde(skip, default = "Instant::now")]
     last_seen: Instant,
     /// The source has nothing pending for it.
     drained: bool,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Watermarks {
     out_of_orderness_ms: i64,
     idle_timeout: Duration,

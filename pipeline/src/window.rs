@@ -43,7 +43,7 @@ pub struct SegmentWindow {
     pub revision: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 struct Acc {
     speeds: Vec<f64>,
     travel_ms_sum: i64,
@@ -51,7 +51,7 @@ struct Acc {
     dirty: bool,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Windows {
     window_ms: i64,
     allowed_lateness_ms: i64,
@@ -243,7 +243,7 @@ mod tests {
 }
 
 /// The five-minute sliding median of each segment's traversal speeds (by exit time).
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct SlidingMedian {
     span_ms: i64,
     samples: Vec<std::collections::VecDeque<(i64, f64)>>,

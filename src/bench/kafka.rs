@@ -111,7 +111,7 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
         let live = Arc::new(LiveState::new(city.clone()));
         lives.push(live.clone());
         let (city, pipeline, group, stop) = (city.clone(), pipeline.clone(), group.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, Some(Duration::from_secs(8))).await }));
+        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, Some(Duration::from_secs(8)), None).await }));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let (wall, cpu) = loop {

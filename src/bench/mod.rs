@@ -8,7 +8,7 @@ mod inprocess;
 mod kafka;
 mod latency;
 pub mod measure;
-mod workload;
+pub mod workload;
 
 use egret_model::CityModel;
 use egret_pipeline::PipelineConfig;

@@ -9,7 +9,7 @@ mod sink;
 mod source;
 
 pub use sink::KafkaSink;
-pub use source::KafkaSource;
+pub use source::{Commits, KafkaSource};
 
 use crate::IngestError;
 use rdkafka::ClientConfig;

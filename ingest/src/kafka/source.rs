@@ -58,6 +58,16 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Polled = (usize, Result<Record, KafkaError>);
 
+/// When processed offsets are committed to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// Every second, in the background.
+    Periodic,
+    /// Only by `Source::flush_commits`: a checkpointing stage commits an offset once
+    /// the state that reflects it is saved, so the broker's offset never runs ahead.
+    OnCheckpoint,
+}
+
 pub struct KafkaSource {
     /// (contract topic name, its consumer).
     consumers: Vec<(String, StreamConsumer<JoinContext>)>,
@@ -70,8 +80,14 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Joins the consumer group on `topics`, creating them when missing.
+    /// Joins the consumer group on `topics`, creating them when missing; processed
+    /// offsets are committed every second.
     pub async fn subscribe(config: &KafkaConfig, topics: &[&str]) -> Result<KafkaSource, IngestError> {
+        Self::subscribe_with(config, topics, Commits::Periodic).await
+    }
+
+    /// As `subscribe`, choosing when processed offsets reach the broker.
+    pub async fn subscribe_with(config: &KafkaConfig, topics: &[&str], commits: Commits) -> Result<KafkaSource, IngestError> {
         let specs: Vec<(&str, bool)> = topics.iter().map(|t| (*t, false)).collect();
         ensure_topics(config, &specs).await?;
         let mut consumers = Vec::new();
@@ -80,7 +96,7 @@ impl KafkaSource {
                 .client()
                 .set("group.id", &config.group_id)
                 .set("partition.assignment.strategy", "cooperative-sticky")
-                .set("enable.auto.commit", "true")
+                .set("enable.auto.commit", if commits == Commits::Periodic { "true" } else { "false" })
                 .set("auto.commit.interval.ms", "1000")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
@@ -140,7 +156,7 @@ impl KafkaSource {
         }
     }
 
-    /// Commits stored offsets now (also done every second in the background).
+    /// Commits stored offsets now (with `Commits::Periodic`, also done every second).
     pub fn commit_now(&self) -> Result<(), IngestError> {
         for (_, c) in &self.consumers {
             match c.commit_consumer_state(CommitMode::Sync) {
@@ -194,6 +210,10 @@ impl Source for KafkaSource {
             self.accept(index, message, &mut out)?;
         }
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
+    }
+
+    fn flush_commits(&mut self) -> Result<(), IngestError> {
+        self.commit_now()
     }
 
     fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError> {

@@ -29,7 +29,7 @@ pub const FUZZY_WINDOW_MS: i64 = 5 * 60_000;
 const GANTRY_LOG_KEPT: usize = 512;
 
 /// A camera trigger that would be an offence, waiting for its plate to be confirmed.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct CameraOffence {
     pub plate: Plate,
     pub camera: u32,
@@ -49,6 +49,7 @@ pub struct CameraOffence {
 const CONFIRM_HOPS: usize = 2;
 
 /// Per camera: the gantries that can confirm its plate and its bus-lane rule.
+#[derive(Default)]
 pub struct CameraRules {
     /// The gantries at the ends of the camera's segment and up to `CONFIRM_HOPS`
     /// segments before and after it.
@@ -220,7 +221,7 @@ impl CameraRules {
 }
 
 /// Recent reads per gantry, for the one-character search.
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct GantryLog {
     reads: Vec<std::collections::VecDeque<(Plate, VehicleClass, Read)>>,
 }
@@ -251,7 +252,7 @@ impl GantryLog {
 }
 
 /// Camera offences waiting for an RFID read of their plate.
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Pending {
     by_plate: std::collections::HashMap<Plate, Vec<CameraOffence>>,
     pub unconfirmed: u64,

@@ -19,7 +19,7 @@ pub const CLONE_WINDOW_MS: i64 = 45 * 60_000;
 /// Read times kept per tag of a plate seen with several tags.
 const TAG_READS_KEPT: usize = 4;
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct ClonedPlates {
     /// Plates read with more than one RFID tag: per tag, its recent read times. Only
     /// such plates (clones, and misreads that hit a real plate) are here.

@@ -23,7 +23,7 @@ pub struct HotlistEntry {
     pub expires_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Entry {
     reason: String,
     expires_ms: Option<i64>,
@@ -44,10 +44,14 @@ pub struct Match {
     pub exact: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Hotlists {
+    /// The lists come from the hotlist board, which the pipeline follows, also after
+    /// a restore: a checkpoint keeps only the recent hits.
+    #[serde(skip)]
     lists: BTreeMap<String, HashMap<Plate, Entry>>,
     /// Wildcard key → (list, listed plate).
+    #[serde(skip)]
     fuzzy: HashMap<[u8; 16], Vec<(String, Plate)>>,
     /// (list, plate) → time of the last hit, to hold back repeats.
     last_hit: HashMap<(String, Plate), i64>,

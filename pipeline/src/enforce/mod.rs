@@ -32,7 +32,10 @@ pub struct Tickets {
     pub possible_hits: Vec<PossibleHit>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Enforcer {
+    /// From the city model, rebuilt on restore (see `restore`).
+    #[serde(skip)]
     cameras: CameraRules,
     pending: Pending,
     pub hotlists: Hotlists,
@@ -46,7 +49,9 @@ pub struct Enforcer {
     /// on their own, and the bridged ticket is dropped rather than issued twice.
     held: HashMap<Plate, Vec<(Violation, i64, i64)>>,
     hold_ms: i64,
+    #[serde(skip)]
     plate_reads_topic: String,
+    #[serde(skip)]
     camera_topic: String,
 }
 
@@ -71,6 +76,12 @@ impl Enforcer {
             plate_reads_topic: egret_model::Topic::PlateReads.default_name().to_owned(),
             camera_topic: egret_model::Topic::CameraEvents.default_name().to_owned(),
         }
+    }
+
+    /// After a restore: the parts built from the city model (rules, topic names)
+    /// come from `fresh`, built from the model now loaded, not from the checkpoint.
+    pub(crate) fn take_city_parts_from(&mut self, fresh: Enforcer) {
+        (self.cameras, self.hold_ms, self.plate_reads_topic, self.camera_topic) = (fresh.cameras, fresh.hold_ms, fresh.plate_reads_topic, fresh.camera_topic);
     }
 
     /// Camera offences dropped because no RFID read confirmed their plate.

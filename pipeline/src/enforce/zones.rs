@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 /// How long a pass inside a zone waits for a second read of its tag.
 pub const HOLD_LONE_READ_MS: i64 = 15 * 60_000;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Held {
     ticket: Violation,
     rule: usize,
@@ -31,7 +32,7 @@ struct Held {
     release_ms: i64,
 }
 
-#[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct ZoneRules {
     /// (rule, plate, local day) already ticketed.
     daily: HashSet<(usize, Plate, i64)>,

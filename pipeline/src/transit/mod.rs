@@ -97,7 +97,7 @@ pub struct TransitOutput {
     pub events: Vec<TransitEvent>,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 struct Track {
     route: u32,
     direction: usize,
@@ -107,14 +107,16 @@ struct Track {
     next_stop: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Arrival {
     ts_ms: i64,
     bus_id: String,
 }
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Transit {
+    /// From the city model, rebuilt on restore.
+    #[serde(skip)]
     paths: Vec<Vec<RoutePath>>,
     tracks: HashMap<String, Track>,
     /// Arrivals not yet settled: (route, direction, stop) → arrivals.
@@ -131,6 +133,11 @@ pub struct Transit {
 }
 
 impl Transit {
+    /// After a restore: the parts built from the city model come from `fresh`.
+    pub(crate) fn take_city_parts_from(&mut self, fresh: Transit) {
+        self.paths = fresh.paths;
+    }
+
     pub fn new(city: &CityModel) -> Self {
         let paths = (0..city.routes.len() as u32)
             .map(|r| (0..city.routes[r as usize].directions.len()).filter_map(|d| RoutePath::new(city, r, d)).collect())

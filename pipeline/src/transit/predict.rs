@@ -20,7 +20,7 @@ const PACE_PRIOR: (f64, f64) = (240.0, 300.0);
 /// (up to this many minutes ahead, early, late) in seconds.
 const BANDS: [(i64, i64, i64); 4] = [(3, 30, 90), (6, 60, 150), (10, 60, 210), (15, 90, 270)];
 
-#[derive(Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Predictor {
     /// Per route: (model seconds at car speed, seconds actually driven) over legs.
     pace: Vec<(f64, f64)>,
