@@ -62,7 +62,7 @@ for t in "${targets[@]}"; do
     # New inputs go to the first corpus directory (outside the clone); the seeds
     # in fuzz/corpus/ are only read.
     "${cargo[@]}" fuzz run -s none "$t" "$corpus_root/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -max_len="$max_len" -timeout=25 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" -max_len="$max_len" -timeout=25 -rss_limit_mb=2048 -dict=fuzz/dict.txt \
         -print_final_stats=1 >"$log" 2>&1 || status=$?
     done_line=$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 || true)
     if [ "$status" -eq 0 ] && [ -n "$done_line" ]; then

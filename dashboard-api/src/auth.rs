@@ -11,94 +11,8 @@
 use crate::ApiError;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// The roles of contract-v1 §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Public,
-    Dispatcher,
-    Police,
-    Admin,
-    Device,
-}
-
-impl Role {
-    pub const ALL: [Role; 5] = [Role::Public, Role::Dispatcher, Role::Police, Role::Admin, Role::Device];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Public => "public",
-            Role::Dispatcher => "dispatcher",
-            Role::Police => "police",
-            Role::Admin => "admin",
-            Role::Device => "device",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a token says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Claims {
-    /// Who holds it (an officer's or a device's id), written to the audit log.
-    pub sub: String,
-    pub role: Role,
-    /// Issued and expires, in seconds since the epoch (the JWT convention).
-    pub iat: i64,
-    pub exp: i64,
-}
-
-/// Signs and checks tokens with one secret.
-#[derive(Clone)]
-pub struct TokenKey {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenKey(..)")
-    }
-}
-
-impl TokenKey {
-    pub fn from_secret(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        TokenKey { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
-    }
-
-    /// A token for `subject` in `role`, valid from `now_s` for `ttl_s` seconds.
-    pub fn issue(&self, subject: &str, role: Role, now_s: i64, ttl_s: i64) -> String {
-        let claims = Claims { sub: subject.to_owned(), role, iat: now_s, exp: now_s.saturating_add(ttl_s) };
-        // HS256 over a serialisable struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
-    }
-
-    /// The claims of a token that is signed with this key and not expired.
-    pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
-            _ => format!("the token is not valid: {e}"),
-        })
-    }
-}
+pub use crate::token::{Claims, Role, TokenKey, bearer_token};
 
 /// The caller of one request, as the auth middleware found it.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,10 +28,10 @@ impl Caller {
     /// Reads the `Authorization: Bearer` header of a request.
     pub fn from_header(value: Option<&axum::http::HeaderValue>, key: &TokenKey) -> Caller {
         let Some(value) = value else { return Caller::Anonymous };
-        let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))) else {
+        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
             return Caller::Rejected("the Authorization header is not `Bearer <token>`".into());
         };
-        match key.verify(token.trim()) {
+        match key.verify(token) {
             Ok(claims) => Caller::Authenticated(claims),
             Err(why) => Caller::Rejected(why),
         }

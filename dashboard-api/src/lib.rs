@@ -20,6 +20,7 @@ mod parking;
 mod route;
 mod segments;
 mod sql;
+mod token;
 mod transit;
 mod violations;
 mod web;

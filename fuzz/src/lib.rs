@@ -2,10 +2,11 @@
 //! the API's input parsers, and the properties every decoded event and every
 //! parsed plate must have.
 //!
-//! The API's parsers are compiled from their own source file,
-//! `dashboard-api/src/input.rs`, which depends on nothing but `egret-model` and
-//! serde, so fuzzing them does not build the API's DataFusion and librdkafka.
-//! They are the very functions the handlers call.
+//! The API's parsers are compiled from their own source files,
+//! `dashboard-api/src/input.rs` and `dashboard-api/src/token.rs`, which depend on
+//! nothing but `egret-model`, serde and `jsonwebtoken`, so fuzzing them does not
+//! build the API's DataFusion and librdkafka. They are the very functions the
+//! handlers call.
 
 use egret_model::decode::{DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder};
 use egret_model::event::{BusGps, CameraEvent, CameraKind, ParkingCount, PlateRead};
@@ -15,6 +16,8 @@ use std::sync::OnceLock;
 
 #[path = "../../dashboard-api/src/input.rs"]
 pub mod input;
+#[path = "../../dashboard-api/src/token.rs"]
+pub mod token;
 
 /// 2000-01-01 and 2100-01-01 UTC: the decoder's bounds on device clocks.
 const TS_RANGE: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
