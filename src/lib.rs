@@ -6,6 +6,7 @@ pub mod bench;
 pub mod commands;
 pub mod drive;
 pub mod eval;
+pub mod faults;
 pub mod instance;
 pub mod serve;
 

@@ -37,6 +37,9 @@ struct Cli {
     /// share a cluster.
     #[arg(long, global = true, default_value = "", env = "EGRET_KAFKA_NAMESPACE")]
     namespace: String,
+    /// With --kafka: the replication factor of topics Egret creates (3 on a cluster).
+    #[arg(long, global = true, default_value_t = 1, env = "EGRET_KAFKA_REPLICATION")]
+    replication: i32,
     /// Where keys, the audit log and saved hotlist edits live (created if missing).
     #[arg(long, global = true, default_value = "egret-state", env = "EGRET_STATE_DIR")]
     state_dir: PathBuf,
@@ -172,6 +175,43 @@ enum Command {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// The reliability table of targets.md: `egret run --kafka` children killed
+    /// with SIGKILL, brokers restarted, a second instance joining and leaving, each
+    /// run's tickets and closed windows compared with an uninterrupted run's.
+    /// Exits non-zero when any scenario differs.
+    Faults {
+        /// Kafka bootstrap servers (127.0.0.1 only: this is a load of faults).
+        #[arg(long)]
+        kafka: String,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Lives of the pipeline ended by kill -9 at random points.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Brokers stopped and restarted mid-stream (needs --cluster-script).
+        #[arg(long, default_value_t = 0)]
+        broker_restarts: usize,
+        /// deploy/kafka/kafka.sh, which started the cluster behind --kafka.
+        #[arg(long, requires = "cluster_port")]
+        cluster_script: Option<PathBuf>,
+        /// The --port the cluster was started with.
+        #[arg(long)]
+        cluster_port: Option<u16>,
+        /// Nodes in that cluster (restarts go round them).
+        #[arg(long, default_value_t = 1)]
+        cluster_nodes: usize,
+        /// Times a second instance joins the group and leaves it.
+        #[arg(long, default_value_t = 0)]
+        rebalances: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The children's --checkpoint-interval.
+        #[arg(long, default_value = "1s", value_parser = egret::parse_duration_ms)]
+        checkpoint_interval: i64,
+        /// Where the children keep their state and logs (default: a new temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// The performance figures of targets.md, measured here and printed beside
     /// their targets (build with --release: the dev profile is far slower).
     Bench {
@@ -278,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = scenario_config(seed, scenario, start_ms, duration, demand);
             let options = DriveOptions { pace, realtime_from_ms: i64::MIN, max_rate: rate, progress: true };
-            let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) });
+            let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(brokers) });
             commands::simulate(city, config, out.as_deref(), kafka.as_ref(), options).await
         }
         Command::Eval { scenario, seed, duration, kafka } => {
@@ -312,6 +352,25 @@ async fn main() -> anyhow::Result<()> {
             };
             egret::bench::run(city, pipeline, &options).await
         }
+        Command::Faults { kafka, events, kills, broker_restarts, cluster_script, cluster_port, cluster_nodes, rebalances, seed, checkpoint_interval, work_dir } => {
+            let options = egret::faults::FaultOptions {
+                brokers: kafka,
+                events,
+                kills,
+                broker_restarts,
+                cluster: cluster_script.zip(cluster_port),
+                cluster_nodes,
+                rebalances,
+                replication: cli.replication,
+                seed,
+                checkpoint_interval_ms: checkpoint_interval,
+                work_dir: work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("egret-faults-{}", egret::commands::now_ms()))),
+            };
+            if !egret::faults::run(&city, &options).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Run { input, kafka, group, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, listen, exit_at_end, hotlists } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
@@ -321,7 +380,7 @@ async fn main() -> anyhow::Result<()> {
                 (Some(dir), None) => Input::Files(dir),
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
-                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), ..KafkaConfig::new(brokers) };
+                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(brokers) };
                     let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {
                         dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{group}", cli.namespace))),
                         interval: Duration::from_millis(checkpoint_interval.max(1) as u64),

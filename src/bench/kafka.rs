@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// Produces `records` to the input topics of a fresh namespace and waits for
 /// the broker to have them all.
-async fn produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::Result<()> {
+pub(crate) async fn produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::Result<()> {
     instance::ensure_all_topics(kafka).await?;
     let sink = KafkaSink::new(kafka)?;
     for chunk in records.chunks(10_000) {
@@ -69,7 +69,7 @@ fn raw_consume(kafka: &KafkaConfig, expected: usize) -> anyhow::Result<(Duration
 }
 
 /// Sum of a Prometheus counter over its labels, from the text exposition.
-pub(super) fn counter_total(text: &str, name: &str) -> f64 {
+pub(crate) fn counter_total(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -5,7 +5,7 @@
 
 mod api_load;
 mod inprocess;
-mod kafka;
+pub(crate) mod kafka;
 mod latency;
 pub mod measure;
 pub mod workload;

@@ -19,11 +19,16 @@ const CHUNK_MS: i64 = 10 * 60_000;
 /// in delivery order, as records of one partition with consecutive offsets.
 /// `demand_per_min` scales the traffic (trip starts per minute).
 pub fn simulated(city: &Arc<CityModel>, events: usize, demand_per_min: f64, seed: u64) -> Vec<Record> {
+    simulated_with(city, events, demand_per_min, seed, egret_simulator::Noise::clean())
+}
+
+/// As `simulated`, with the devices' `noise` (duplicates, late, malformed…).
+pub fn simulated_with(city: &Arc<CityModel>, events: usize, demand_per_min: f64, seed: u64, noise: egret_simulator::Noise) -> Vec<Record> {
     let mut records = Vec::with_capacity(events);
     let mut chunk = 0;
     while records.len() < events {
         let start_ms = START_MS + chunk * CHUNK_MS;
-        let config = SimConfig { demand_per_min, ..SimConfig::clean(seed + chunk as u64, start_ms, CHUNK_MS) };
+        let config = SimConfig { demand_per_min, noise: noise.clone(), ..SimConfig::clean(seed + chunk as u64, start_ms, CHUNK_MS) };
         let mut emitted = Simulator::new(city.clone(), config).drain_all();
         emitted.sort_by_key(|e| (e.deliver_ms, e.seq));
         for e in emitted {
