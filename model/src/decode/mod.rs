@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 const MIN_TS_MS: i64 = 946_684_800_000;
 /// 2100-01-01T00:00:00Z: anything later cannot be a real device clock.
 const MAX_TS_MS: i64 = 4_102_444_800_000;
+/// Lot counts above this many times the lot's capacity are rejected.
+const MAX_OCCUPANCY_FACTOR: u32 = 2;
 /// The region served (Zhangzhou to Quanzhou with a margin), for bus positions.
 const SERVICE_AREA: ([f64; 2], [f64; 2]) = ([116.8, 23.4], [119.4, 25.8]);
 
@@ -174,6 +176,12 @@ impl<'c> Decoder<'c> {
             .city
             .camera_idx(&e.camera_id)
             .ok_or_else(|| Reject::new(Reason::UnknownCamera, format!("camera_id {}", e.camera_id)))?;
+        // An offence is only evidence from a camera built for it (a red-light camera
+        // measures no speed); a plain plate capture may come from any camera.
+        let registered = self.city.cameras[camera as usize].kind;
+        if !matches!(e.kind, CameraKind::Anpr | CameraKind::Gate) && e.kind != registered {
+            return Err(Reject::new(Reason::InvalidField, format!("kind {:?} from camera {}, which is a {registered:?} camera", e.kind, e.camera_id)));
+        }
         match e.kind {
             CameraKind::Speed if e.speed_kmh.is_none() => {
                 return Err(Reject::new(Reason::MissingField, "speed camera event without speed_kmh"));
@@ -203,6 +211,12 @@ impl<'c> Decoder<'c> {
             .city
             .lot_idx(&e.lot_id)
             .ok_or_else(|| Reject::new(Reason::UnknownLot, format!("lot_id {}", e.lot_id)))?;
+        // Lots do overfill a little (the pipeline flags it); a count beyond twice the
+        // lot's spaces is a broken controller, and would be served as the lot's state.
+        let capacity = self.city.lots[lot as usize].capacity;
+        if e.occupied > capacity.saturating_mul(MAX_OCCUPANCY_FACTOR) {
+            return Err(Reject::new(Reason::InvalidField, format!("occupied {} in lot {} of {capacity} spaces", e.occupied, e.lot_id)));
+        }
         Ok(CountIn { lot, occupied: e.occupied, ts_ms: timestamp(e.ts_ms)?, dedup_key: dedup_key(&e.lot_id, &e.event_id) })
     }
 }

@@ -109,6 +109,26 @@ fn every_decoder_reason_is_reachable() {
     assert_eq!(invalid_utf8.err().map(|r| r.reason), Some(Reason::InvalidUtf8));
 }
 
+/// Found by the hostile-input corpus (tests/hostile): both were accepted, the first
+/// as evidence for a ticket, the second served as the lot's occupancy.
+#[test]
+fn offences_from_another_kind_of_camera_and_impossible_lot_counts_are_rejected() {
+    let c = city();
+    let of_kind = |k: CameraKind| c.cameras.iter().find(|x| x.kind == k).expect("a camera of the kind").camera_id.clone();
+    let (red, speed) = (of_kind(CameraKind::RedLight), of_kind(CameraKind::Speed));
+    let cam = |id: &str, body: &str| format!(r#"{{"event_id":"c","camera_id":"{id}",{body},"plate":"闽E6789A","ts_ms":1795838400000}}"#);
+    assert_eq!(reason(Topic::CameraEvents, &cam(&red, r#""kind":"speed","speed_kmh":150"#)), Some(Reason::InvalidField));
+    assert_eq!(reason(Topic::CameraEvents, &cam(&speed, r#""kind":"red_light","red_elapsed_ms":5000"#)), Some(Reason::InvalidField));
+    assert_eq!(reason(Topic::CameraEvents, &cam(&speed, r#""kind":"speed","speed_kmh":150"#)), None);
+    assert_eq!(reason(Topic::CameraEvents, &cam(&red, r#""kind":"anpr""#)), None, "any camera may capture a plate");
+
+    let lot = &c.lots[0];
+    let count = |n: u32| format!(r#"{{"event_id":"p","lot_id":"{}","occupied":{n},"ts_ms":1795838400000}}"#, lot.lot_id);
+    assert_eq!(reason(Topic::ParkingCounts, &count(lot.capacity + 1)), None, "a lot overfills a little");
+    assert_eq!(reason(Topic::ParkingCounts, &count(2 * lot.capacity)), None);
+    assert_eq!(reason(Topic::ParkingCounts, &count(2 * lot.capacity + 1)), Some(Reason::InvalidField));
+}
+
 #[test]
 fn dedup_key_depends_on_device_and_event() {
     assert_eq!(dedup_key("XM-R0001", "r-1"), dedup_key("XM-R0001", "r-1"));
