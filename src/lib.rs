@@ -9,6 +9,7 @@ pub mod eval;
 pub mod faults;
 pub mod instance;
 pub mod serve;
+pub mod soak;
 
 use egret_model::CityModel;
 use std::path::{Path, PathBuf};

@@ -212,6 +212,24 @@ enum Command {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Is memory bounded? Noisy simulated traffic at a steady rate through the
+    /// whole pipeline in this process, RSS sampled as it goes; exits non-zero unless
+    /// RSS stays within 10% after the warm-up and the rate is kept (use --release).
+    Soak {
+        #[arg(long, default_value_t = 20_000.0, value_parser = positive_rate)]
+        rate: f64,
+        #[arg(long, default_value = "30m", value_parser = egret::parse_duration_ms)]
+        duration: i64,
+        #[arg(long, default_value = "30s", value_parser = egret::parse_duration_ms)]
+        sample_every: i64,
+        #[arg(long, default_value = "5m", value_parser = egret::parse_duration_ms)]
+        warmup: i64,
+        /// Trip starts per simulated minute.
+        #[arg(long, default_value_t = 2_000.0)]
+        demand: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The performance figures of targets.md, measured here and printed beside
     /// their targets (build with --release: the dev profile is far slower).
     Bench {
@@ -351,6 +369,14 @@ async fn main() -> anyhow::Result<()> {
                 latency_seconds,
             };
             egret::bench::run(city, pipeline, &options).await
+        }
+        Command::Soak { rate, duration, sample_every, warmup, demand, seed } => {
+            let ms = |v: i64| Duration::from_millis(v.max(1) as u64);
+            let options = egret::soak::SoakOptions { rate, duration: ms(duration), sample_every: ms(sample_every), warmup: ms(warmup), demand, seed };
+            if !egret::soak::run(city, pipeline, &options).await? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Faults { kafka, events, kills, broker_restarts, cluster_script, cluster_port, cluster_nodes, rebalances, seed, checkpoint_interval, work_dir } => {
             let options = egret::faults::FaultOptions {

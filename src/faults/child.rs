@@ -3,11 +3,10 @@
 //! SIGKILL (no chance to save anything) or stopped with SIGTERM (a clean leave).
 
 use anyhow::Context;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 
 pub struct Instance {
     process: Child,
@@ -40,37 +39,39 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", launch.exe.display()))?;
         let stdout = process.stdout.take().context("child stdout")?;
         let stderr = process.stderr.take().context("child stderr")?;
-        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(log).await.with_context(|| format!("opening {}", log.display()))?;
+        let open_log = || std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()));
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         // The log keeps everything the child says; the address comes from its banner.
-        tokio::spawn(async move {
+        let mut out_log = open_log()?;
+        std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
-            let mut out = BufReader::new(stdout).lines();
-            let mut err = BufReader::new(stderr).lines();
-            let (mut out_open, mut err_open) = (true, true);
-            while out_open || err_open {
-                let line = tokio::select! {
-                    l = out.next_line(), if out_open => l.ok().flatten().or_else(|| { out_open = false; None }),
-                    l = err.next_line(), if err_open => l.ok().flatten().or_else(|| { err_open = false; None }),
-                };
-                let Some(line) = line else { continue };
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("serving http://")
                     && let Some(tx) = addr_tx.take()
                 {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
-                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                let _ = writeln!(out_log, "{line}");
             }
         });
-        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
-            .await
-            .with_context(|| format!("the child did not serve its API within 60 s (see {})", log.display()))?
-            .with_context(|| format!("the child exited before serving its API (see {})", log.display()))?;
+        let mut err_log = open_log()?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(err_log, "{line}");
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(60), addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            failed => {
+                let _ = process.kill();
+                let _ = process.wait();
+                anyhow::bail!("the child {} (see {})", if failed.is_err() { "did not serve its API within 60 s" } else { "exited before serving its API" }, log.display());
+            }
+        };
         Ok(Instance { process, metrics_url: format!("http://{addr}/metrics"), http: reqwest::Client::new() })
     }
 
@@ -95,19 +96,40 @@ impl Instance {
 
     /// kill -9, and wait until the process is gone.
     pub async fn kill9(mut self) -> anyhow::Result<()> {
-        self.process.kill().await.context("killing the child")
+        self.process.kill().context("killing the child")?;
+        self.process.wait().context("waiting for the killed child")?;
+        Ok(())
     }
 
     /// SIGTERM: the child saves a checkpoint and leaves its group.
-    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
-        if let Some(pid) = self.process.id() {
-            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().context("sending SIGTERM")?;
-        }
-        tokio::time::timeout(Duration::from_secs(120), self.process.wait()).await.context("the child did not stop within 120 s of SIGTERM")?.context("waiting for the child")
+    pub async fn terminate(self) -> anyhow::Result<ExitStatus> {
+        std::process::Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status().context("sending SIGTERM")?;
+        self.wait(Duration::from_secs(120)).await
     }
 
-    /// Waits for the child to finish on its own (its input idle), at most `limit`.
+    /// Waits for the child to finish, at most `limit`; kills it if it does not.
     pub async fn wait(mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
-        tokio::time::timeout(limit, self.process.wait()).await.with_context(|| format!("the child did not finish within {limit:?}"))?.context("waiting for the child")
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.process.try_wait().context("waiting for the child")? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                anyhow::bail!("the child did not finish within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Instance {
+    /// No child outlives the harness.
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
     }
 }

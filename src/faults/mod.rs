@@ -69,7 +69,7 @@ pub async fn run(city: &Arc<CityModel>, options: &FaultOptions) -> anyhow::Resul
     let mut table = Vec::new();
     let mut add = |name: &str, faults: String, (outputs, took): (Outputs, Duration)| {
         let diff = compare::diff(&reference, &outputs);
-        println!("faults: {name}: {diff:?}");
+        println!("faults: {name}: {} tickets lost, {} extra; samples {} / {}", diff.tickets_lost, diff.tickets_extra, diff.samples.0, diff.samples.1);
         table.push(Scenario { name: name.to_owned(), faults, took, diff });
     };
 
@@ -219,6 +219,28 @@ fn print_table(table: &[Scenario], reference: &Outputs) -> bool {
         );
     }
     println!("reference: {} tickets, {} closed windows", reference.tickets.len(), reference.windows.len());
+    for s in table.iter().filter(|s| !s.diff.examples.is_empty()) {
+        println!("{}: windows that differ, (segment, start): reference / run:", s.name);
+        for e in &s.diff.examples {
+            println!("  {e}");
+        }
+    }
+    // One line per scenario for scripts and tests to read.
+    for s in table {
+        let d = &s.diff;
+        println!(
+            "faults-summary: scenario={} tickets_reference={} lost={} extra={} samples_reference={} samples_run={} windows_missing={} windows_extra={} windows_differing={}",
+            s.name.split(':').next().unwrap_or_default().replace(' ', "-"),
+            reference.tickets.len(),
+            d.tickets_lost,
+            d.tickets_extra,
+            d.samples.0,
+            d.samples.1,
+            d.windows_missing,
+            d.windows_extra,
+            d.windows_differing
+        );
+    }
     let once = table.iter().all(|s| s.diff.exactly_once());
     let identical = table.iter().all(|s| s.diff.identical_windows());
     println!("faults: exactly once in every scenario: {}", if once { "yes" } else { "NO" });
