@@ -2,7 +2,8 @@
 //! own topic namespace, consumer group and state directory on a free port; its
 //! stdout collected (the serving address, then the summary); its `/metrics` polled
 //! until it has consumed what was sent; stopped with SIGTERM (as Kubernetes does)
-//! or left to exit when idle; killed if a test fails before that.
+//! or left to exit when idle; killed if a test fails before that (its state
+//! directory, with its stderr, is then kept).
 
 #![allow(dead_code)]
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub struct Egret {
     child: Child,
+    dir: std::path::PathBuf,
     pub addr: String,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr_path: std::path::PathBuf,
@@ -55,8 +57,10 @@ impl Egret {
         }
         let first = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("egret run printed no address; stderr:\n{}", tail(&stderr_path)));
         let addr = first.trim_start_matches("serving http://").split_whitespace().next().expect("address").to_owned();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        Egret { child, addr, stdout: lines, stderr_path, http }
+        // A connection per request: after a refused body (413) the server closes its
+        // end, and a pooled connection could be picked up before the client notices.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(0).build().expect("client");
+        Egret { child, dir, addr, stdout: lines, stderr_path, http }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -150,6 +154,10 @@ impl Drop for Egret {
         if self.alive() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // Its keys, checkpoints and log; kept when the test failed.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -266,8 +266,9 @@ pub fn counter_by(text: &str, name: &str, label: &str) -> BTreeMap<String, u64> 
     out
 }
 
+/// Sum of a Prometheus counter over all its series.
 pub fn counter_total(text: &str, name: &str) -> u64 {
-    counter_by(text, name, "_").values().sum()
+    counter_by(text, name, "").values().sum()
 }
 
 /// One row of the per-kind table: what was expected and what happened.
@@ -286,11 +287,12 @@ impl Row {
 /// Prints the table and a closing summary; returns the rows that failed.
 pub fn print_table(title: &str, rows: &[Row]) -> Vec<String> {
     println!("\n{title}");
-    println!("  {:<38} {:<26} {:<26}", "kind", "expected", "got");
+    let w = rows.iter().map(|r| r.expected.chars().count().max(r.got.chars().count())).max().unwrap_or(0).max(8);
+    println!("  {:<38} {:<w$} {:<w$}", "kind", "expected", "got");
     let mut failed = Vec::new();
     for r in rows {
         let mark = if r.ok() { "ok" } else { "FAIL" };
-        println!("  {:<38} {:<26} {:<26} {mark}", r.kind, r.expected, r.got);
+        println!("  {:<38} {:<w$} {:<w$} {mark}", r.kind, r.expected, r.got);
         if !r.ok() {
             failed.push(format!("{}: expected {}, got {}", r.kind, r.expected, r.got));
         }
