@@ -21,8 +21,10 @@ fn city() -> Arc<CityModel> {
     egret::load_city(None).expect("city model")
 }
 
+/// Processing time must not decide anything here (a restore starts partitions'
+/// idle clocks afresh, and a loaded machine is slow): no partition goes idle.
 fn config() -> PipelineConfig {
-    PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..PipelineConfig::default() }
+    PipelineConfig { clock: egret_pipeline::ClockMode::Event, idle_timeout_ms: 24 * 3_600_000, ..PipelineConfig::default() }
 }
 
 fn scratch(name: &str) -> PathBuf {
