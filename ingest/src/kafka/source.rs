@@ -152,6 +152,13 @@ impl KafkaSource {
                 self.drained.insert((index, partition));
                 Ok(())
             }
+            // A broker going away (stopped, restarted, a leader moving) is reported
+            // as a consume error, and librdkafka reconnects and fetches on by itself:
+            // the pipeline waits rather than exits (found by `egret faults`).
+            Err(KafkaError::MessageConsumption(code)) if is_transient(code) => {
+                tracing::warn!("consuming {}: {code:?}; librdkafka retries", self.consumers[index].0);
+                Ok(())
+            }
             Err(e) => Err(IngestError::Broker(format!("consuming {}: {e}", self.consumers[index].0))),
         }
     }
@@ -166,6 +173,24 @@ impl KafkaSource {
         }
         Ok(())
     }
+}
+
+/// Consume errors that pass once the cluster recovers.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+    )
 }
 
 fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
