@@ -193,6 +193,11 @@ fn is_transient(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Commit errors of a group in the middle of a rebalance.
+fn is_rebalancing(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::IllegalGeneration | RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::UnknownMemberId)
+}
+
 fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
     Record {
         topic: m.topic().strip_prefix(namespace).unwrap_or(m.topic()).to_owned(),
@@ -237,8 +242,21 @@ impl Source for KafkaSource {
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
     }
 
+    /// A commit refused during a rebalance or a broker restart leaves the broker's
+    /// offset behind the checkpoint, which is the safe side (a restart skips to the
+    /// checkpoint's positions); the next checkpoint commits again.
     fn flush_commits(&mut self) -> Result<(), IngestError> {
-        self.commit_now()
+        for (topic, c) in &self.consumers {
+            match c.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(KafkaError::ConsumerCommit(code)) if is_transient(code) || is_rebalancing(code) => {
+                    tracing::warn!("committing {topic}: {code:?}; the next checkpoint commits again");
+                    metrics::counter!("egret_commit_retries_total").increment(1);
+                }
+                Err(e) => return Err(IngestError::Broker(format!("committing: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     fn commit(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), IngestError> {
