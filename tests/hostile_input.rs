@@ -15,6 +15,9 @@
 
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "support/final_windows.rs"]
+mod final_windows;
+use final_windows::final_window_row;
 #[path = "support/egret_process.rs"]
 mod egret_process;
 #[path = "support/hostile_http.rs"]
@@ -195,16 +198,7 @@ fn header(r: &egret_ingest::Record, name: &str) -> Option<String> {
 
 /// The run's closed windows and tickets, from its derived topics.
 async fn kafka_outcome(city: &CityModel, brokers: &str, ns: &str) -> Outcome {
-    let mut windows = Vec::new();
-    for r in read_back(brokers, ns, "egret.segment-speeds").await {
-        let w: serde_json::Value = serde_json::from_slice(&r.payload).expect("a window is JSON");
-        if w["is_final"] == true {
-            let segment = city.segment_idx(w["segment_id"].as_str().expect("segment_id")).expect("known segment").0;
-            let f = |k: &str| w[k].as_f64().expect("number").to_bits();
-            let n = |k: &str| w[k].as_i64().expect("integer");
-            windows.push((segment, n("window_start_ms"), n("sample_count") as u32, f("mean_speed_kmh"), f("median_speed_kmh")));
-        }
-    }
+    let mut windows: Vec<_> = read_back(brokers, ns, "egret.segment-speeds").await.iter().filter_map(|r| final_window_row(city, &r.payload)).collect();
     windows.sort();
     let mut violations: Vec<_> = read_back(brokers, ns, VIOLATIONS_TOPIC).await.iter().map(|r| violation_row(&r.payload)).collect();
     violations.sort();

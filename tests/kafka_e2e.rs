@@ -17,6 +17,10 @@ use egret_pipeline::runner::{self, Ended, Outputs};
 use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, SegmentWindow, Stats};
 use egret_simulator::{GroundTruth, Noise, SimConfig, Simulator};
 use std::collections::BTreeMap;
+
+#[path = "support/final_windows.rs"]
+mod final_windows;
+use final_windows::final_window_row;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -236,16 +240,7 @@ async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
 
     let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
     let city = egret::load_city(None).expect("city");
-    let mut from_topic = Vec::new();
-    for r in read_topic(&reader, "egret.segment-speeds").await {
-        let w: serde_json::Value = serde_json::from_slice(&r.payload).expect("json window");
-        if w["is_final"] == true {
-            let segment = city.segment_idx(w["segment_id"].as_str().expect("segment_id")).expect("known segment").0;
-            let f = |k: &str| w[k].as_f64().expect("number").to_bits();
-            let n = |k: &str| w[k].as_i64().expect("integer");
-            from_topic.push((segment, n("window_start_ms"), n("sample_count") as u32, f("mean_speed_kmh"), f("median_speed_kmh")));
-        }
-    }
+    let mut from_topic: Vec<_> = read_topic(&reader, "egret.segment-speeds").await.iter().filter_map(|r| final_window_row(&city, &r.payload)).collect();
     from_topic.sort();
     // `egret simulate` runs the standard scenario, scripted events included.
     let (embedded, _) = embedded_run(city, SimConfig { scripted: true, ..SimConfig::clean(11, START, 8 * 60_000) }).await;
