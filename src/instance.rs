@@ -117,7 +117,7 @@ pub async fn run(
         stage1_source.into_inner().commit_now()?;
         stage2_source.into_inner().commit_now()?;
     }
-    let stats = Stats { late_traversals: stage2.late_traversals(), windows_closed: stage2.windows_closed(), ..stage1.stats().clone() };
+    let stats = Stats { late_traversals: stage1.stats().late_traversals + stage2.late_traversals(), windows_closed: stage2.windows_closed(), ..stage1.stats().clone() };
     Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
 }
 

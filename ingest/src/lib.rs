@@ -3,6 +3,7 @@
 //! by NDJSON files, and by Apache Kafka. The pipeline is generic over them and never
 //! knows which one it runs on.
 
+pub mod align;
 pub mod embedded;
 pub mod kafka;
 pub mod memory;

@@ -44,44 +44,65 @@ impl Default for DeviceClock {
     }
 }
 
-/// Clock estimates of every device, indexed by a dense device number.
+/// Clock estimates of every device, one per device and input partition.
+///
+/// Events of one device reach Egret on every partition (plate reads are keyed by
+/// plate), and partitions interleave differently on every run. An estimate shared
+/// by all partitions would follow that interleaving, so a rerun or a restart would
+/// correct the same read by a slightly different offset, and a ticket's evidence
+/// (and id) would change. Within a partition the order is fixed: an estimate per
+/// partition gives every run the same corrections.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct DeviceClocks {
-    devices: Vec<DeviceClock>,
+    /// By input partition, then by dense device number; created on first use.
+    partitions: std::collections::BTreeMap<u32, Vec<DeviceClock>>,
+    devices: usize,
     /// Uncertainty of a device not yet calibrated (its certified accuracy).
     uncalibrated_ms: i64,
 }
 
 impl DeviceClocks {
     pub fn new(devices: usize, uncalibrated_ms: i64) -> Self {
-        DeviceClocks { devices: vec![DeviceClock::default(); devices], uncalibrated_ms }
+        DeviceClocks { partitions: Default::default(), devices, uncalibrated_ms }
     }
 
-    /// Records one event of `device` stamped `device_ts`, which arrived at `arrival_ms`
-    /// (if the transport knows), and returns its corrected time and uncertainty.
-    pub fn observe(&mut self, device: usize, device_ts: i64, arrival_ms: Option<i64>) -> (i64, i64) {
-        let Some(clock) = self.devices.get_mut(device) else { return (device_ts, self.uncalibrated_ms) };
-        if let Some(arrival) = arrival_ms {
-            let diff = (device_ts - arrival).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-            clock.diffs[usize::from(clock.next)] = diff;
-            clock.next = ((usize::from(clock.next) + 1) % RING) as u8;
-            clock.len = (usize::from(clock.len) + 1).min(RING) as u8;
-            clock.stale += 1;
-            // Re-estimating costs a sort: do it while calibrating, then every 8th event.
-            if usize::from(clock.len) < 16 || clock.stale >= 8 {
-                clock.estimate = estimate(&clock.diffs[..usize::from(clock.len)]);
-                clock.stale = 0;
-            }
-        }
-        match clock.estimate {
+    /// The corrected time and its uncertainty of an event of `device` stamped
+    /// `device_ts`, by what `partition` has seen of the device so far.
+    pub fn correct(&self, device: usize, partition: u32, device_ts: i64) -> (i64, i64) {
+        match self.calibration(device, partition) {
             Some(c) => (device_ts - c.offset_ms, c.uncertainty_ms),
             None => (device_ts, self.uncalibrated_ms),
         }
     }
 
-    /// The current estimate of one device, if calibrated.
-    pub fn calibration(&self, device: usize) -> Option<Calibration> {
-        self.devices.get(device).and_then(|c| c.estimate)
+    /// Records an admitted event of `device` stamped `device_ts` that arrived at
+    /// `arrival_ms` (if the transport knows). Only admitted events count, so a read
+    /// refused as from the future cannot move its device's clock.
+    pub fn record(&mut self, device: usize, partition: u32, device_ts: i64, arrival_ms: Option<i64>) {
+        let (Some(arrival), true) = (arrival_ms, device < self.devices) else { return };
+        let devices = self.devices;
+        let clock = &mut self.partitions.entry(partition).or_insert_with(|| vec![DeviceClock::default(); devices])[device];
+        let diff = (device_ts - arrival).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        clock.diffs[usize::from(clock.next)] = diff;
+        clock.next = ((usize::from(clock.next) + 1) % RING) as u8;
+        clock.len = (usize::from(clock.len) + 1).min(RING) as u8;
+        clock.stale += 1;
+        // Re-estimating costs a sort: do it while calibrating, then every 8th event.
+        if usize::from(clock.len) < 16 || clock.stale >= 8 {
+            clock.estimate = estimate(&clock.diffs[..usize::from(clock.len)]);
+            clock.stale = 0;
+        }
+    }
+
+    /// The estimate of one device through one partition, if calibrated.
+    pub fn calibration(&self, device: usize, partition: u32) -> Option<Calibration> {
+        self.partitions.get(&partition).and_then(|p| p.get(device)).and_then(|c| c.estimate)
+    }
+
+    /// The device's best-informed estimate (the partition that has seen most of it),
+    /// for reports: health and the API.
+    pub fn device_calibration(&self, device: usize) -> Option<Calibration> {
+        self.partitions.values().filter_map(|p| p.get(device)).filter(|c| c.estimate.is_some()).max_by_key(|c| c.len).and_then(|c| c.estimate)
     }
 }
 
@@ -107,30 +128,65 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Corrects an event by what came before it, then records it: the order stage 1
+    /// uses (an event is recorded only once admitted).
+    fn observe(clocks: &mut DeviceClocks, device: usize, partition: u32, device_ts: i64, arrival_ms: Option<i64>) -> (i64, i64) {
+        let corrected = clocks.correct(device, partition, device_ts);
+        clocks.record(device, partition, device_ts, arrival_ms);
+        corrected
+    }
+
     #[test]
-    fn a_clean_clock_is_calibrated_after_three_events_with_no_uncertainty() {
+    fn a_clean_clock_is_calibrated_by_three_events_with_no_uncertainty() {
         let mut clocks = DeviceClocks::new(1, 2_000);
-        assert_eq!(clocks.observe(0, 1_000, Some(1_000)), (1_000, 2_000));
-        assert_eq!(clocks.observe(0, 2_000, Some(2_000)), (2_000, 2_000));
-        assert_eq!(clocks.observe(0, 3_000, Some(3_000)), (3_000, 0));
+        for t in [1_000, 2_000, 3_000] {
+            assert_eq!(observe(&mut clocks, 0, 0, t, Some(t)), (t, 2_000));
+        }
+        assert_eq!(observe(&mut clocks, 0, 0, 4_000, Some(4_000)), (4_000, 0));
     }
 
     #[test]
     fn without_arrival_times_a_device_stays_uncalibrated() {
         let mut clocks = DeviceClocks::new(1, 2_000);
         for t in 0..50 {
-            assert_eq!(clocks.observe(0, t, None), (t, 2_000));
+            assert_eq!(observe(&mut clocks, 0, 0, t, None), (t, 2_000));
         }
     }
 
     #[test]
     fn a_late_arrival_while_calibrating_widens_the_uncertainty_instead_of_moving_the_clock() {
         let mut clocks = DeviceClocks::new(1, 2_000);
-        clocks.observe(0, 10_000, Some(8_500)); // 1.5 s fast
-        clocks.observe(0, 20_000, Some(18_500));
-        let (corrected, uncertainty) = clocks.observe(0, 30_000, Some(58_500)); // 30 s late
-        assert_eq!(corrected, 28_500);
+        observe(&mut clocks, 0, 0, 10_000, Some(8_500)); // 1.5 s fast
+        observe(&mut clocks, 0, 0, 20_000, Some(18_500));
+        observe(&mut clocks, 0, 0, 30_000, Some(58_500)); // 30 s late
+        let (corrected, uncertainty) = observe(&mut clocks, 0, 0, 40_000, Some(38_500));
+        assert_eq!(corrected, 38_500);
         assert!(uncertainty >= 30_000);
+    }
+
+    #[test]
+    fn each_partition_calibrates_on_its_own_events_whatever_the_interleaving() {
+        let events: Vec<(u32, i64)> = (0..40).map(|i| (i % 3, i64::from(i) * 1_000)).collect();
+        let run = |order: &mut dyn Iterator<Item = &(u32, i64)>| {
+            let mut clocks = DeviceClocks::new(1, 2_000);
+            let mut corrected: Vec<((u32, i64), (i64, i64))> =
+                order.map(|&(p, t)| ((p, t), observe(&mut clocks, 0, p, t + 700 + t % 900, Some(t)))).collect();
+            corrected.sort_by_key(|(k, _)| *k);
+            corrected
+        };
+        // Partition by partition, against round robin: the same corrections.
+        let mut by_partition = events.clone();
+        by_partition.sort_by_key(|(p, t)| (*p, *t));
+        assert_eq!(run(&mut events.iter()), run(&mut by_partition.iter()));
+    }
+
+    #[test]
+    fn a_device_number_out_of_range_is_uncalibrated_and_recorded_nowhere() {
+        let mut clocks = DeviceClocks::new(1, 2_000);
+        for t in 0..10 {
+            assert_eq!(observe(&mut clocks, 7, 0, t, Some(t)), (t, 2_000));
+        }
+        assert_eq!(clocks.device_calibration(7), None);
     }
 
     proptest! {
@@ -145,7 +201,7 @@ mod tests {
             for (i, (jitter, late, delay)) in events.into_iter().enumerate() {
                 let truth = i as i64 * 1_000;
                 let arrival = truth + jitter + if late { delay } else { 0 };
-                let (corrected, uncertainty) = clocks.observe(0, truth + skew, Some(arrival));
+                let (corrected, uncertainty) = observe(&mut clocks, 0, 0, truth + skew, Some(arrival));
                 if i >= 16 {
                     // The median difference is −(typical latency): corrected = truth + latency.
                     prop_assert!((corrected - truth).abs() <= uncertainty.max(0) + 300, "error {} vs uncertainty {uncertainty}", corrected - truth);

@@ -106,6 +106,13 @@ impl Matcher {
         self.plates.get(plate).map(|s| (s.class, &s.reads[..usize::from(s.len)]))
     }
 
+    /// Forgets one plate if its newest read is older than `horizon_ms`.
+    pub fn forget_if_older(&mut self, plate: &Plate, horizon_ms: i64) {
+        if self.plates.get(plate).is_some_and(|s| s.len == 0 || s.reads[usize::from(s.len) - 1].ts_ms < horizon_ms) {
+            self.plates.remove(plate);
+        }
+    }
+
     /// Forgets plates whose newest read is older than `horizon_ms`.
     pub fn expire(&mut self, horizon_ms: i64) {
         self.plates.retain(|_, s| s.len > 0 && s.reads[usize::from(s.len) - 1].ts_ms >= horizon_ms);

@@ -118,7 +118,7 @@ impl Pipeline {
 
     /// Totals of both stages.
     pub fn stats(&self) -> Stats {
-        Stats { late_traversals: self.stage2.late_traversals(), windows_closed: self.stage2.windows_closed(), ..self.stage1.stats().clone() }
+        Stats { late_traversals: self.stage1.stats().late_traversals + self.stage2.late_traversals(), windows_closed: self.stage2.windows_closed(), ..self.stage1.stats().clone() }
     }
 
     pub fn watermark_ms(&self) -> i64 {

@@ -71,8 +71,16 @@ const REPLAY_FUTURE_MS: i64 = 30 * 60_000;
 /// What the device's own clock said, and how far the corrected time may be off.
 #[derive(Debug, Clone, Copy)]
 struct DeviceTime {
+    /// The device's dense number in the clock estimates, if it has a clock to estimate.
+    device: Option<usize>,
+    /// The time is corrected (or the device has no clock of its own to correct).
+    calibrated: bool,
     device_ts_ms: i64,
     uncertainty_ms: i64,
+}
+
+fn end_of_window(ts_ms: i64, window_ms: i64) -> i64 {
+    window_start(ts_ms, window_ms).saturating_add(window_ms)
 }
 
 fn wall_clock_ms() -> i64 {
@@ -152,7 +160,7 @@ impl Stage1 {
 
     /// The clock correction of a reader (by index), if it is calibrated.
     pub fn reader_clock(&self, reader: usize) -> Option<crate::clock::Calibration> {
-        self.state.clocks.calibration(reader)
+        self.state.clocks.device_calibration(reader)
     }
 
     /// See `Source::reports_idle`.
@@ -183,10 +191,19 @@ impl Stage1 {
         for record in records {
             let Some(topic) = Topic::from_name(&record.topic) else { continue };
             consumed[topic as usize] += 1;
-            let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e, record.timestamp_ms));
-            match decoded.and_then(|(e, clock)| Ok((self.admit(e)?, clock))) {
+            let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e, record.partition));
+            match decoded.and_then(|(e, clock)| Ok((self.admit(e, topic as u32, record.partition)?, clock))) {
                 Ok((event, clock)) => {
-                    self.state.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
+                    if let Some(device) = clock.device {
+                        self.state.clocks.record(device, record.partition, clock.device_ts_ms, record.timestamp_ms);
+                    }
+                    // An uncorrected time from a clock not yet calibrated (minutes
+                    // off, for all we know) must not drag its partition's watermark
+                    // ahead and make the next reads late. Without arrival times
+                    // nothing is ever corrected, and device times are all there is.
+                    if clock.calibrated || record.timestamp_ms.is_none() {
+                        self.state.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
+                    }
                     let first = out.updates.len();
                     self.route(event, clock, record, &mut out);
                     let made = out.updates.len() - first;
@@ -227,26 +244,27 @@ impl Stage1 {
 
     /// True when the window holding `ts_ms` is final at this watermark.
     fn is_final(&self, ts_ms: i64, watermark: i64) -> bool {
-        let end = window_start(ts_ms, self.config.window_ms).saturating_add(self.config.window_ms);
-        end.saturating_add(self.config.allowed_lateness_ms) <= watermark
+        end_of_window(ts_ms, self.config.window_ms).saturating_add(self.config.allowed_lateness_ms) <= watermark
     }
 
-    /// Corrects a device's timestamp by its clock's estimated offset; returns the
-    /// event and (device timestamp, remaining uncertainty).
-    fn correct_clock(&mut self, mut event: Decoded, arrival_ms: Option<i64>) -> (Decoded, DeviceTime) {
+    /// Corrects a device's timestamp by its clock's estimated offset as `partition`
+    /// has seen it so far; returns the event and (device timestamp, remaining
+    /// uncertainty). The event itself is recorded once it is admitted.
+    fn correct_clock(&self, mut event: Decoded, partition: u32) -> (Decoded, DeviceTime) {
         let readers = self.city.readers.len();
         let (device, ts) = match &mut event {
             Decoded::PlateRead(r) => (r.reader.0 as usize, &mut r.ts_ms),
             Decoded::Camera(c) => (readers + c.camera as usize, &mut c.ts_ms),
             Decoded::BusGps(_) | Decoded::ParkingCount(_) => {
                 let ts = event.ts_ms();
-                return (event, DeviceTime { device_ts_ms: ts, uncertainty_ms: 0 });
+                return (event, DeviceTime { device: None, calibrated: true, device_ts_ms: ts, uncertainty_ms: 0 });
             }
         };
         let device_ts_ms = *ts;
-        let (corrected, uncertainty_ms) = self.state.clocks.observe(device, device_ts_ms, arrival_ms);
+        let (corrected, uncertainty_ms) = self.state.clocks.correct(device, partition, device_ts_ms);
         *ts = corrected;
-        (event, DeviceTime { device_ts_ms, uncertainty_ms })
+        let calibrated = self.state.clocks.calibration(device, partition).is_some();
+        (event, DeviceTime { device: Some(device), calibrated, device_ts_ms, uncertainty_ms })
     }
 
     /// A read of `plate` after it entered a segment, other than leaving that segment:
@@ -260,22 +278,27 @@ impl Stage1 {
         }
     }
 
-    /// Stream-clock checks: from the future, too late, or seen before.
-    fn admit(&mut self, event: Decoded) -> Result<Decoded, Reject> {
+    /// Stream-clock checks: from the future, too late, or seen before. An event is
+    /// judged by its own partition's progress, whose order is fixed, so a rerun
+    /// admits exactly the same events however the partitions interleave.
+    fn admit(&mut self, event: Decoded, source: u32, partition: u32) -> Result<Decoded, Reject> {
         let ts = event.ts_ms();
         // In a replay the topics are read at their own pace (a sparse one, such as
         // lot counts every 15 minutes, runs ahead of the plate reads): the newest
         // event is only a rough clock, so the bound is wider.
         let (reference, bound) = match self.config.clock {
             ClockMode::Wall => (Some(wall_clock_ms()), self.config.max_future_ms),
-            ClockMode::Event => (self.state.newest_event_ms, self.config.max_future_ms.max(REPLAY_FUTURE_MS)),
+            ClockMode::Event => {
+                let newest = self.state.watermarks.newest_on(source, partition).or(self.state.newest_event_ms);
+                (newest, self.config.max_future_ms.max(REPLAY_FUTURE_MS))
+            }
         };
         if let Some(now) = reference
             && ts > now + bound
         {
             return Err(Reject::new(Reason::TimestampInFuture, format!("ts_ms {ts} is {} ms ahead of the clock", ts - now)));
         }
-        let watermark = self.state.watermarks.current();
+        let watermark = self.state.watermarks.for_partition(source, partition);
         if self.is_final(ts, watermark) {
             return Err(Reject::new(Reason::Late, format!("ts_ms {ts} is behind the final watermark {watermark}")));
         }
@@ -292,7 +315,7 @@ impl Stage1 {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
             Decoded::Camera(c) => {
-                if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize)) {
+                if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize, record.partition)) {
                     self.state.stats.excluded += 1;
                     return;
                 }
@@ -307,13 +330,13 @@ impl Stage1 {
             }
         };
         self.state.health.read(read.reader, read.ts_ms);
-        if !trusted(self.state.clocks.calibration(read.reader.0 as usize)) {
+        if !trusted(self.state.clocks.calibration(read.reader.0 as usize, record.partition)) {
             // A clock this far off cannot be corrected: its reads prove nothing.
             self.state.stats.excluded += 1;
             return;
         }
         let mut read = read;
-        read.plate = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms);
+        read.plate = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms, read.ts_ms.saturating_sub(self.config.plate_ttl_ms));
         let kept = Read {
             reader: read.reader,
             clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -328,10 +351,15 @@ impl Stage1 {
             self.state.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
+        // Judged by this partition's own progress (see `admit`): the global watermark
+        // also expires plates, but when it does depends on how partitions interleave.
+        let judged_by = self.state.watermarks.for_partition(Topic::PlateReads as u32, record.partition);
+        self.state.matcher.forget_if_older(&read.plate, judged_by.saturating_sub(self.config.plate_ttl_ms));
         self.traversals.clear();
         if !self.state.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
             return;
         }
+
         // Out of the segment it entered as expected, or seen somewhere else.
         if let Some(&(segment, enter_ms)) = self.state.entered.get(&read.plate)
             && self.traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms)
@@ -344,6 +372,14 @@ impl Stage1 {
         // Buses dwell at stops: their times are not the traffic's. A bridged drive
         // over two segments says nothing exact about either one's speed.
         for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus && t.via.is_none()) {
+            // A late entry read completes a drive whose exit was read before: its
+            // window may be final already, and stage 2 would refuse it or not
+            // depending on how far the other partitions got. Decided here instead,
+            // by this partition's progress, the same way on every run.
+            if end_of_window(t.exit_ms, self.config.window_ms).saturating_add(self.config.allowed_lateness_ms) <= judged_by {
+                self.state.stats.late_traversals += 1;
+                continue;
+            }
             self.state.stats.traversals += 1;
             out.updates.push(Update::Traversal { segment: t.segment.0, enter_ms: t.enter_ms, exit_ms: t.exit_ms });
             // The newest drive of this vehicle leads onto its only way on.
@@ -362,7 +398,9 @@ impl Stage1 {
         }
         let watermark = self.state.watermarks.advance(now);
         self.state.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
-        self.state.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
+        // Later than `resolve` forgets, by as late as an admitted read can be: the
+        // moment this runs then changes no answer.
+        self.state.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms + self.config.window_ms + self.config.allowed_lateness_ms));
         let horizon = watermark.saturating_sub(self.config.plate_ttl_ms);
         self.state.entered.retain(|_, (_, ts)| *ts >= horizon);
         self.state.enforcer.release_held(watermark, &mut out.tickets);
@@ -371,7 +409,7 @@ impl Stage1 {
         if watermark > i64::MIN && watermark >= self.state.health_reported_ms.saturating_add(HEALTH_EVERY_MS) {
             self.state.health_reported_ms = watermark;
             let clocks = &self.state.clocks;
-            out.reader_health = Some(self.state.health.report(&city, watermark, |i| clocks.calibration(i)));
+            out.reader_health = Some(self.state.health.report(&city, watermark, |i| clocks.device_calibration(i)));
         }
         self.state.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;

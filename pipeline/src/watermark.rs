@@ -90,6 +90,20 @@ impl Watermarks {
         self.current
     }
 
+    /// The newest event time a partition has delivered, if any.
+    pub fn newest_on(&self, source: u32, partition: u32) -> Option<i64> {
+        self.partitions.get(&(source, partition)).map(|c| c.max_event_ms).filter(|t| *t > i64::MIN)
+    }
+
+    /// The watermark a partition's own events are judged by: its own progress, which
+    /// depends only on its own (fixed) order, not on how far the other partitions
+    /// happen to have been read. Never behind the pipeline's, which is the slowest
+    /// live partition's: whatever that would refuse, this refuses too.
+    pub fn for_partition(&self, source: u32, partition: u32) -> i64 {
+        let own = self.newest_on(source, partition).map_or(i64::MIN, |t| t.saturating_sub(self.out_of_orderness_ms));
+        own.max(self.current)
+    }
+
     /// Jumps past everything (end of a finite input): all windows may close.
     pub fn finish(&mut self) -> i64 {
         self.current = i64::MAX;

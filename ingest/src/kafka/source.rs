@@ -3,8 +3,11 @@
 //! One consumer per topic, all in the same group: a partition-EOF event then names
 //! its topic, so the pipeline learns exactly which partitions are drained (and must
 //! not hold back the watermark). Offsets are stored only through `Source::commit`.
+//! Records go out in arrival order across partitions (see `align`), so a backlog is
+//! processed the same way on every run.
 
 use super::{KafkaConfig, broker_err, ensure_topics};
+use crate::align::{Aligner, PartitionKey};
 use crate::{IngestError, Poll, Record, Source};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -53,6 +56,12 @@ impl ConsumerContext for JoinContext {
     }
 }
 
+/// Records the aligner may hold for a partition that has not delivered yet (about
+/// 100 MB of events at most), and how long it waits for one that neither delivers
+/// nor reaches its end.
+const ALIGN_CAPACITY: usize = 200_000;
+const ALIGN_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How long `subscribe` waits for every consumer to join before starting anyway.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,7 +83,8 @@ pub struct KafkaSource {
     /// Messages received while waiting for the group join, delivered first.
     early: Vec<Polled>,
     /// (consumer index, partition) at the end of what the broker holds.
-    drained: HashSet<(usize, i32)>,
+    drained: HashSet<PartitionKey>,
+    aligner: Aligner,
     poll_interval: Duration,
     namespace: String,
 }
@@ -113,6 +123,7 @@ impl KafkaSource {
             consumers,
             early: Vec::new(),
             drained: HashSet::new(),
+            aligner: Aligner::new(ALIGN_CAPACITY, ALIGN_PATIENCE),
             poll_interval: config.poll_interval,
             namespace: config.namespace.clone(),
         };
@@ -141,15 +152,16 @@ impl KafkaSource {
         tracing::warn!("not every consumer joined the group within {JOIN_TIMEOUT:?}; starting anyway");
     }
 
-    fn accept(&mut self, index: usize, message: Result<Record, KafkaError>, out: &mut Vec<Record>) -> Result<(), IngestError> {
+    fn accept(&mut self, index: usize, message: Result<Record, KafkaError>) -> Result<(), IngestError> {
         match message {
             Ok(record) => {
-                self.drained.remove(&(index, record.partition as i32));
-                out.push(record);
+                let key = (index, record.partition);
+                self.drained.remove(&key);
+                self.aligner.push(key, record);
                 Ok(())
             }
             Err(KafkaError::PartitionEOF(partition)) => {
-                self.drained.insert((index, partition));
+                self.drained.insert((index, partition.max(0) as u32));
                 Ok(())
             }
             // A broker going away (stopped, restarted, a leader moving) is reported
@@ -161,6 +173,17 @@ impl KafkaSource {
             }
             Err(e) => Err(IngestError::Broker(format!("consuming {}: {e}", self.consumers[index].0))),
         }
+    }
+
+    /// The partitions assigned now, as (consumer index, partition).
+    fn owned(&self) -> Vec<PartitionKey> {
+        let mut out = Vec::new();
+        for (index, (_, consumer)) in self.consumers.iter().enumerate() {
+            if let Ok(tpl) = consumer.assignment() {
+                out.extend(tpl.elements().iter().map(|e| (index, e.partition().max(0) as u32)));
+            }
+        }
+        out
     }
 
     /// Commits stored offsets now (with `Commits::Periodic`, also done every second).
@@ -225,7 +248,9 @@ impl Source for KafkaSource {
                 .enumerate()
                 .map(|(i, (_, c))| c.stream().map(move |m| (i, m.map(|m| to_record(&m, ns)))).boxed());
             let mut merged = futures_util::stream::select_all(streams);
-            if let Ok(Some(first)) = tokio::time::timeout(self.poll_interval, merged.next()).await {
+            // Records waiting in the aligner for a partition's next fetch: check back soon.
+            let wait = if self.aligner.queued() > 0 { self.poll_interval.min(Duration::from_millis(10)) } else { self.poll_interval };
+            if let Ok(Some(first)) = tokio::time::timeout(wait, merged.next()).await {
                 got.push(first);
             }
             // Then take whatever is already fetched, without waiting.
@@ -237,8 +262,11 @@ impl Source for KafkaSource {
             }
         }
         for (index, message) in got {
-            self.accept(index, message, &mut out)?;
+            self.accept(index, message)?;
         }
+        let owned = self.owned();
+        self.aligner.release(&owned, &self.drained, Instant::now(), max, &mut out);
+        metrics::gauge!("egret_aligner_queued").set(self.aligner.queued() as f64);
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
     }
 
@@ -276,20 +304,15 @@ impl Source for KafkaSource {
     }
 
     fn assignment(&self) -> Vec<(String, u32)> {
-        let mut out = Vec::new();
-        for (topic, consumer) in &self.consumers {
-            if let Ok(tpl) = consumer.assignment() {
-                out.extend(tpl.elements().iter().map(|e| (topic.clone(), e.partition().max(0) as u32)));
-            }
-        }
-        out
+        self.owned().into_iter().map(|(i, p)| (self.consumers[i].0.clone(), p)).collect()
     }
 
     fn reports_idle(&self) -> bool {
         true
     }
 
+    /// Drained at the broker, and nothing of it left waiting in the aligner.
     fn idle_partitions(&self) -> Vec<(String, u32)> {
-        self.drained.iter().map(|(i, p)| (self.consumers[*i].0.clone(), *p as u32)).collect()
+        self.drained.iter().filter(|k| !self.aligner.holds(k)).map(|(i, p)| (self.consumers[*i].0.clone(), *p)).collect()
     }
 }

@@ -1,0 +1,210 @@
+//! Arrival-order alignment of partitions. A consumer hands out whatever each
+//! partition's last fetch brought, so in a backlog (a restart, a replay, a slow
+//! consumer) one partition runs minutes ahead of another, differently on every run.
+//! Stage 1 has state across partitions (a tag's plate, a camera's reads, the
+//! watermark), so its outputs would follow that interleaving: a rerun, or a run
+//! restarted from a checkpoint, would not give the tickets of the first.
+//!
+//! The aligner releases records in one order that depends on the records alone: it
+//! merges the partitions by record timestamp (the collector's arrival time), ties
+//! broken by partition, and releases a record only when every partition it could
+//! still come after has a record queued or is drained (at the end of what the
+//! broker holds). In live operation partitions are drained most of the time and
+//! records pass straight through, in arrival order.
+//!
+//! A partition that neither delivers nor reaches its end (its broker is down) holds
+//! the others back for at most `patience`; memory is bounded by `capacity`, past
+//! which the oldest record goes out whatever the empty partitions might still hold.
+//! Either lets the order depend on timing again, only then.
+
+use crate::Record;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A partition as the aligner names it: the caller's topic index, and the partition.
+pub type PartitionKey = (usize, u32);
+
+pub struct Aligner {
+    queues: BTreeMap<PartitionKey, VecDeque<Record>>,
+    /// Since when an owned, undrained partition has had nothing queued.
+    empty_since: BTreeMap<PartitionKey, Instant>,
+    queued: usize,
+    capacity: usize,
+    patience: Duration,
+}
+
+impl Aligner {
+    pub fn new(capacity: usize, patience: Duration) -> Self {
+        Aligner { queues: BTreeMap::new(), empty_since: BTreeMap::new(), queued: 0, capacity, patience }
+    }
+
+    pub fn push(&mut self, key: PartitionKey, record: Record) {
+        self.queues.entry(key).or_default().push_back(record);
+        self.queued += 1;
+    }
+
+    /// Records waiting for a slower partition.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether anything of this partition is still queued.
+    pub fn holds(&self, key: &PartitionKey) -> bool {
+        self.queues.get(key).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Moves up to `max` records to `out`, in merged order. `owned` are the
+    /// partitions assigned now (records of others are dropped: their new owner reads
+    /// them again from the committed offset); `drained` those at their end.
+    pub fn release(&mut self, owned: &[PartitionKey], drained: &HashSet<PartitionKey>, now: Instant, max: usize, out: &mut Vec<Record>) {
+        let dropped: usize = self.queues.iter().filter(|(k, _)| !owned.contains(k)).map(|(_, q)| q.len()).sum();
+        self.queues.retain(|k, _| owned.contains(k));
+        self.queued -= dropped;
+        self.empty_since.retain(|k, _| owned.contains(k));
+        let mut released = 0;
+        while released < max {
+            // A partition that may still deliver something earlier than every queued
+            // head holds the merge, unless it has kept it waiting too long.
+            let holding = owned.iter().any(|k| !drained.contains(k) && !self.holds(k) && !self.given_up_on(k, now));
+            if holding && self.queued < self.capacity {
+                break;
+            }
+            let Some(key) = self.queues.iter().filter_map(|(k, q)| q.front().map(|r| ((r.timestamp_ms.unwrap_or(i64::MIN), *k), *k))).min().map(|(_, k)| k) else {
+                break;
+            };
+            let Some(record) = self.queues.get_mut(&key).and_then(VecDeque::pop_front) else { break };
+            self.queued -= 1;
+            out.push(record);
+            released += 1;
+        }
+        for k in owned {
+            if self.holds(k) || drained.contains(k) {
+                self.empty_since.remove(k);
+            } else {
+                self.empty_since.entry(*k).or_insert(now);
+            }
+        }
+    }
+
+    fn given_up_on(&self, key: &PartitionKey, now: Instant) -> bool {
+        self.empty_since.get(key).is_some_and(|since| now.saturating_duration_since(*since) >= self.patience)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(partition: u32, offset: u64, ts: i64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            payload: bytes::Bytes::new(),
+            headers: Vec::new(),
+            timestamp_ms: Some(ts),
+        }
+    }
+
+    fn offsets(records: &[Record]) -> Vec<(u32, u64)> {
+        records.iter().map(|r| (r.partition, r.offset)).collect()
+    }
+
+    #[test]
+    fn an_empty_partition_holds_the_merge_until_it_delivers_or_drains() {
+        let t0 = Instant::now();
+        let owned = [(0, 0), (0, 1)];
+        let mut a = Aligner::new(1_000, Duration::from_secs(5));
+        let mut out = Vec::new();
+        a.push((0, 0), record(0, 0, 100));
+        a.release(&owned, &HashSet::new(), t0, 10, &mut out);
+        assert!(out.is_empty(), "partition 1 may still hold something older");
+        a.push((0, 1), record(1, 0, 50));
+        a.release(&owned, &HashSet::new(), t0, 10, &mut out);
+        assert_eq!(offsets(&out), [(1, 0)], "the older record first; partition 1 is empty again");
+        a.release(&owned, &HashSet::from([(0, 1)]), t0, 10, &mut out);
+        assert_eq!(offsets(&out), [(1, 0), (0, 0)], "partition 1 drained: nothing holds partition 0");
+    }
+
+    #[test]
+    fn a_silent_partition_is_given_up_on_after_the_patience() {
+        let t0 = Instant::now();
+        let owned = [(0, 0), (0, 1)];
+        let mut a = Aligner::new(1_000, Duration::from_secs(5));
+        let mut out = Vec::new();
+        a.push((0, 0), record(0, 0, 100));
+        a.release(&owned, &HashSet::new(), t0, 10, &mut out);
+        a.release(&owned, &HashSet::new(), t0 + Duration::from_secs(4), 10, &mut out);
+        assert!(out.is_empty());
+        a.release(&owned, &HashSet::new(), t0 + Duration::from_secs(5), 10, &mut out);
+        assert_eq!(offsets(&out), [(0, 0)]);
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_a_partition_holds_back() {
+        let owned = [(0, 0), (0, 1)];
+        let mut a = Aligner::new(3, Duration::from_secs(3_600));
+        let mut out = Vec::new();
+        for i in 0..5 {
+            a.push((0, 0), record(0, i, i as i64));
+            a.release(&owned, &HashSet::new(), Instant::now(), 10, &mut out);
+            assert!(a.queued() <= 3);
+        }
+        assert_eq!(offsets(&out), [(0, 0), (0, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn records_of_a_revoked_partition_are_dropped() {
+        let mut a = Aligner::new(1_000, Duration::from_secs(5));
+        let mut out = Vec::new();
+        a.push((0, 0), record(0, 0, 100));
+        a.push((0, 1), record(1, 0, 50));
+        a.release(&[(0, 0)], &HashSet::from([(0, 0)]), Instant::now(), 10, &mut out);
+        assert_eq!(offsets(&out), [(0, 0)]);
+        assert_eq!(a.queued(), 0);
+    }
+
+    proptest! {
+        /// However the fetches interleave the partitions, and however the output is
+        /// cut into polls, the records come out in the same order.
+        #[test]
+        fn the_order_depends_on_the_records_not_on_the_fetches(
+            partitions in proptest::collection::vec(proptest::collection::vec(0i64..1_000, 0..30), 1..5),
+            fetch_order in proptest::collection::vec(0usize..5, 0..300),
+            poll_sizes in proptest::collection::vec(1usize..8, 1..50),
+        ) {
+            // Each partition's records, with timestamps rising as a collector's do.
+            let partitions: Vec<Vec<Record>> = partitions.iter().enumerate().map(|(p, ts)| {
+                let mut ts = ts.clone();
+                ts.sort();
+                ts.iter().enumerate().map(|(o, t)| record(p as u32, o as u64, *t)).collect()
+            }).collect();
+            let owned: Vec<PartitionKey> = (0..partitions.len() as u32).map(|p| (0, p)).collect();
+            let run = |fetches: &mut dyn Iterator<Item = usize>, polls: &mut dyn Iterator<Item = usize>| {
+                let mut a = Aligner::new(100_000, Duration::from_secs(3_600));
+                let mut next = vec![0usize; partitions.len()];
+                let mut drained = HashSet::new();
+                let mut out = Vec::new();
+                let now = Instant::now();
+                loop {
+                    // Fetch one record of some partition, or its end.
+                    let pending: Vec<usize> = (0..partitions.len()).filter(|p| !drained.contains(&(0, *p as u32))).collect();
+                    if let Some(p) = fetches.next().map(|f| pending.get(f % pending.len().max(1)).copied()).unwrap_or_else(|| pending.first().copied()) {
+                        match partitions[p].get(next[p]) {
+                            Some(r) => { a.push((0, p as u32), r.clone()); next[p] += 1; }
+                            None => { drained.insert((0, p as u32)); }
+                        }
+                    }
+                    a.release(&owned, &drained, now, polls.next().unwrap_or(usize::MAX), &mut out);
+                    if pending.is_empty() && a.queued() == 0 {
+                        return offsets(&out);
+                    }
+                }
+            };
+            let straight = run(&mut std::iter::empty(), &mut std::iter::empty());
+            prop_assert_eq!(run(&mut fetch_order.into_iter(), &mut poll_sizes.into_iter()), straight);
+        }
+    }
+}
