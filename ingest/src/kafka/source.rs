@@ -175,6 +175,31 @@ impl KafkaSource {
         }
     }
 
+    /// Messages already fetched (up to `max`), waiting until `deadline` for the first.
+    /// With records queued in the aligner, the wait is short: it is for the fetch
+    /// that lets them go.
+    async fn fetch(&mut self, max: usize, deadline: tokio::time::Instant) -> Vec<Polled> {
+        let mut got: Vec<Polled> = std::mem::take(&mut self.early);
+        if !got.is_empty() {
+            return got;
+        }
+        let ns = self.namespace.as_str();
+        let streams = self.consumers.iter().enumerate().map(|(i, (_, c))| c.stream().map(move |m| (i, m.map(|m| to_record(&m, ns)))).boxed());
+        let mut merged = futures_util::stream::select_all(streams);
+        let wait = if self.aligner.queued() > 0 { deadline.min(tokio::time::Instant::now() + Duration::from_millis(10)) } else { deadline };
+        if let Ok(Some(first)) = tokio::time::timeout_at(wait, merged.next()).await {
+            got.push(first);
+        }
+        // Then take whatever is already fetched, without waiting.
+        while !got.is_empty() && got.len() < max {
+            match merged.next().now_or_never() {
+                Some(Some(next)) => got.push(next),
+                _ => break,
+            }
+        }
+        got
+    }
+
     /// The partitions assigned now, as (consumer index, partition).
     fn owned(&self) -> Vec<PartitionKey> {
         let mut out = Vec::new();
@@ -237,35 +262,22 @@ fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
 }
 
 impl Source for KafkaSource {
+    /// Waits up to `poll_interval` for records the aligner can release: an idle
+    /// answer always means that much time without any.
     async fn poll(&mut self, max: usize) -> Result<Poll, IngestError> {
         let mut out = Vec::with_capacity(max.min(4096));
-        let mut got: Vec<Polled> = std::mem::take(&mut self.early);
-        if got.is_empty() {
-            let ns = self.namespace.as_str();
-            let streams = self
-                .consumers
-                .iter()
-                .enumerate()
-                .map(|(i, (_, c))| c.stream().map(move |m| (i, m.map(|m| to_record(&m, ns)))).boxed());
-            let mut merged = futures_util::stream::select_all(streams);
-            // Records waiting in the aligner for a partition's next fetch: check back soon.
-            let wait = if self.aligner.queued() > 0 { self.poll_interval.min(Duration::from_millis(10)) } else { self.poll_interval };
-            if let Ok(Some(first)) = tokio::time::timeout(wait, merged.next()).await {
-                got.push(first);
+        let deadline = tokio::time::Instant::now() + self.poll_interval;
+        loop {
+            let got = self.fetch(max, deadline).await;
+            for (index, message) in got {
+                self.accept(index, message)?;
             }
-            // Then take whatever is already fetched, without waiting.
-            while !got.is_empty() && got.len() < max {
-                match merged.next().now_or_never() {
-                    Some(Some(next)) => got.push(next),
-                    _ => break,
-                }
+            let owned = self.owned();
+            self.aligner.release(&owned, &self.drained, Instant::now(), max, &mut out);
+            if !out.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
             }
         }
-        for (index, message) in got {
-            self.accept(index, message)?;
-        }
-        let owned = self.owned();
-        self.aligner.release(&owned, &self.drained, Instant::now(), max, &mut out);
         metrics::gauge!("egret_aligner_queued").set(self.aligner.queued() as f64);
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
     }
