@@ -4,13 +4,10 @@
 //! segment and start: that view is what must be identical. Raw redeliveries (the
 //! same ticket sent again after a restore) are counted too, for the record.
 //!
-//! Two verdicts. Exactly once: the same tickets, and the same number of traversal
-//! samples in closed windows (none lost, none counted twice). Identical windows:
-//! every closed window's figures equal. The second fails even between two clean
-//! runs: a device's clock correction is estimated from its recent reads in arrival
-//! order, which interleaves partitions differently on every run, so corrected
-//! times (and speeds, and now and then a window boundary) move by milliseconds. The
-//! control scenario shows by how much.
+//! Two verdicts, both the target of targets.md. Exactly once: the same tickets, and
+//! the same number of traversal samples in closed windows (none lost, none counted
+//! twice). Identical windows: every closed window's figures equal. The control
+//! scenario (a second clean run) shows that the reference is reproducible at all.
 
 use crate::instance::read_topic;
 use egret_ingest::kafka::KafkaConfig;
