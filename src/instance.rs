@@ -121,6 +121,19 @@ pub async fn run(
     Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
 }
 
+/// A static membership id for the instance that owns `checkpoint_dir` on this host:
+/// stable across its restarts, different for every other instance (another host,
+/// or another directory here).
+pub fn default_instance_id(checkpoint_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let host = std::fs::read_to_string("/etc/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_default();
+    // Absolute, not canonical: the directory may not exist yet on the first start.
+    let dir = std::path::absolute(checkpoint_dir).unwrap_or_else(|_| checkpoint_dir.to_path_buf());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (host.trim(), &dir).hash(&mut hasher);
+    format!("egret-{}-{:016x}", host.trim(), hasher.finish())
+}
+
 /// Every record of a topic, read in a fresh consumer group until it has been idle
 /// for 3 s.
 pub async fn read_topic(config: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<egret_ingest::Record>> {

@@ -135,6 +135,12 @@ enum Command {
         /// With --kafka: keep no checkpoints (a restart then loses in-flight state).
         #[arg(long, conflicts_with = "checkpoint_dir")]
         no_checkpoints: bool,
+        /// With --kafka: this instance's static consumer-group membership id. A
+        /// restart under the same id takes its partitions straight back, without a
+        /// rebalance (default, with checkpoints: from the host name and the
+        /// checkpoint directory, which are this instance's identity).
+        #[arg(long, env = "EGRET_INSTANCE_ID")]
+        instance_id: Option<String>,
         #[arg(long, default_value = "127.0.0.1:8080", env = "EGRET_LISTEN")]
         listen: String,
         /// Stop when the input ends and print a summary.
@@ -397,7 +403,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, listen, exit_at_end, hotlists } => {
+        Command::Run { input, kafka, group, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -406,11 +412,12 @@ async fn main() -> anyhow::Result<()> {
                 (Some(dir), None) => Input::Files(dir),
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
-                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(brokers) };
                     let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {
                         dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{group}", cli.namespace))),
                         interval: Duration::from_millis(checkpoint_interval.max(1) as u64),
                     });
+                    let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));
+                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
                     Input::Kafka { config, exit_when_idle, checkpoints }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),

@@ -31,11 +31,14 @@ pub struct Aligner {
     queued: usize,
     capacity: usize,
     patience: Duration,
+    /// Records released while a partition that might have come first was empty:
+    /// their order depended on timing.
+    pub unaligned: u64,
 }
 
 impl Aligner {
     pub fn new(capacity: usize, patience: Duration) -> Self {
-        Aligner { queues: BTreeMap::new(), empty_since: BTreeMap::new(), queued: 0, capacity, patience }
+        Aligner { queues: BTreeMap::new(), empty_since: BTreeMap::new(), queued: 0, capacity, patience, unaligned: 0 }
     }
 
     pub fn push(&mut self, key: PartitionKey, record: Record) {
@@ -65,7 +68,11 @@ impl Aligner {
         while released < max {
             // A partition that may still deliver something earlier than every queued
             // head holds the merge, unless it has kept it waiting too long.
-            let holding = owned.iter().any(|k| !drained.contains(k) && !self.holds(k) && !self.given_up_on(k, now));
+            let (mut empty, mut holding) = (false, false);
+            for k in owned.iter().filter(|k| !drained.contains(k) && !self.holds(k)) {
+                empty = true;
+                holding |= !self.given_up_on(k, now);
+            }
             if holding && self.queued < self.capacity {
                 break;
             }
@@ -74,6 +81,7 @@ impl Aligner {
             };
             let Some(record) = self.queues.get_mut(&key).and_then(VecDeque::pop_front) else { break };
             self.queued -= 1;
+            self.unaligned += u64::from(empty);
             out.push(record);
             released += 1;
         }
@@ -140,6 +148,7 @@ mod tests {
         assert!(out.is_empty());
         a.release(&owned, &HashSet::new(), t0 + Duration::from_secs(5), 10, &mut out);
         assert_eq!(offsets(&out), [(0, 0)]);
+        assert_eq!(a.unaligned, 1, "counted: its order depended on timing");
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct KafkaConfig {
     /// Prefix of every topic name on the broker, so several deployments (or test
     /// runs) can share a cluster; the pipeline always sees the contract's names.
     pub namespace: String,
+    /// Static group membership (`group.instance.id`): an instance restarted under the
+    /// same id within the session timeout gets its partitions back at once, without
+    /// a rebalance that would hand some of them out meanwhile and let others run
+    /// ahead. `None`: a dynamic member.
+    pub instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -56,6 +61,7 @@ impl KafkaConfig {
             replication: 1,
             poll_interval: Duration::from_millis(200),
             namespace: String::new(),
+            instance_id: None,
         }
     }
 

@@ -49,6 +49,21 @@ impl ClientContext for JoinContext {
 }
 
 impl ConsumerContext for JoinContext {
+    /// The outcome of an asynchronous commit (see `flush_commits`).
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(KafkaError::ConsumerCommit(code)) if is_transient(code) || is_rebalancing(code) => {
+                tracing::warn!("commit refused: {code:?}; the next checkpoint commits again");
+                metrics::counter!("egret_commit_retries_total").increment(1);
+            }
+            Err(e) => {
+                tracing::error!("commit failed: {e}; offsets stay behind the checkpoint until one succeeds");
+                metrics::counter!("egret_commit_retries_total").increment(1);
+            }
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(_) = rebalance {
             self.joined.store(true, Ordering::Release);
@@ -58,9 +73,10 @@ impl ConsumerContext for JoinContext {
 
 /// Records the aligner may hold for a partition that has not delivered yet (about
 /// 100 MB of events at most), and how long it waits for one that neither delivers
-/// nor reaches its end.
+/// nor reaches its end: long enough for a partition's leadership to move when its
+/// broker goes down (a live partition at its end never holds anything back).
 const ALIGN_CAPACITY: usize = 200_000;
-const ALIGN_PATIENCE: Duration = Duration::from_secs(5);
+const ALIGN_PATIENCE: Duration = Duration::from_secs(15);
 
 /// How long `subscribe` waits for every consumer to join before starting anyway.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +101,7 @@ pub struct KafkaSource {
     /// (consumer index, partition) at the end of what the broker holds.
     drained: HashSet<PartitionKey>,
     aligner: Aligner,
+    unaligned_reported: u64,
     poll_interval: Duration,
     namespace: String,
 }
@@ -102,8 +119,12 @@ impl KafkaSource {
         ensure_topics(config, &specs).await?;
         let mut consumers = Vec::new();
         for topic in topics {
-            let consumer: StreamConsumer<JoinContext> = config
-                .client()
+            let mut client = config.client();
+            if let Some(id) = &config.instance_id {
+                // One member per topic's consumer, so one id each.
+                client.set("group.instance.id", format!("{id}-{topic}"));
+            }
+            let consumer: StreamConsumer<JoinContext> = client
                 .set("group.id", &config.group_id)
                 .set("partition.assignment.strategy", "cooperative-sticky")
                 .set("enable.auto.commit", if commits == Commits::Periodic { "true" } else { "false" })
@@ -124,6 +145,7 @@ impl KafkaSource {
             early: Vec::new(),
             drained: HashSet::new(),
             aligner: Aligner::new(ALIGN_CAPACITY, ALIGN_PATIENCE),
+            unaligned_reported: 0,
             poll_interval: config.poll_interval,
             namespace: config.namespace.clone(),
         };
@@ -279,21 +301,30 @@ impl Source for KafkaSource {
             }
         }
         metrics::gauge!("egret_aligner_queued").set(self.aligner.queued() as f64);
+        if self.aligner.unaligned > self.unaligned_reported {
+            let n = self.aligner.unaligned - self.unaligned_reported;
+            self.unaligned_reported = self.aligner.unaligned;
+            metrics::counter!("egret_records_unaligned_total").increment(n);
+            tracing::warn!("{n} records released while a partition kept silent (15 s without a record or its end): their order depended on timing");
+        }
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
     }
 
-    /// A commit refused during a rebalance or a broker restart leaves the broker's
-    /// offset behind the checkpoint, which is the safe side (a restart skips to the
-    /// checkpoint's positions); the next checkpoint commits again.
+    /// Asynchronous: a synchronous commit blocks the thread that polls the
+    /// consumers, and a commit sent during a rebalance waits for the rebalance, which
+    /// waits for a poll (found by `egret faults`: an instance hung for good when a
+    /// second one left the group). The outcome arrives in `commit_callback`. A commit
+    /// refused or lost leaves the broker's offset behind the checkpoint, which is the
+    /// safe side (a restart skips to the checkpoint's positions); the next checkpoint
+    /// commits again.
     fn flush_commits(&mut self) -> Result<(), IngestError> {
         for (topic, c) in &self.consumers {
-            match c.commit_consumer_state(CommitMode::Sync) {
+            match c.commit_consumer_state(CommitMode::Async) {
                 Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(KafkaError::ConsumerCommit(code)) if is_transient(code) || is_rebalancing(code) => {
-                    tracing::warn!("committing {topic}: {code:?}; the next checkpoint commits again");
+                Err(e) => {
+                    tracing::warn!("committing {topic}: {e}; the next checkpoint commits again");
                     metrics::counter!("egret_commit_retries_total").increment(1);
                 }
-                Err(e) => return Err(IngestError::Broker(format!("committing: {e}"))),
             }
         }
         Ok(())
