@@ -64,24 +64,29 @@ impl Aligner {
         self.queues.retain(|k, _| owned.contains(k));
         self.queued -= dropped;
         self.empty_since.retain(|k, _| owned.contains(k));
+        // A partition that may still deliver something earlier than every queued head
+        // holds the merge, unless it has kept it waiting too long. Which partitions
+        // are empty only changes when a release empties one, so it is worked out
+        // once here and then kept up to date, not rescanned per record.
+        let (mut empty, mut holding) = (false, false);
+        for k in owned.iter().filter(|k| !drained.contains(k) && !self.holds(k)) {
+            empty = true;
+            holding |= !self.given_up_on(k, now);
+        }
         let mut released = 0;
-        while released < max {
-            // A partition that may still deliver something earlier than every queued
-            // head holds the merge, unless it has kept it waiting too long.
-            let (mut empty, mut holding) = (false, false);
-            for k in owned.iter().filter(|k| !drained.contains(k) && !self.holds(k)) {
-                empty = true;
-                holding |= !self.given_up_on(k, now);
-            }
-            if holding && self.queued < self.capacity {
-                break;
-            }
+        while released < max && !(holding && self.queued < self.capacity) {
             let Some(key) = self.queues.iter().filter_map(|(k, q)| q.front().map(|r| ((r.timestamp_ms.unwrap_or(i64::MIN), *k), *k))).min().map(|(_, k)| k) else {
                 break;
             };
-            let Some(record) = self.queues.get_mut(&key).and_then(VecDeque::pop_front) else { break };
-            self.queued -= 1;
+            let Some(queue) = self.queues.get_mut(&key) else { break };
+            let Some(record) = queue.pop_front() else { break };
             self.unaligned += u64::from(empty);
+            if queue.is_empty() && !drained.contains(&key) {
+                empty = true;
+                // Just emptied: it has not kept anyone waiting yet.
+                holding = true;
+            }
+            self.queued -= 1;
             out.push(record);
             released += 1;
         }
