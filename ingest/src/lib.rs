@@ -164,6 +164,9 @@ impl<S: Source> Source for EndWhenIdle<S> {
 }
 
 /// Partition for a key: stable across runs, so a plate always lands on one partition.
+/// The same as librdkafka's `fnv1a` partitioner (and Sarama's hash partitioner),
+/// which Egret's Kafka producers use: the embedded log and Kafka partition alike, so
+/// state kept per partition (device clocks) is the same on either transport.
 pub fn partition_for(key: Option<&[u8]>, partitions: u32, round_robin: u64) -> u32 {
     match key {
         // FNV-1a: tiny, stable and good enough to spread plates.
@@ -173,8 +176,26 @@ pub fn partition_for(key: Option<&[u8]>, partitions: u32, round_robin: u64) -> u
                 h ^= u32::from(*b);
                 h = h.wrapping_mul(0x0100_0193);
             }
-            h % partitions.max(1)
+            // As a signed 32-bit value, made positive (librdkafka's rd_fnv1a).
+            (h as i32).wrapping_abs() as u32 % partitions.max(1)
         }
         None => (round_robin % u64::from(partitions.max(1))) as u32,
+    }
+}
+
+#[cfg(test)]
+mod partitioner_tests {
+    use super::partition_for;
+
+    /// librdkafka's own test vectors for its `fnv1a` partitioner (rdfnv1a.c): with
+    /// 2^31 partitions the partition is the hash itself.
+    #[test]
+    fn keys_land_where_librdkafkas_fnv1a_partitioner_puts_them() {
+        let vectors: [(&str, u32); 6] =
+            [("kafka", 0x0d33_c4e1), ("giberish123456789", 0x77a5_8295), ("1234", 0x023b_dd03), ("234", 0x2dea_3cd2), ("PreAmbleWillBeRemoved,ThePrePartThatIs", 0x65cb_d69c), ("", 0x7ee3_623b)];
+        for (key, hash) in vectors {
+            assert_eq!(partition_for(Some(key.as_bytes()), i32::MAX as u32 + 1, 0), hash, "{key:?}");
+            assert_eq!(partition_for(Some(key.as_bytes()), 12, 0), hash % 12, "{key:?}");
+        }
     }
 }

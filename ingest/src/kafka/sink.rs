@@ -19,6 +19,8 @@ impl KafkaSink {
         let producer = config
             .client()
             .set("enable.idempotence", "true")
+            // Keyed records land where the embedded log puts them (`partition_for`).
+            .set("partitioner", "fnv1a_random")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
