@@ -1,30 +1,43 @@
 //! Exactly-once input: remembers the de-duplication keys (device + `event_id`) of
 //! recent events and forgets them once their event time falls behind the point where
 //! a copy would be rejected as late anyway, so the set stays bounded.
+//!
+//! Whether a key is still remembered is decided by the caller's horizon at the
+//! moment of the lookup, not by when `expire` last ran: a copy arriving just as its
+//! original ages out is then judged the same way on every run, whatever the batches.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Dedup {
-    seen: HashSet<u64>,
+    /// Key → event time of its first copy.
+    seen: HashMap<u64, i64>,
     by_time: BTreeMap<i64, Vec<u64>>,
 }
 
 impl Dedup {
-    /// True the first time a key is offered.
-    pub fn first_time(&mut self, key: u64, ts_ms: i64) -> bool {
-        if !self.seen.insert(key) {
+    /// True the first time a key is offered, counting only first copies at or after
+    /// `forget_before_ms`.
+    pub fn first_time(&mut self, key: u64, ts_ms: i64, forget_before_ms: i64) -> bool {
+        if self.seen.get(&key).is_some_and(|first| *first >= forget_before_ms) {
             return false;
         }
+        self.seen.insert(key, ts_ms);
         self.by_time.entry(ts_ms).or_default().push(key);
         true
     }
 
-    /// Forgets keys whose event time is older than `horizon_ms`.
+    /// Forgets keys whose event time is older than `horizon_ms` (to be no later
+    /// than any `forget_before_ms` still to come, so it changes no answer).
     pub fn expire(&mut self, horizon_ms: i64) {
         let keep = self.by_time.split_off(&horizon_ms);
-        for key in std::mem::replace(&mut self.by_time, keep).into_values().flatten() {
-            self.seen.remove(&key);
+        for (ts, keys) in std::mem::replace(&mut self.by_time, keep) {
+            for key in keys {
+                // A key offered again since, under a later time, stays.
+                if self.seen.get(&key) == Some(&ts) {
+                    self.seen.remove(&key);
+                }
+            }
         }
     }
 
@@ -44,11 +57,31 @@ mod tests {
     #[test]
     fn remembers_then_forgets() {
         let mut d = Dedup::default();
-        assert!(d.first_time(1, 1_000));
-        assert!(!d.first_time(1, 1_000));
-        assert!(d.first_time(2, 5_000));
+        assert!(d.first_time(1, 1_000, i64::MIN));
+        assert!(!d.first_time(1, 1_000, i64::MIN));
+        assert!(d.first_time(2, 5_000, i64::MIN));
         d.expire(2_000);
         assert_eq!(d.len(), 1);
-        assert!(d.first_time(1, 1_000), "forgotten after expiry");
+        assert!(d.first_time(1, 1_000, i64::MIN), "forgotten after expiry");
+    }
+
+    #[test]
+    fn a_key_past_the_horizon_is_forgotten_whether_or_not_expire_ran() {
+        let (mut ran, mut not_yet) = (Dedup::default(), Dedup::default());
+        for d in [&mut ran, &mut not_yet] {
+            assert!(d.first_time(1, 1_000, i64::MIN));
+        }
+        ran.expire(2_000);
+        assert_eq!(ran.first_time(1, 1_000, 2_000), not_yet.first_time(1, 1_000, 2_000));
+        assert!(!not_yet.first_time(1, 1_000, 500), "within the horizon it is a copy");
+    }
+
+    #[test]
+    fn expiring_an_old_entry_keeps_the_key_offered_again_later() {
+        let mut d = Dedup::default();
+        assert!(d.first_time(1, 1_000, i64::MIN));
+        assert!(d.first_time(1, 9_000, 5_000), "the old copy is past the horizon");
+        d.expire(5_000);
+        assert!(!d.first_time(1, 9_000, 5_000), "the newer entry is still remembered");
     }
 }

@@ -302,7 +302,8 @@ impl Stage1 {
         if self.is_final(ts, watermark) {
             return Err(Reject::new(Reason::Late, format!("ts_ms {ts} is behind the final watermark {watermark}")));
         }
-        if !self.state.dedup.first_time(event.dedup_key(), ts) {
+        let forget_before = watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms);
+        if !self.state.dedup.first_time(event.dedup_key(), ts, forget_before) {
             return Err(Reject::new(Reason::Duplicate, "event_id already seen from this device"));
         }
         self.state.newest_event_ms = Some(self.state.newest_event_ms.map_or(ts, |n| n.max(ts)));
