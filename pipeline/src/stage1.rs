@@ -198,12 +198,15 @@ impl Stage1 {
                         self.state.clocks.record(device, record.partition, clock.device_ts_ms, record.timestamp_ms);
                     }
                     // An uncorrected time from a clock not yet calibrated (minutes
-                    // off, for all we know) must not drag its partition's watermark
-                    // ahead and make the next reads late. Without arrival times
-                    // nothing is ever corrected, and device times are all there is.
-                    if clock.calibrated || record.timestamp_ms.is_none() {
-                        self.state.watermarks.observe(topic as u32, record.partition, event.ts_ms(), now);
-                    }
+                    // ahead, for all we know) must not drag its partition's watermark
+                    // ahead and make the next reads late: it counts for no more than
+                    // its arrival time, the trusted clock (delivery only delays).
+                    // Without arrival times device times are all there is.
+                    let progress = match (clock.calibrated, record.timestamp_ms) {
+                        (false, Some(arrival)) => event.ts_ms().min(arrival),
+                        _ => event.ts_ms(),
+                    };
+                    self.state.watermarks.observe(topic as u32, record.partition, progress, now);
                     let first = out.updates.len();
                     self.route(event, clock, record, &mut out);
                     let made = out.updates.len() - first;
