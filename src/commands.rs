@@ -180,10 +180,13 @@ pub async fn run(
             (ended, pipeline.stats(), pipeline.corrections())
         }
         Input::Kafka { config, exit_when_idle, checkpoints } => {
-            println!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id);
+            // A service must not die because whoever started it stopped reading its
+            // output (println! panics on a closed pipe): status lines are best effort.
+            let mut status = format!("serving http://{addr} while consuming from Kafka at {} (group {})\n", config.brokers, config.group_id);
             if let Some(c) = &checkpoints {
-                println!("checkpoints every {:?} in {}", c.interval, c.dir.display());
+                status.push_str(&format!("checkpoints every {:?} in {}\n", c.interval, c.dir.display()));
             }
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), status.as_bytes());
             let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, checkpoints.as_ref()).await?;
             (report.ended, report.stats, report.corrections)
         }

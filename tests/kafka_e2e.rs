@@ -266,13 +266,15 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
         .spawn()
         .expect("run");
     let stdout = run.stdout.take().expect("stdout");
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("a first line");
+    // The first line, then keep draining the rest so the process never writes to a
+    // closed pipe.
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = first_tx.send(lines.next());
+        lines.for_each(drop);
+    });
+    let first = tokio::task::spawn_blocking(move || first_rx.recv()).await.expect("join").expect("the reader").expect("a first line").expect("readable");
     let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
     // Wait until the consumed count stops moving, then compare.
     let metric = |text: &str, name: &str| -> u64 {
