@@ -206,11 +206,12 @@ fn an_uncalibrated_clock_margin_goes_to_the_driver() {
     assert_eq!(v.len(), 1, "with exact clocks the same drive is a ticket");
     assert_eq!((v[0].measured, v[0].evidence.clock_margin_ms), (90.0, Some(0)));
 
-    // Two slow cars first: each gantry has seen two events, so the offender's reads
-    // are their third and the clocks are calibrated (no doubt left).
+    // Three slow cars first: each gantry has seen three events before the
+    // offender's reads, so its clock is calibrated (no doubt left). An event is
+    // corrected by the events before it, never by itself.
     let mut feed = Feed::default();
-    feed.read("XM-R0035", "闽D30002", "car", T0).read("XM-R0035", "闽D30003", "car", T0 + 1_000);
-    feed.read("XM-R0036", "闽D30002", "car", T0 + 120_000).read("XM-R0036", "闽D30003", "car", T0 + 121_000);
+    feed.read("XM-R0035", "闽D30002", "car", T0).read("XM-R0035", "闽D30003", "car", T0 + 1_000).read("XM-R0035", "闽D30004", "car", T0 + 2_000);
+    feed.read("XM-R0036", "闽D30002", "car", T0 + 120_000).read("XM-R0036", "闽D30003", "car", T0 + 121_000).read("XM-R0036", "闽D30004", "car", T0 + 122_000);
     drive(&mut feed, T0 + 130_000);
     let r = run_with(uncalibrated, &[], &feed);
     let v = r.of(ViolationKind::SectionSpeed);
