@@ -125,14 +125,21 @@ mod tests {
         records.iter().map(|r| (r.partition, r.offset)).collect()
     }
 
-    #[test]
-    fn an_empty_partition_holds_the_merge_until_it_delivers_or_drains() {
-        let t0 = Instant::now();
+    /// Two owned partitions, a record queued on partition 0 and none on partition 1,
+    /// after a first release at `t0`.
+    fn one_partition_waiting(t0: Instant) -> (Aligner, [PartitionKey; 2], Vec<Record>) {
         let owned = [(0, 0), (0, 1)];
         let mut a = Aligner::new(1_000, Duration::from_secs(5));
         let mut out = Vec::new();
         a.push((0, 0), record(0, 0, 100));
         a.release(&owned, &HashSet::new(), t0, 10, &mut out);
+        (a, owned, out)
+    }
+
+    #[test]
+    fn an_empty_partition_holds_the_merge_until_it_delivers_or_drains() {
+        let t0 = Instant::now();
+        let (mut a, owned, mut out) = one_partition_waiting(t0);
         assert!(out.is_empty(), "partition 1 may still hold something older");
         a.push((0, 1), record(1, 0, 50));
         a.release(&owned, &HashSet::new(), t0, 10, &mut out);
@@ -144,11 +151,7 @@ mod tests {
     #[test]
     fn a_silent_partition_is_given_up_on_after_the_patience() {
         let t0 = Instant::now();
-        let owned = [(0, 0), (0, 1)];
-        let mut a = Aligner::new(1_000, Duration::from_secs(5));
-        let mut out = Vec::new();
-        a.push((0, 0), record(0, 0, 100));
-        a.release(&owned, &HashSet::new(), t0, 10, &mut out);
+        let (mut a, owned, mut out) = one_partition_waiting(t0);
         a.release(&owned, &HashSet::new(), t0 + Duration::from_secs(4), 10, &mut out);
         assert!(out.is_empty());
         a.release(&owned, &HashSet::new(), t0 + Duration::from_secs(5), 10, &mut out);
