@@ -8,9 +8,10 @@
 //! A late delivery only ever makes `device ts − arrival` smaller, and late ones
 //! cluster (a backlog arrives together), so the estimate uses the upper half of the
 //! recent differences: the events that came straight through. Its middle is the
-//! offset and its range the uncertainty. With fewer than four samples the whole
-//! range is the uncertainty, so an early late arrival makes the doubt large rather
-//! than the estimate wrong.
+//! offset and its range the uncertainty. With fewer than four samples the largest
+//! difference is the offset and the whole range the uncertainty, so early late
+//! arrivals make the doubt large rather than the estimate wrong; and an estimate
+//! vaguer than the device's certified accuracy is not used at all.
 
 /// Differences kept per device.
 const RING: usize = 32;
@@ -94,9 +95,15 @@ impl DeviceClocks {
         }
     }
 
-    /// The estimate of one device through one partition, if calibrated.
+    /// The estimate of one device through one partition, if calibrated: known from
+    /// enough events, and no vaguer than the device's certified accuracy (until
+    /// late deliveries are outnumbered, the device's own clock is the better guess).
     pub fn calibration(&self, device: usize, partition: u32) -> Option<Calibration> {
-        self.partitions.get(&partition).and_then(|p| p.get(device)).and_then(|c| c.estimate)
+        self.partitions
+            .get(&partition)
+            .and_then(|p| p.get(device))
+            .and_then(|c| c.estimate)
+            .filter(|c| c.uncertainty_ms <= self.uncalibrated_ms)
     }
 
     /// The device's best-informed estimate (the partition that has seen most of it),
@@ -114,7 +121,11 @@ fn estimate(diffs: &[i32]) -> Option<Calibration> {
     sorted.sort_unstable();
     let n = sorted.len();
     if n < UPPER_HALF_SAMPLES {
-        return Some(Calibration { offset_ms: i64::from(sorted[n / 2]), uncertainty_ms: i64::from(sorted[n - 1]) - i64::from(sorted[0]) });
+        // Too few to tell a backlog from the truth: the most direct delivery (the
+        // largest difference) is the offset, and the whole range is the doubt. The
+        // median would follow two late events of three (a sparse camera's
+        // partition sees few events, and one backlog can hold two of them).
+        return Some(Calibration { offset_ms: i64::from(sorted[n - 1]), uncertainty_ms: i64::from(sorted[n - 1]) - i64::from(sorted[0]) });
     }
     // Delays only ever lower the difference, so the events that came straight
     // through are the upper half: its middle is the offset, its range the doubt.
@@ -159,9 +170,22 @@ mod tests {
         observe(&mut clocks, 0, 0, 10_000, Some(8_500)); // 1.5 s fast
         observe(&mut clocks, 0, 0, 20_000, Some(18_500));
         observe(&mut clocks, 0, 0, 30_000, Some(58_500)); // 30 s late
-        let (corrected, uncertainty) = observe(&mut clocks, 0, 0, 40_000, Some(38_500));
-        assert_eq!(corrected, 38_500);
-        assert!(uncertainty >= 30_000);
+        // Vaguer than the clock's certified 2 s: the device's own time, with that doubt.
+        assert_eq!(observe(&mut clocks, 0, 0, 40_000, Some(38_500)), (40_000, 2_000));
+        // Once straight deliveries outnumber it, the clock is corrected again.
+        for t in [50_000, 60_000, 70_000] {
+            observe(&mut clocks, 0, 0, t, Some(t - 1_500));
+        }
+        assert_eq!(observe(&mut clocks, 0, 0, 80_000, Some(78_500)), (78_500, 0));
+    }
+
+    #[test]
+    fn two_late_arrivals_of_three_while_calibrating_leave_the_device_its_own_time() {
+        let mut clocks = DeviceClocks::new(1, 2_000);
+        observe(&mut clocks, 0, 0, 10_000, Some(9_000)); // 1 s fast, straight through
+        observe(&mut clocks, 0, 0, 20_000, Some(35_000)); // a backlog, 16 s late
+        observe(&mut clocks, 0, 0, 30_000, Some(45_500));
+        assert_eq!(observe(&mut clocks, 0, 0, 40_000, Some(39_000)), (40_000, 2_000));
     }
 
     #[test]
