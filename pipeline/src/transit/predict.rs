@@ -13,6 +13,8 @@ use std::collections::HashMap;
 const DWELL_S: f64 = 30.0;
 /// Stops further ahead than this are not predicted.
 const HORIZON_MS: i64 = 15 * 60_000;
+/// Measured segments of a kind of road before its median speaks for the others.
+const MEASURED_OF_KIND: usize = 5;
 /// What a route's pace starts from before any leg is seen (seconds of model time
 /// at car speed, seconds driven), i.e. 0.8 of car speed, worth five minutes.
 const PACE_PRIOR: (f64, f64) = (240.0, 300.0);
@@ -31,8 +33,9 @@ pub struct Predictor {
     kind: Vec<usize>,
     /// Where no car has been measured lately: free flow times the median ratio of
     /// live to free-flow speed over the measured segments of the same kind of road
-    /// (the rush hour slows the unmeasured streets too, the island's most).
-    unmeasured_ratio: Vec<f64>,
+    /// (the rush hour slows the unmeasured streets too, the island's most); `None`
+    /// until enough of that kind are measured.
+    unmeasured_ratio: Vec<Option<f64>>,
 }
 
 impl Predictor {
@@ -54,7 +57,7 @@ impl Predictor {
             last_arrival: HashMap::new(),
             free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
             kind,
-            unmeasured_ratio: vec![1.0; kinds.len()],
+            unmeasured_ratio: vec![None; kinds.len()],
         }
     }
 
@@ -63,20 +66,23 @@ impl Predictor {
         (model / driven.max(1.0)).clamp(0.2, 1.5)
     }
 
-    /// Seconds to drive from `from_m` to `to_m` along the path at car speed now.
-    fn car_seconds(&self, path: &RoutePath, from_m: f64, to_m: f64, live_kmh: &[Option<f64>]) -> f64 {
+    /// Seconds to drive from `from_m` to `to_m` along the path at car speed now, or
+    /// `None` if a segment on the way has neither a live speed nor a measured kind
+    /// of road to go by (right after a start, before the network is measured: free
+    /// flow in a rush hour would promise every bus minutes early).
+    fn car_seconds(&self, path: &RoutePath, from_m: f64, to_m: f64, live_kmh: &[Option<f64>]) -> Option<f64> {
         let mut secs = 0.0;
         for (i, seg) in path.segments.iter().enumerate() {
             let (start, end) = (path.segment_starts[i], path.segment_starts[i + 1]);
             let overlap = end.min(to_m) - start.max(from_m);
             if overlap > 0.0 {
                 let free_flow = self.free_flow[seg.0 as usize];
-                let ratio = self.unmeasured_ratio[self.kind[seg.0 as usize]];
-                let kmh = live_kmh.get(seg.0 as usize).copied().flatten().unwrap_or(free_flow * ratio).max(5.0);
+                let by_kind = self.unmeasured_ratio[self.kind[seg.0 as usize]].map(|ratio| free_flow * ratio);
+                let kmh = live_kmh.get(seg.0 as usize).copied().flatten().or(by_kind)?.max(5.0);
                 secs += overlap / (kmh / 3.6);
             }
         }
-        secs
+        Some(secs)
     }
 
     /// Updates the speed assumed where nothing was measured from the segments that were.
@@ -87,14 +93,10 @@ impl Predictor {
                 by_kind[*k].push(l / ff.max(1.0));
             }
         }
-        let mut all: Vec<f64> = by_kind.iter().flatten().copied().collect();
-        all.sort_by(f64::total_cmp);
-        let network = all.get(all.len() / 2).copied();
         for (k, mut ratios) in by_kind.into_iter().enumerate() {
-            ratios.sort_by(f64::total_cmp);
-            let ratio = if ratios.len() >= 5 { ratios.get(ratios.len() / 2).copied() } else { network };
-            if let Some(r) = ratio {
-                self.unmeasured_ratio[k] = r.clamp(0.1, 1.2);
+            if ratios.len() >= MEASURED_OF_KIND {
+                ratios.sort_by(f64::total_cmp);
+                self.unmeasured_ratio[k] = Some(ratios[ratios.len() / 2].clamp(0.1, 1.2));
             }
         }
     }
@@ -106,9 +108,11 @@ impl Predictor {
             && (r, d) == (route, direction)
             && prev + 1 == stop
         {
-            let model = self.car_seconds(path, path.stops[prev], path.stops[stop], live_kmh);
             let driven = (ts_ms - prev_ms) as f64 / 1000.0 - DWELL_S;
-            if driven > 5.0 && model > 0.0 {
+            if let Some(model) = self.car_seconds(path, path.stops[prev], path.stops[stop], live_kmh)
+                && driven > 5.0
+                && model > 0.0
+            {
                 let p = &mut self.pace[route as usize];
                 // Recent legs count most: decay the sums.
                 *p = (p.0 * 0.95 + model, p.1 * 0.95 + driven);
@@ -126,7 +130,8 @@ impl Predictor {
         let pace = self.pace(path.route);
         let mut out = Vec::new();
         for (k, stop_m) in path.stops.iter().enumerate().skip(next_stop) {
-            let drive = self.car_seconds(path, distance_m, *stop_m, live_kmh) / pace;
+            let Some(car) = self.car_seconds(path, distance_m, *stop_m, live_kmh) else { break };
+            let drive = car / pace;
             let dwells = (k - next_stop) as f64 * DWELL_S + if standing { DWELL_S / 2.0 } else { 0.0 };
             let ahead_ms = ((drive + dwells) * 1000.0) as i64;
             if ahead_ms > HORIZON_MS {
@@ -143,4 +148,42 @@ impl Predictor {
 /// (early, late) in ms, or `None` beyond 15 minutes.
 pub fn band(ahead_ms: i64) -> Option<(i64, i64)> {
     BANDS.iter().find(|(minutes, _, _)| ahead_ms <= minutes * 60_000).map(|(_, e, l)| (e * 1000, l * 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn city() -> CityModel {
+        CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city")
+    }
+
+    #[test]
+    fn nothing_is_predicted_before_the_road_ahead_is_measured() {
+        let city = city();
+        let path = RoutePath::new(&city, 0, 0).expect("route 0 direction 0");
+        let mut predictor = Predictor::new(&city);
+        let unmeasured = vec![None; city.segments.len()];
+        predictor.measure_network(&unmeasured);
+        assert!(predictor.predict(&city, &path, 0.0, 0, 1, false, &unmeasured).is_empty());
+    }
+
+    #[test]
+    fn a_measured_kind_of_road_speaks_for_its_unmeasured_segments() {
+        let city = city();
+        let path = RoutePath::new(&city, 0, 0).expect("route 0 direction 0");
+        let mut predictor = Predictor::new(&city);
+        // Every segment at half its free flow: a rush hour.
+        let half: Vec<Option<f64>> = city.segments.iter().map(|s| Some(s.free_flow_kmh / 2.0)).collect();
+        predictor.measure_network(&half);
+        // The route's own segments are not measured: their kinds of road speak for them.
+        let mut live = half.clone();
+        for s in &path.segments {
+            live[s.0 as usize] = None;
+        }
+        let by_kind = predictor.predict(&city, &path, 0.0, 0, 1, false, &live);
+        let measured = predictor.predict(&city, &path, 0.0, 0, 1, false, &half);
+        assert!(!by_kind.is_empty());
+        assert_eq!(by_kind, measured);
+    }
 }
