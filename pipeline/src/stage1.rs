@@ -160,7 +160,7 @@ impl Stage1 {
 
     /// The clock correction of a reader (by index), if it is calibrated.
     pub fn reader_clock(&self, reader: usize) -> Option<crate::clock::Calibration> {
-        self.state.clocks.device_calibration(reader)
+        self.state.clocks.estimate(reader)
     }
 
     /// See `Source::reports_idle`.
@@ -191,11 +191,11 @@ impl Stage1 {
         for record in records {
             let Some(topic) = Topic::from_name(&record.topic) else { continue };
             consumed[topic as usize] += 1;
-            let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e, record.partition));
+            let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e));
             match decoded.and_then(|(e, clock)| Ok((self.admit(e, topic as u32, record.partition)?, clock))) {
                 Ok((event, clock)) => {
                     if let Some(device) = clock.device {
-                        self.state.clocks.record(device, record.partition, clock.device_ts_ms, record.timestamp_ms);
+                        self.state.clocks.record(device, clock.device_ts_ms, record.timestamp_ms);
                     }
                     // An uncorrected time from a clock not yet calibrated (minutes
                     // ahead, for all we know) must not drag its partition's watermark
@@ -250,10 +250,9 @@ impl Stage1 {
         end_of_window(ts_ms, self.config.window_ms).saturating_add(self.config.allowed_lateness_ms) <= watermark
     }
 
-    /// Corrects a device's timestamp by its clock's estimated offset as `partition`
-    /// has seen it so far; returns the event and (device timestamp, remaining
+    /// Corrects a device's timestamp by its clock's estimated offset so far; returns the event and (device timestamp, remaining
     /// uncertainty). The event itself is recorded once it is admitted.
-    fn correct_clock(&self, mut event: Decoded, partition: u32) -> (Decoded, DeviceTime) {
+    fn correct_clock(&self, mut event: Decoded) -> (Decoded, DeviceTime) {
         let readers = self.city.readers.len();
         let (device, ts) = match &mut event {
             Decoded::PlateRead(r) => (r.reader.0 as usize, &mut r.ts_ms),
@@ -264,9 +263,9 @@ impl Stage1 {
             }
         };
         let device_ts_ms = *ts;
-        let (corrected, uncertainty_ms) = self.state.clocks.correct(device, partition, device_ts_ms);
+        let (corrected, uncertainty_ms) = self.state.clocks.correct(device, device_ts_ms);
         *ts = corrected;
-        let calibrated = self.state.clocks.calibration(device, partition).is_some();
+        let calibrated = self.state.clocks.calibration(device).is_some();
         (event, DeviceTime { device: Some(device), calibrated, device_ts_ms, uncertainty_ms })
     }
 
@@ -319,7 +318,7 @@ impl Stage1 {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
             Decoded::Camera(c) => {
-                if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize, record.partition)) {
+                if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize)) {
                     self.state.stats.excluded += 1;
                     return;
                 }
@@ -334,7 +333,7 @@ impl Stage1 {
             }
         };
         self.state.health.read(read.reader, read.ts_ms);
-        if !trusted(self.state.clocks.calibration(read.reader.0 as usize, record.partition)) {
+        if !trusted(self.state.clocks.calibration(read.reader.0 as usize)) {
             // A clock this far off cannot be corrected: its reads prove nothing.
             self.state.stats.excluded += 1;
             return;
@@ -413,7 +412,7 @@ impl Stage1 {
         if watermark > i64::MIN && watermark >= self.state.health_reported_ms.saturating_add(HEALTH_EVERY_MS) {
             self.state.health_reported_ms = watermark;
             let clocks = &self.state.clocks;
-            out.reader_health = Some(self.state.health.report(&city, watermark, |i| clocks.device_calibration(i)));
+            out.reader_health = Some(self.state.health.report(&city, watermark, |i| clocks.estimate(i)));
         }
         self.state.dedup.expire(watermark.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
         out.watermark_ms = watermark;
