@@ -34,11 +34,13 @@ pub struct Aligner {
     /// Records released while a partition that might have come first was empty:
     /// their order depended on timing.
     pub unaligned: u64,
+    /// The latest arrival time released so far.
+    released_to_ms: i64,
 }
 
 impl Aligner {
     pub fn new(capacity: usize, patience: Duration) -> Self {
-        Aligner { queues: BTreeMap::new(), empty_since: BTreeMap::new(), queued: 0, capacity, patience, unaligned: 0 }
+        Aligner { queues: BTreeMap::new(), empty_since: BTreeMap::new(), queued: 0, capacity, patience, unaligned: 0, released_to_ms: i64::MIN }
     }
 
     pub fn push(&mut self, key: PartitionKey, record: Record) {
@@ -54,6 +56,18 @@ impl Aligner {
     /// Whether anything of this partition is still queued.
     pub fn holds(&self, key: &PartitionKey) -> bool {
         self.queues.get(key).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Partitions whose next record arrived after every record released so far: as
+    /// of the last record out they had nothing pending, just as a live partition at
+    /// its end. In a backlog this is what idle means (a lot counter that reports
+    /// every 15 minutes must not hold the watermark for 15 minutes of replay), and
+    /// it depends on the records alone.
+    pub fn ahead_of_release(&self) -> impl Iterator<Item = PartitionKey> + '_ {
+        self.queues
+            .iter()
+            .filter(|(_, q)| q.front().and_then(|r| r.timestamp_ms).is_some_and(|ts| ts > self.released_to_ms))
+            .map(|(k, _)| *k)
     }
 
     /// Moves up to `max` records to `out`, in merged order. `owned` are the
@@ -81,6 +95,7 @@ impl Aligner {
             let Some(queue) = self.queues.get_mut(&key) else { break };
             let Some(record) = queue.pop_front() else { break };
             self.unaligned += u64::from(empty);
+            self.released_to_ms = self.released_to_ms.max(record.timestamp_ms.unwrap_or(i64::MIN));
             if queue.is_empty() && !drained.contains(&key) {
                 empty = true;
                 // Just emptied: it has not kept anyone waiting yet.
@@ -134,6 +149,27 @@ mod tests {
         a.push((0, 0), record(0, 0, 100));
         a.release(&owned, &HashSet::new(), t0, 10, &mut out);
         (a, owned, out)
+    }
+
+    #[test]
+    fn a_partition_whose_next_record_arrived_after_the_last_one_out_is_ahead_of_the_release() {
+        let owned = [(0, 0), (0, 1)];
+        let mut a = Aligner::new(1_000, Duration::from_secs(5));
+        // A sparse partition: its next record arrived 15 minutes after the busy one's.
+        a.push((0, 0), record(0, 0, 100));
+        a.push((0, 0), record(0, 1, 200));
+        a.push((0, 1), record(1, 0, 900_100));
+        let mut out = Vec::new();
+        a.release(&owned, &HashSet::new(), Instant::now(), 1, &mut out);
+        assert_eq!(offsets(&out), [(0, 0)]);
+        // Both heads arrived after the last record out (100).
+        assert_eq!(a.ahead_of_release().collect::<Vec<_>>(), owned);
+        a.release(&owned, &HashSet::new(), Instant::now(), 1, &mut out);
+        // Now the busy one is empty (it holds the merge), the sparse one is ahead.
+        assert_eq!(a.ahead_of_release().collect::<Vec<_>>(), [(0, 1)]);
+        // A record that arrived no later than the last one out is due, not ahead.
+        a.push((0, 0), record(0, 2, 200));
+        assert_eq!(a.ahead_of_release().collect::<Vec<_>>(), [(0, 1)]);
     }
 
     #[test]

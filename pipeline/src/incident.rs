@@ -49,7 +49,8 @@ pub struct Incident {
     pub kind: String,
     /// Best estimate of when it began (the last vehicle out, or the first slow one in).
     pub onset_ms: i64,
-    /// Event time (watermark) when it was detected.
+    /// Event time when the evidence for it was complete (the watermark at which a
+    /// check after every event would have detected it).
     pub detected_ms: i64,
     pub cleared_ms: Option<i64>,
     /// 1 (minor) to 3 (road blocked).
@@ -215,10 +216,17 @@ impl IncidentDetector {
                     let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
                     let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
                     tracing::trace!(segment = %self.ids[i], watermark_ms, overdue, needed, gone_share, silent, last_exit_ms = s.last_exit_ms, slow_ms, "incident check");
-                    let (kind, onset, severity) = if overdue >= needed && silent {
-                        ("stopped_traffic", s.last_exit_ms, 3)
+                    // Detected when the evidence was complete (the needed-th vehicle
+                    // overdue and the silence long enough; the third slow exit), not
+                    // when this check ran: how many events a batch holds must not move it.
+                    let (kind, onset, severity, evidence_ms) = if overdue >= needed && silent {
+                        let mut overdue_from: Vec<i64> = s.entries.iter().filter(|(e, _)| *e > s.last_exit_entry_ms).map(|(e, _)| e.saturating_add(slow_ms + MIN_GRACE_MS)).collect();
+                        overdue_from.sort_unstable();
+                        let enough_overdue = overdue_from.get(needed - 1).copied().unwrap_or(watermark_ms);
+                        ("stopped_traffic", s.last_exit_ms, 3, enough_overdue.max(s.last_exit_ms.saturating_add(silence)))
                     } else if collapsed {
-                        ("slow_traffic", s.speeds.iter().rev().nth(2).map_or(watermark_ms, |(t, _)| *t), 2)
+                        let third_slow_exit = s.speeds.back().map_or(watermark_ms, |(t, _)| *t);
+                        ("slow_traffic", s.speeds.iter().rev().nth(2).map_or(watermark_ms, |(t, _)| *t), 2, third_slow_exit)
                     } else {
                         if s.entries.is_empty() {
                             idle.push(seg);
@@ -231,7 +239,7 @@ impl IncidentDetector {
                         segment_id: self.ids[i].clone(),
                         kind: kind.into(),
                         onset_ms: onset,
-                        detected_ms: watermark_ms,
+                        detected_ms: evidence_ms.min(watermark_ms),
                         cleared_ms: None,
                         severity,
                         overdue_vehicles: overdue as u32,

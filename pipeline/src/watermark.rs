@@ -3,8 +3,9 @@
 //! A partition's watermark is the largest event time it has delivered minus the
 //! bounded out-of-orderness. The pipeline's watermark is the smallest over partitions
 //! that are active. Where the source says exactly when a partition has nothing
-//! pending (end of partition), that is what idle means: a partition with a backlog
-//! holds the others back however long its consumer takes. Where it cannot say, a
+//! pending (end of partition; in a backlog, its next record arrived after the last
+//! one released), that is what idle means: a partition with records due holds the
+//! others back however long its consumer takes. Where it cannot say, a
 //! partition silent for `idle_timeout` of processing time stops holding the others
 //! back (an idle reader at night must not stall the city). Either rejoins as soon
 //! as it delivers again.

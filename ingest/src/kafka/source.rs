@@ -354,8 +354,12 @@ impl Source for KafkaSource {
         true
     }
 
-    /// Drained at the broker, and nothing of it left waiting in the aligner.
+    /// Drained at the broker with nothing of it left waiting in the aligner, or,
+    /// in a backlog, nothing of it due yet: its next record arrived after the last
+    /// one released (see `Aligner::ahead_of_release`).
     fn idle_partitions(&self) -> Vec<(String, u32)> {
-        self.drained.iter().filter(|k| !self.aligner.holds(k)).map(|(i, p)| (self.consumers[*i].0.clone(), *p)).collect()
+        let mut idle: std::collections::BTreeSet<PartitionKey> = self.drained.iter().filter(|k| !self.aligner.holds(k)).copied().collect();
+        idle.extend(self.aligner.ahead_of_release());
+        idle.into_iter().map(|(i, p)| (self.consumers[i].0.clone(), p)).collect()
     }
 }
