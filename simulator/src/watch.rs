@@ -75,6 +75,11 @@ impl Watch {
         if self.gates.contains(device_id) {
             return;
         }
+        // Only passages within the window count: older ones are let go, so a long
+        // simulation keeps a few per clone rather than all of them.
+        for (_, passages) in tags.iter_mut() {
+            passages.retain(|t| ts_ms - *t <= CLONE_WINDOW_MS);
+        }
         match tags.iter_mut().find(|(t, _)| t == tag) {
             Some((_, passages)) => passages.push(ts_ms),
             None => tags.push((tag.to_owned(), vec![ts_ms])),
