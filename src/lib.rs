@@ -7,6 +7,7 @@ pub mod commands;
 pub mod drive;
 pub mod eval;
 pub mod faults;
+pub mod follow;
 pub mod instance;
 pub mod serve;
 pub mod soak;

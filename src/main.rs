@@ -151,6 +151,19 @@ enum Command {
         #[arg(long)]
         hotlists: Option<PathBuf>,
     },
+    /// Serve the API without a pipeline, from the derived topics that `egret run
+    /// --kafka` instances publish: every API instance then answers for the whole
+    /// city (reader health excepted: it is not on a topic).
+    Serve {
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        kafka: String,
+        /// The pipeline instances' consumer group (names this instance's own).
+        #[arg(long, default_value = "egret")]
+        group: String,
+        #[arg(long, default_value = "127.0.0.1:8080", env = "EGRET_LISTEN")]
+        listen: String,
+    },
     /// Print a bearer token for the API, signed with this deployment's key
     /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
     Token {
@@ -322,6 +335,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit };
     match cli.command {
+        Command::Serve { kafka, group, listen } => {
+            let config = KafkaConfig { group_id: group, namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
+            egret::follow::serve(city, &config, &listen, &serve_options).await
+        }
         Command::Token { role, subject, ttl } => {
             let role = Role::parse(&role).with_context(|| format!("--role {role:?}: one of public, dispatcher, police, admin, device"))?;
             let secret = keys::load_or_create(keys::TOKEN_KEY_ENV, &cli.state_dir, "token.key")

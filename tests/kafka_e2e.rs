@@ -299,3 +299,65 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
     assert!(dead_letters > 0);
     assert_eq!(dead_letters, in_topic);
 }
+
+/// `egret serve --kafka`: an API instance without a pipeline serves what the
+/// pipeline instances published, for the whole city: every segment with a window
+/// on `egret.segment-speeds`, and every ticket on `egret.violations`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_instance_without_a_pipeline_serves_what_the_pipeline_published() {
+    let Some(brokers) = brokers() else { return };
+    let ns = namespace("serve");
+    let egret = env!("CARGO_BIN_EXE_egret");
+    let state_dir = std::env::temp_dir().join(format!("egret-{ns}state"));
+    let state = state_dir.to_str().expect("UTF-8 path").to_owned();
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new(egret).args(["--state-dir", &state]).args(args).output().expect("egret runs");
+        assert!(out.status.success(), "egret {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    status(&["simulate", "--kafka", &brokers, "--namespace", &ns, "--seed", "12", "--duration", "6m"]);
+    let group = format!("{ns}g");
+    status(&["run", "--kafka", &brokers, "--namespace", &ns, "--group", &group, "--exit-when-idle", "5s", "--listen", "127.0.0.1:0"]);
+    let reader = KafkaConfig { group_id: format!("{ns}reader"), ..config(&brokers, &ns) };
+    let field = |records: Vec<egret_ingest::Record>, name: &str| -> std::collections::BTreeSet<String> {
+        records.iter().filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok()?[name].as_str().map(str::to_owned)).collect()
+    };
+    let published_segments = field(read_topic(&reader, "egret.segment-speeds").await, "segment_id");
+    let published_tickets = field(read_topic(&reader, "egret.violations").await, "violation_id");
+    assert!(!published_segments.is_empty() && !published_tickets.is_empty(), "the pipeline published nothing to compare with");
+
+    let mut serve = std::process::Command::new(egret)
+        .args(["--state-dir", &state, "serve", "--kafka", &brokers, "--namespace", &ns, "--group", &group, "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("egret serve");
+    let stdout = serve.stdout.take().expect("stdout");
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = first_tx.send(lines.next());
+        lines.for_each(drop);
+    });
+    let first = tokio::task::spawn_blocking(move || first_rx.recv()).await.expect("join").expect("the reader").expect("a first line").expect("readable");
+    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
+    let token = status(&["token", "--role", "police"]).trim().to_owned();
+    let client = reqwest::Client::new();
+    let (mut served_segments, mut served_tickets) = (std::collections::BTreeSet::<String>::new(), std::collections::BTreeSet::<String>::new());
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let segments: serde_json::Value = client.get(format!("http://{addr}/api/v1/segments")).send().await.expect("GET segments").json().await.expect("JSON");
+        served_segments = segments["segments"].as_array().expect("segments").iter().filter_map(|s| s["segment_id"].as_str().map(str::to_owned)).collect();
+        let page: serde_json::Value =
+            client.get(format!("http://{addr}/api/v1/violations?limit=1000")).bearer_auth(&token).send().await.expect("GET violations").json().await.expect("JSON");
+        served_tickets = page["violations"].as_array().expect("violations").iter().filter_map(|v| v["violation_id"].as_str().map(str::to_owned)).collect();
+        if served_segments == published_segments && served_tickets == published_tickets {
+            break;
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    println!("egret serve: {} segments and {} tickets, as published", served_segments.len(), served_tickets.len());
+    assert_eq!(served_segments, published_segments, "segments served by the API instance");
+    assert_eq!(served_tickets, published_tickets, "tickets served by the API instance");
+}

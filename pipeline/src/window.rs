@@ -6,7 +6,7 @@
 //! watermark passed its end is a correction, counted and re-published as a revision.
 
 use egret_model::SegmentIdx;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Start of the window holding `ts_ms`.
@@ -23,8 +23,10 @@ pub struct Sample {
     pub speed_kmh: f64,
 }
 
-/// One segment's speeds over one window, as served and published.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One segment's speeds over one window, as served and published (and read back by
+/// an API instance that follows the published topic: `segment` is then set from
+/// the `segment_id` beside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentWindow {
     #[serde(skip)]
     pub segment: SegmentIdx,
