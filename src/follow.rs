@@ -150,3 +150,45 @@ fn absorb(city: &CityModel, r: &Record, out: &mut BatchOutput) -> anyhow::Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egret_model::SegmentIdx;
+
+    fn record(topic: &str, value: serde_json::Value) -> Record {
+        Record { topic: topic.into(), partition: 0, offset: 0, key: None, payload: serde_json::to_vec(&value).unwrap_or_default().into(), headers: Vec::new(), timestamp_ms: None }
+    }
+
+    #[test]
+    fn published_records_read_back_into_a_batch_and_an_unreadable_one_is_skipped() {
+        let city = crate::load_city(None).expect("the repo's city");
+        let window = SegmentWindow {
+            segment: SegmentIdx(3),
+            window_start_ms: 60_000,
+            window_end_ms: 120_000,
+            mean_speed_kmh: 41.0,
+            median_speed_kmh: 40.0,
+            travel_time_s: 30.0,
+            sample_count: 4,
+            median_5min_kmh: Some(39.0),
+            is_final: true,
+            revision: 1,
+        };
+        // As `runner::publish` writes it: the window flattened beside its segment id.
+        let mut published = serde_json::to_value(&window).expect("window JSON");
+        published["segment_id"] = city.segments[3].segment_id.clone().into();
+        let lot = serde_json::json!({"lot_id": city.lots[1].lot_id, "capacity": 100, "occupied": 100, "state": "full", "trend": "filling",
+            "minutes_to_full": null, "over_capacity": false, "as_of_ms": 130_000});
+        let records = [
+            record(runner::SEGMENT_SPEEDS_TOPIC, published),
+            record(runner::SEGMENT_SPEEDS_TOPIC, serde_json::json!({"segment_id": "XX-NOWHERE", "window_start_ms": 0})),
+            record(runner::PARKING_TOPIC, lot),
+        ];
+        let out = to_batch(&city, &records);
+        assert_eq!(out.windows, [window]);
+        assert_eq!(out.lots.len(), 1);
+        assert_eq!((out.lots[0].lot, out.lots[0].state, out.lots[0].trend, out.lots[0].occupied), (1, "full", "filling", Some(100)));
+        assert_eq!(out.watermark_ms, 130_000);
+    }
+}
