@@ -38,11 +38,11 @@ fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// The flags of `egret run` (with whether each takes a value) and the environment
-/// variables it reads, from the built binary's own help.
-fn run_cli() -> (serde_json::Map<String, Value>, Vec<String>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_egret")).args(["run", "--help"]).output().expect("egret run --help");
-    assert!(out.status.success(), "egret run --help failed");
+/// The flags of `egret <command>` (with whether each takes a value) and the
+/// environment variables it reads, from the built binary's own help.
+fn cli(command: &str) -> (serde_json::Map<String, Value>, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_egret")).args([command, "--help"]).output().expect("egret --help");
+    assert!(out.status.success(), "egret {command} --help failed");
     let help = String::from_utf8(out.stdout).expect("utf-8 help");
     let (mut flags, mut env) = (serde_json::Map::new(), Vec::new());
     for line in help.lines() {
@@ -57,7 +57,7 @@ fn run_cli() -> (serde_json::Map<String, Value>, Vec<String>) {
             env.push(after.split('=').next().unwrap_or_default().to_owned());
         }
     }
-    assert!(flags.contains_key("--kafka") && flags.contains_key("--group"), "unexpected `egret run --help`:\n{help}");
+    assert!(flags.contains_key("--kafka") && flags.contains_key("--group"), "unexpected `egret {command} --help`:\n{help}");
     (flags, env)
 }
 
@@ -74,7 +74,8 @@ fn stage2_suffix() -> String {
 
 /// Everything the checker compares the manifests with, from the code.
 fn expectations() -> Value {
-    let (run_flags, run_env) = run_cli();
+    let (run_flags, run_env) = cli("run");
+    let (serve_flags, serve_env) = cli("serve");
     json!({
         "topics": {
             "inputs": Topic::ALL.iter().map(|t| t.default_name()).collect::<Vec<_>>(),
@@ -84,8 +85,10 @@ fn expectations() -> Value {
             // Stage 1 marks exactly this many repartition partitions.
             "repartition_partitions": KafkaConfig::new("").partitions,
         },
+        // Pipeline instances run `egret run`, API instances `egret serve`.
         "run_flags": run_flags,
-        "run_env": run_env,
+        "serve_flags": serve_flags,
+        "run_env": run_env.into_iter().chain(serve_env).collect::<std::collections::BTreeSet<_>>(),
         "key_env": [egret_api::keys::TOKEN_KEY_ENV, egret_api::keys::PSEUDONYM_KEY_ENV],
         "min_secret_bytes": egret_api::keys::MIN_SECRET_BYTES,
         "stage2_suffix": stage2_suffix(),
@@ -169,10 +172,11 @@ fn the_checker_finds_mistakes_put_into_a_copy() {
     let root = scratch.join("repo");
     copy_repo(&root);
     // Each mistake, and words of the problem the checker must report for it.
-    let mistakes: [(&str, &str, &str, &str); 7] = [
+    let mistakes: [(&str, &str, &str, &str); 8] = [
         ("deploy/compose/topics.conf", "egret.internal.stage2   4 ", "egret.internal.stage2   8 ", "egret.internal.stage2 has 8 partitions"),
         ("deploy/k8s/topics.yaml", "cleanup.policy: compact", "cleanup.policy: delete", "egret.segment-speeds: cleanup.policy=delete"),
         ("deploy/compose/compose.yaml", "    - --group\n    - egret\n", "    - --groups\n    - egret\n", "--groups is not a flag"),
+        ("deploy/k8s/api.yaml", "            - serve\n", "            - run\n", "must start with `serve`"),
         ("deploy/k8s/pipeline.yaml", "podManagementPolicy: Parallel", "podManagementPolicy: OrderedReady", "Parallel pod management"),
         ("deploy/k8s/autoscaling.yaml", "consumerGroup: egret-stage2", "consumerGroup: egret-stage-2", "expected egret and egret-stage2"),
         ("deploy/grafana/egret-dashboard.json", "egret_consumer_lag{", "egret_consumer_lags{", "'egret_consumer_lags' is not a metric"),

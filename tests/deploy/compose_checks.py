@@ -77,17 +77,18 @@ def named_volumes(service):
     return out
 
 
-def check_egret_command(report, section, where, args, expect, brokers):
-    """An `egret run` argument list: flags that exist, values where they take one."""
-    flags = expect["run_flags"]
-    report.check(section, args[:1] == ["run"], f"{where}: the command must start with `run`, has {args[:1]}")
+def check_egret_command(report, section, where, args, expect, brokers, command="run"):
+    """An `egret run` (pipeline) or `egret serve` (API) argument list: flags that
+    exist, values where they take one."""
+    flags = expect[f"{command}_flags"]
+    report.check(section, args[:1] == [command], f"{where}: the command must start with `{command}`, has {args[:1]}")
     values = {}
     i = 1
     while i < len(args):
         a = args[i]
         if a.startswith("--"):
             name = a.split("=", 1)[0]
-            if report.check(section, name in flags, f"{where}: {name} is not a flag of `egret run` (egret run --help)"):
+            if report.check(section, name in flags, f"{where}: {name} is not a flag of `egret {command}` (egret {command} --help)"):
                 if flags[name]:
                     value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else None)
                     report.check(section, value is not None and not value.startswith("--"), f"{where}: {name} needs a value")
@@ -201,7 +202,8 @@ def check_egret_services(report, base, egret, one_shot, secrets, brokers, expect
     for n, s in egret.items():
         build = s.get("build") or {}
         report.check(S, (base / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).exists(), f"{n}: builds from an existing Dockerfile")
-        values = check_egret_command(report, S, n, [str(a) for a in s.get("command") or []], expect, brokers)
+        command = "serve" if n in apis else "run"
+        values = check_egret_command(report, S, n, [str(a) for a in s.get("command") or []], expect, brokers, command)
         groups.add(values.get("--group", "egret"))
         env = env_of(s)
         check_allowed_env(report, S, n, env, expect, extra=[k + "_FILE" for k in expect["key_env"]])

@@ -237,7 +237,9 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
     groups = set()
     for c in pod.get("containers", []):
         where = f"{w}/{c['name']}"
-        values = check_egret_command(report, S, where, [str(a) for a in c.get("args", [])], expect, bootstrap)
+        # The API Deployment serves from the derived topics; the StatefulSet runs the pipeline.
+        command = "serve" if o.get("kind") == "Deployment" else "run"
+        values = check_egret_command(report, S, where, [str(a) for a in c.get("args", [])], expect, bootstrap, command)
         groups.add(values.get("--group", "egret"))
         env = {e["name"]: e for e in c.get("env", [])}
         cm_env = {}
