@@ -272,3 +272,56 @@ impl IncidentDetector {
         self.segments.iter().filter_map(|s| s.open.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a detector sees of segment 0 when a vehicle enters every 5 s and drives
+    /// it in 60 s, until the road is blocked at `blocked_ms`: from then on they go
+    /// in and none comes out. Checked at each of `watermarks`, with everything up
+    /// to it applied.
+    fn blocked_road(blocked_ms: i64, watermarks: impl Iterator<Item = i64>) -> Vec<Incident> {
+        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let mut detector = IncidentDetector::new(&city);
+        let kmh = f64::from(city.segments[0].length_m) / 60.0 * 3.6;
+        // (event time, entry instant, exit instant if it came out)
+        let mut events: Vec<(i64, i64, Option<i64>)> = Vec::new();
+        for k in 0..400 {
+            let enter = k * 5_000;
+            events.push((enter, enter, None));
+            if enter + 60_000 < blocked_ms {
+                events.push((enter + 60_000, enter, Some(enter + 60_000)));
+            }
+        }
+        events.sort_unstable();
+        let (mut next, mut found) = (0, Vec::new());
+        for watermark in watermarks {
+            while let Some(&(_, enter, exit)) = events.get(next).filter(|e| e.0 <= watermark) {
+                match exit {
+                    None => detector.entered(0, enter),
+                    Some(exit) => detector.traversed(0, enter, exit, kmh),
+                }
+                next += 1;
+            }
+            found.extend(detector.check(watermark));
+        }
+        found
+    }
+
+    #[test]
+    fn a_blocked_road_is_dated_by_its_evidence_whatever_the_batches() {
+        let blocked_ms = 900_000;
+        let every_second = blocked_road(blocked_ms, (0..2_000).map(|s| s * 1_000));
+        let every_two_minutes = blocked_road(blocked_ms, (0..17).map(|s| s * 120_000));
+        let stopped = |found: &[Incident]| found.iter().find(|i| i.kind == "stopped_traffic").map(|i| (i.onset_ms, i.detected_ms));
+        let fine = stopped(&every_second).expect("detected when checked every second");
+        assert!(fine.1 > blocked_ms && fine.1 < blocked_ms + 240_000, "detected at {} for a block at {blocked_ms}", fine.1);
+        assert_eq!(stopped(&every_two_minutes), Some(fine), "checked every two minutes");
+    }
+
+    #[test]
+    fn steady_traffic_is_no_incident() {
+        assert!(blocked_road(i64::MAX, (0..2_000).map(|s| s * 1_000)).is_empty());
+    }
+}
