@@ -88,38 +88,22 @@ impl Aligner {
             holding |= !self.given_up_on(k, now);
         }
         let mut released = 0;
-        let stop = |released: usize, holding: bool, queued: usize| released >= max || (holding && queued < self.capacity);
-        while !stop(released, holding, self.queued) {
-            // The oldest head, and the next oldest: the oldest's queue goes out in one
-            // run up to there, so the heads are scanned once per run, not per record.
-            let heads = self.queues.iter().filter_map(|(k, q)| q.front().map(|r| (r.timestamp_ms.unwrap_or(i64::MIN), *k)));
-            let (mut oldest, mut next_oldest): (Option<(i64, PartitionKey)>, Option<(i64, PartitionKey)>) = (None, None);
-            for head in heads {
-                if oldest.is_none_or(|o| head < o) {
-                    next_oldest = oldest;
-                    oldest = Some(head);
-                } else if next_oldest.is_none_or(|n| head < n) {
-                    next_oldest = Some(head);
-                }
-            }
-            let Some((_, key)) = oldest else { break };
+        while released < max && !(holding && self.queued < self.capacity) {
+            let Some(key) = self.queues.iter().filter_map(|(k, q)| q.front().map(|r| ((r.timestamp_ms.unwrap_or(i64::MIN), *k), *k))).min().map(|(_, k)| k) else {
+                break;
+            };
             let Some(queue) = self.queues.get_mut(&key) else { break };
-            while let Some(record) = queue.pop_front() {
-                self.unaligned += u64::from(empty);
-                self.released_to_ms = self.released_to_ms.max(record.timestamp_ms.unwrap_or(i64::MIN));
-                if queue.is_empty() && !drained.contains(&key) {
-                    empty = true;
-                    // Just emptied: it has not kept anyone waiting yet.
-                    holding = true;
-                }
-                self.queued -= 1;
-                out.push(record);
-                released += 1;
-                let still_oldest = queue.front().is_some_and(|r| next_oldest.is_none_or(|n| (r.timestamp_ms.unwrap_or(i64::MIN), key) < n));
-                if !still_oldest || released >= max || (holding && self.queued < self.capacity) {
-                    break;
-                }
+            let Some(record) = queue.pop_front() else { break };
+            self.unaligned += u64::from(empty);
+            self.released_to_ms = self.released_to_ms.max(record.timestamp_ms.unwrap_or(i64::MIN));
+            if queue.is_empty() && !drained.contains(&key) {
+                empty = true;
+                // Just emptied: it has not kept anyone waiting yet.
+                holding = true;
             }
+            self.queued -= 1;
+            out.push(record);
+            released += 1;
         }
         for k in owned {
             if self.holds(k) || drained.contains(k) {
