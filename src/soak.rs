@@ -92,9 +92,11 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &SoakO
         }
         last = (t, n);
     }
+    // The feeder first: closing the log under it would fail its send in flight
+    // ("the log is closed"), and the verdict would never be printed.
     let _ = stop_tx.send(true);
-    log.close();
     feeder.await??;
+    log.close();
     pipe.await??;
     Ok(verdict(&samples, options))
 }
