@@ -248,6 +248,23 @@ async fn the_egret_commands_through_kafka_give_the_embedded_windows() {
     assert_same_windows(&from_topic, &windows(&embedded), "the egret commands through Kafka", "the embedded run");
 }
 
+/// Starts `egret <args>` and returns it with the address its first line says it
+/// serves on; the rest of its output is drained, so the process never writes to a
+/// closed pipe.
+async fn spawn_serving(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egret")).args(args).stdout(std::process::Stdio::piped()).spawn().expect("egret starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = first_tx.send(lines.next());
+        lines.for_each(drop);
+    });
+    let first = tokio::task::spawn_blocking(move || first_rx.recv()).await.expect("join").expect("the reader").expect("a first line").expect("readable");
+    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
+    (child, addr)
+}
+
 /// `/metrics` of a running `egret run --kafka` counts exactly the dead letters that
 /// landed in `egret.dlq`, for the noisy scenario (0.1% malformed, 1% duplicates…).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,22 +277,7 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
         .output()
         .expect("simulate");
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    let mut run = std::process::Command::new(egret)
-        .args(["run", "--kafka", &brokers, "--namespace", &ns, "--group", &format!("{ns}g"), "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
-    let stdout = run.stdout.take().expect("stdout");
-    // The first line, then keep draining the rest so the process never writes to a
-    // closed pipe.
-    let (first_tx, first_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let _ = first_tx.send(lines.next());
-        lines.for_each(drop);
-    });
-    let first = tokio::task::spawn_blocking(move || first_rx.recv()).await.expect("join").expect("the reader").expect("a first line").expect("readable");
-    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
+    let (mut run, addr) = spawn_serving(&["run", "--kafka", &brokers, "--namespace", &ns, "--group", &format!("{ns}g"), "--listen", "127.0.0.1:0"]).await;
     // Wait until the consumed count stops moving, then compare.
     let metric = |text: &str, name: &str| -> u64 {
         text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
@@ -326,20 +328,8 @@ async fn an_api_instance_without_a_pipeline_serves_what_the_pipeline_published()
     let published_tickets = field(read_topic(&reader, "egret.violations").await, "violation_id");
     assert!(!published_segments.is_empty() && !published_tickets.is_empty(), "the pipeline published nothing to compare with");
 
-    let mut serve = std::process::Command::new(egret)
-        .args(["--state-dir", &state, "serve", "--kafka", &brokers, "--namespace", &ns, "--group", &group, "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("egret serve");
-    let stdout = serve.stdout.take().expect("stdout");
-    let (first_tx, first_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let _ = first_tx.send(lines.next());
-        lines.for_each(drop);
-    });
-    let first = tokio::task::spawn_blocking(move || first_rx.recv()).await.expect("join").expect("the reader").expect("a first line").expect("readable");
-    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("the serving address").to_owned();
+    let (mut serve, addr) =
+        spawn_serving(&["--state-dir", &state, "serve", "--kafka", &brokers, "--namespace", &ns, "--group", &group, "--listen", "127.0.0.1:0"]).await;
     let token = status(&["token", "--role", "police"]).trim().to_owned();
     let client = reqwest::Client::new();
     let (mut served_segments, mut served_tickets) = (std::collections::BTreeSet::<String>::new(), std::collections::BTreeSet::<String>::new());
