@@ -1,11 +1,11 @@
 //! One `egret run --kafka` instance: stage 1 consuming the input topics in the
 //! consumer group, stage 2 consuming the repartition topic in `<group>-stage2`,
-//! both in this process. Start more instances with the same group and Kafka splits
-//! both stages' partitions between them.
+//! both in this process. Instances sharing a checkpoint directory are one active
+//! instance and its standbys (see `take_over`).
 
 use egret_ingest::EndWhenIdle;
 use egret_ingest::kafka::{self, Commits, KafkaConfig, KafkaSink, KafkaSource};
-use egret_pipeline::checkpoint::{self, Checkpointer, CheckpointStore, DirStore};
+use egret_pipeline::checkpoint::{self, CheckpointError, Checkpointer, CheckpointStore, DirStore};
 use egret_pipeline::repartition::{Applied, Stage1Outputs, Stage2Saved};
 use egret_pipeline::stage1::Stage1State;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub async fn ensure_all_topics(config: &KafkaConfig) -> anyhow::Result<()> {
 /// Where and how often both stages save their state (see `egret_pipeline::checkpoint`).
 #[derive(Debug, Clone)]
 pub struct CheckpointOptions {
-    /// One directory per instance: it is locked while the instance runs.
+    /// Locked by the active instance; standbys wait on it (see `take_over`).
     pub dir: PathBuf,
     pub interval: Duration,
 }
@@ -55,10 +55,47 @@ struct Stages {
     checkpoints: Option<(Checkpointer, Checkpointer)>,
 }
 
-fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<&CheckpointOptions>) -> anyhow::Result<Stages> {
+/// Waits until this instance holds the checkpoint directory's lock, which is its
+/// right to run the pipeline: `None` if `stop` flips first.
+///
+/// Instances sharing a directory are one active and its standbys. The standby joins
+/// the consumer group only once the active instance has gone (stopped, killed or
+/// crashed: the lock dies with the process), and then carries on from the state
+/// and offsets of the last checkpoint, as a restart of the same instance would. Its
+/// outputs are then exactly those of one uninterrupted instance (`egret faults`).
+async fn take_over(dir: &std::path::Path, mut stop: watch::Receiver<bool>) -> anyhow::Result<Option<DirStore>> {
+    let mut waiting = false;
+    loop {
+        match DirStore::open(dir) {
+            Ok(store) => {
+                if waiting {
+                    println!("standby: taking over; the other instance has released {}", dir.display());
+                }
+                metrics::gauge!("egret_pipeline_active").set(1.0);
+                return Ok(Some(store));
+            }
+            Err(CheckpointError::Locked { .. }) if !waiting => {
+                waiting = true;
+                metrics::gauge!("egret_pipeline_active").set(0.0);
+                println!("standby: another instance is running on {}; this one takes over when it stops", dir.display());
+            }
+            Err(CheckpointError::Locked { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STANDBY_POLL) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(None),
+        }
+    }
+}
+
+/// How often a standby tries the lock: the longest it leaves the input unattended.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<(&CheckpointOptions, DirStore)>) -> anyhow::Result<Stages> {
     let fresh = || Stages { stage1: Stage1::new(city.clone(), pipeline.clone()), stage2: Stage2::new(city, pipeline.clone()), applied: Applied::default(), checkpoints: None };
-    let Some(options) = options else { return Ok(fresh()) };
-    let store: Arc<dyn CheckpointStore + Sync> = Arc::new(DirStore::open(&options.dir)?);
+    let Some((options, store)) = options else { return Ok(fresh()) };
+    let store: Arc<dyn CheckpointStore + Sync> = Arc::new(store);
     let fingerprint = checkpoint::fingerprint(city, pipeline);
     let (first, saved1) = Checkpointer::open::<Stage1State>(store.clone(), "stage1.cbor", fingerprint.clone(), options.interval)?;
     let (second, saved2) = Checkpointer::open::<Stage2Saved>(store, "stage2.cbor", fingerprint, options.interval)?;
@@ -88,8 +125,15 @@ pub async fn run(
     exit_when_idle: Option<Duration>,
     checkpoints: Option<&CheckpointOptions>,
 ) -> anyhow::Result<InstanceReport> {
+    let store = match checkpoints {
+        Some(options) => match take_over(&options.dir, stop.clone()).await? {
+            Some(store) => Some((options, store)),
+            None => return Ok(InstanceReport { ended: Ended::Shutdown, stats: Stats::default(), corrections: 0 }),
+        },
+        None => None,
+    };
     ensure_all_topics(config).await?;
-    let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, checkpoints)?;
+    let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, store)?;
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = KafkaSink::new(config)?;

@@ -4,7 +4,9 @@
 //! sampled as it goes and printed as a table. Every piece of state has an expiry
 //! (plates after their TTL, windows once final, duplicates' ids after the
 //! lateness, live lists at their caps), so after a warm-up RSS must stay flat: the
-//! verdict is the spread of the samples after warm-up, against 10%.
+//! verdict is the spread of the samples after warm-up, against 10%. The log's
+//! backlog (records appended, not yet committed) is printed beside RSS: a pipeline
+//! that falls behind fills the bounded log, and that is memory too.
 
 use crate::bench::measure;
 use crate::drive::{self, DriveOptions, Pace};
@@ -67,8 +69,8 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &SoakO
         })
     };
     println!("soak: {} events/s for {:?}, RSS every {:?}, warm-up {:?}", options.rate, options.duration, options.sample_every, options.warmup);
-    println!("| t (s) | events sent | events/s since last | simulated hours | RSS (MiB) | live violations |");
-    println!("|---|---|---|---|---|---|");
+    println!("| t (s) | events sent | events/s since last | simulated hours | RSS (MiB) | live violations | log backlog |");
+    println!("|---|---|---|---|---|---|---|");
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut last = (Duration::ZERO, 0u64);
@@ -80,10 +82,11 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &SoakO
         let rate = (n - last.1) as f64 / (t - last.0).as_secs_f64().max(1e-9);
         let simulated_h = live.snapshot().as_of_ms.saturating_sub(start_ms).max(0) as f64 / 3_600_000.0;
         println!(
-            "| {:.0} | {n} | {rate:.0} | {simulated_h:.1} | {:.1} | {} |",
+            "| {:.0} | {n} | {rate:.0} | {simulated_h:.1} | {:.1} | {} | {} |",
             t.as_secs_f64(),
             rss as f64 / 1048576.0,
-            live.violations(|_| true).len()
+            live.violations(|_| true).len(),
+            log.backlog()
         );
         samples.push((t, rss, rate));
         if t >= options.warmup && !warned && simulated_h < HISTORY_HOURS {

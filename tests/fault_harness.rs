@@ -1,6 +1,7 @@
 //! The fault harness, shortened for CI: `egret faults` on a 3-broker KRaft cluster
-//! of its own (topics replicated 3 times), with 5 kills -9 of the pipeline and one
-//! broker stopped and restarted mid-stream.
+//! of its own (topics replicated 3 times), with 5 kills -9 of the pipeline, one
+//! broker stopped and restarted mid-stream, and two takeovers by a standby (the
+//! active instance stopped once, killed once).
 //!
 //! It asserts the target of targets.md: each scenario issues exactly the tickets
 //! of an uninterrupted run (none lost, none extra) and closes exactly the same
@@ -48,7 +49,7 @@ fn kills_and_a_broker_restart_change_no_ticket_and_no_closed_window() {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-harness");
     let _ = std::fs::remove_dir_all(&work);
     let out = Command::new(env!("CARGO_BIN_EXE_egret"))
-        .args(["--replication", "3", "faults", "--kafka", &bootstrap, "--events", "20000", "--kills", "5", "--broker-restarts", "1"])
+        .args(["--replication", "3", "faults", "--kafka", &bootstrap, "--events", "20000", "--kills", "5", "--broker-restarts", "1", "--rebalances", "2"])
         .args(["--cluster-nodes", "3", "--cluster-port", PORT, "--seed", "3"])
         .arg("--cluster-script")
         .arg(repo().join("deploy/kafka/kafka.sh"))
@@ -61,8 +62,9 @@ fn kills_and_a_broker_restart_change_no_ticket_and_no_closed_window() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("| kill -9 and restart | 5 kills |"), "the five kills happened");
     assert!(stdout.contains("| broker stop and restart |"), "the broker restart happened");
+    assert!(stdout.contains("| a standby joins, the active instance leaves | 2 takeovers |"), "both takeovers happened");
     let summaries: Vec<&str> = stdout.lines().filter(|l| l.starts_with("faults-summary:")).collect();
-    assert_eq!(summaries.len(), 3, "control, kills and broker rows");
+    assert_eq!(summaries.len(), 4, "control, kills, broker and takeover rows");
     for line in summaries {
         let field = |name: &str| -> i64 {
             line.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap_or_else(|| panic!("{name} in {line}"))

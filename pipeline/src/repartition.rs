@@ -3,7 +3,8 @@
 //! partition; stage 2 reads that topic in its own consumer group, so each segment and
 //! lot has exactly one owner, and takes as its watermark the minimum over partitions
 //! of the minimum over producers of their latest marks (as Flink does between
-//! operators). A producer that finishes sends a final mark of `i64::MAX`.
+//! operators). A producer whose input ended sends a final mark of `i64::MAX`; one
+//! whose process stops (its input goes on, with a successor) says it leaves.
 
 use crate::hotlist_board::BoardFollower;
 use crate::live::LiveState;
@@ -35,6 +36,8 @@ pub enum Internal {
         o: Option<Origin>,
     },
     Mark { p: u64, wm: i64 },
+    /// The producer's process stops; its input does not end (see `Marks::leave`).
+    Leave { p: u64 },
 }
 
 /// Stage 1's batch as repartition records: the updates keyed by segment or lot, then a
@@ -63,7 +66,15 @@ pub const STALE_PRODUCER: Duration = Duration::from_secs(30);
 pub struct Marks {
     /// Per partition, per producer: latest mark and when it was last heard from.
     latest: BTreeMap<u32, HashMap<u64, (i64, Instant)>>,
+    /// Per partition, the highest mark of producers that left it.
+    left: BTreeMap<u32, i64>,
     assigned: Vec<u32>,
+}
+
+/// The records by which a stopping producer leaves every partition.
+pub fn leave(producer: u64, partitions: u32) -> Vec<OutRecord> {
+    let leave = Bytes::from(serde_json::to_vec(&Internal::Leave { p: producer }).unwrap_or_default());
+    (0..partitions).map(|p| OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, leave.clone()) }).collect()
 }
 
 impl Marks {
@@ -78,17 +89,31 @@ impl Marks {
         entry.1 = now;
     }
 
+    /// A producer that stops no longer holds its partition back, but neither does its
+    /// leaving finish the partition: until another producer marks it, the partition
+    /// stays where the leaver's marks brought it. (A final mark of `i64::MAX` here
+    /// would make every window final before the successor, restored from the
+    /// leaver's checkpoint, has re-sent what came after it.)
+    pub fn leave(&mut self, partition: u32, producer: u64) {
+        if let Some((mark, _)) = self.latest.get_mut(&partition).and_then(|m| m.remove(&producer)) {
+            let floor = self.left.entry(partition).or_insert(i64::MIN);
+            *floor = (*floor).max(mark);
+        }
+    }
+
     pub fn set_assignment(&mut self, partitions: Vec<u32>) {
         if !partitions.is_empty() {
             self.assigned = partitions;
         }
     }
 
-    /// The minimum over assigned partitions of the minimum over their live producers;
-    /// `i64::MIN` while nothing is known.
+    /// The minimum over assigned partitions of the minimum over their live producers
+    /// (where none is live, the mark the last leaver left); `i64::MIN` while nothing
+    /// is known.
     pub fn watermark(&self, now: Instant) -> i64 {
         let live_mark = |p: &u32| {
-            self.latest.get(p)?.values().filter(|(_, heard)| now.saturating_duration_since(*heard) < STALE_PRODUCER).map(|(wm, _)| *wm).min()
+            let live = self.latest.get(p).and_then(|m| m.values().filter(|(_, heard)| now.saturating_duration_since(*heard) < STALE_PRODUCER).map(|(wm, _)| *wm).min());
+            live.or_else(|| self.left.get(p).copied())
         };
         self.assigned.iter().filter_map(live_mark).min().unwrap_or(i64::MIN)
     }
@@ -161,8 +186,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         hotlists.sync(live.hotlists(), stage1);
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
             // This producer id ends with the process: tell stage 2 not to wait for it.
-            let last = Stage1Output { watermark_ms: i64::MAX, ..Default::default() };
-            repartition.send(encode(stage1.city(), producer, &last, partitions)).await?;
+            repartition.send(leave(producer, partitions)).await?;
             checkpoint_if_due(source, checkpoints, stage1.state(), true)?;
             return Ok(Ended::Shutdown);
         };
@@ -259,6 +283,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 }
                 Ok(Internal::Data { u, .. }) => tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", r.partition, r.offset),
                 Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm, now),
+                Ok(Internal::Leave { p }) => marks.leave(r.partition, p),
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
             }
@@ -298,6 +323,25 @@ mod tests {
         m.observe(1, 9, i64::MAX, t);
         m.observe(0, 9, i64::MAX, t);
         assert_eq!(m.watermark(t), i64::MAX, "every producer finished");
+    }
+
+    #[test]
+    fn a_producer_that_leaves_holds_its_partitions_at_its_last_mark_until_a_successor_marks() {
+        let t = Instant::now();
+        let mut m = Marks::default();
+        m.set_assignment(vec![0, 1]);
+        m.observe(0, 7, 100, t);
+        m.observe(1, 7, 120, t);
+        m.leave(0, 7);
+        m.leave(1, 7);
+        assert_eq!(m.watermark(t), 100, "left, not finished: the windows after its marks are still open");
+        m.saw_data(0, 9, t);
+        assert_eq!(m.watermark(t), i64::MIN, "the successor holds the partition it sends to until it marks");
+        m.observe(0, 9, 90, t);
+        assert_eq!(m.watermark(t), 90, "the successor, restored from an older checkpoint, marks from where it is");
+        m.observe(1, 9, 130, t);
+        m.observe(0, 9, 140, t);
+        assert_eq!(m.watermark(t), 130);
     }
 
     #[test]

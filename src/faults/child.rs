@@ -81,6 +81,25 @@ impl Instance {
         Some(crate::bench::kafka::counter_total(&text, "egret_events_consumed_total"))
     }
 
+    /// Waits until this child says it is a standby (another instance holds its
+    /// state directory), at most a minute.
+    pub async fn wait_until_standby(&mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            anyhow::ensure!(self.process.try_wait()?.is_none(), "the joining instance exited before it stood by");
+            let text = self.http.get(&self.metrics_url).timeout(Duration::from_secs(2)).send().await.ok();
+            let text = match text {
+                Some(response) => response.text().await.unwrap_or_default(),
+                None => String::new(),
+            };
+            if text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["egret_pipeline_active", "0"]) {
+                return Ok(());
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the joining instance did not stand by within 60 s (is it running on the same state directory?)");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until this life has consumed `events`; false if it exited first.
     pub async fn wait_for_progress(&mut self, events: f64) -> anyhow::Result<bool> {
         loop {

@@ -1,8 +1,8 @@
 //! `egret faults`: the reliability table of targets.md, run for real. The same
 //! simulated input (noisy: duplicates, late and malformed events) goes into a fresh
 //! namespace per scenario; `egret run --kafka` child processes consume it while the
-//! harness kills them with SIGKILL, stops and restarts brokers, or lets a second
-//! instance join and leave the group; each scenario's tickets and closed windows
+//! harness kills them with SIGKILL, stops and restarts brokers, or lets a standby
+//! take over from an active instance that leaves; each scenario's tickets and closed windows
 //! are then compared with those of an uninterrupted run. A second uninterrupted run
 //! is the control: it shows how far two clean runs agree at all.
 
@@ -90,7 +90,7 @@ pub async fn run(city: &Arc<CityModel>, options: &FaultOptions) -> anyhow::Resul
     if options.rebalances > 0 {
         let launch = launch_for("rebalance");
         let result = scenario(options, &records, &launch, &Fault::Rebalances { joiner: launch.clone() }).await?;
-        add("second instance joins and leaves", format!("{} times", options.rebalances), result);
+        add("a standby joins, the active instance leaves", format!("{} takeovers", options.rebalances), result);
     }
     Ok(print_table(&table, &reference))
 }
@@ -100,7 +100,9 @@ enum Fault {
     None,
     /// `FaultOptions::broker_restarts` times, spread over the input.
     BrokerRestarts { script: PathBuf, port: u16, nodes: usize },
-    /// `FaultOptions::rebalances` times, a second instance started like `joiner`.
+    /// `FaultOptions::rebalances` times, a standby started like `joiner` joins and
+    /// the active instance leaves, by SIGTERM and SIGKILL in turn: the partitions and
+    /// the state move to the standby.
     Rebalances { joiner: Launch },
 }
 
@@ -119,16 +121,26 @@ impl Fault {
                 Ok(())
             }
             Fault::Rebalances { joiner } => {
+                // Each life of the active instance consumes its share before it goes.
                 let step = options.events as f64 / (options.rebalances + 1) as f64;
                 for i in 0..options.rebalances {
-                    if !instance.wait_for_progress(step * (i + 1) as f64).await? {
+                    if !instance.wait_for_progress(step).await? {
                         break;
                     }
-                    let dir = options.work_dir.join(format!("rebalance-joiner-{i}"));
-                    let second = Instance::start(joiner, &dir, &options.work_dir.join("rebalance-joiner.log")).await?;
-                    tokio::time::sleep(Duration::from_secs(12)).await;
-                    second.terminate().await?;
-                    println!("faults: a second instance joined and left ({}/{})", i + 1, options.rebalances);
+                    // The joiner shares the state directory: it waits as a standby.
+                    let joiner_log = options.work_dir.join(format!("rebalance-joiner-{i}.log"));
+                    let mut standby = Instance::start(joiner, &state_dir(options, joiner), &joiner_log).await?;
+                    standby.wait_until_standby().await?;
+                    let active = std::mem::replace(instance, standby);
+                    // Half the active instances leave cleanly, half crash.
+                    let how = if i % 2 == 0 {
+                        active.terminate().await?;
+                        "stopped (SIGTERM)"
+                    } else {
+                        active.kill9().await?;
+                        "killed (SIGKILL)"
+                    };
+                    println!("faults: a standby joined, the active instance {how}, the standby took over ({}/{})", i + 1, options.rebalances);
                 }
                 Ok(())
             }
@@ -136,13 +148,19 @@ impl Fault {
     }
 }
 
+/// Where a scenario's instances keep their state: one directory, shared by the
+/// instances of a failover scenario (the first holds it, the others stand by).
+fn state_dir(options: &FaultOptions, launch: &Launch) -> PathBuf {
+    options.work_dir.join(launch.namespace.trim_end_matches('.').rsplit('-').next().unwrap_or("run"))
+}
+
 /// Produces the input to the scenario's namespace, runs one child through it while
 /// `fault` acts on it, and reads back the outputs once it has finished.
 async fn scenario(options: &FaultOptions, records: &[egret_ingest::Record], launch: &Launch, fault: &Fault) -> anyhow::Result<(Outputs, Duration)> {
     let kafka = kafka_config(options, launch);
     crate::bench::kafka::produce(&kafka, records).await?;
-    let name = launch.namespace.trim_end_matches('.').rsplit('-').next().unwrap_or("run").to_owned();
-    let state = options.work_dir.join(&name);
+    let state = state_dir(options, launch);
+    let name = state.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
     let started = Instant::now();
     let mut instance = Instance::start(launch, &state, &options.work_dir.join(format!("{name}.log"))).await?;
     fault.act_on(&mut instance, options).await?;
