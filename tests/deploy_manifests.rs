@@ -1,11 +1,13 @@
 //! deploy/ as an operator uses it: the Compose file, the Dockerfile, the Kubernetes
 //! manifests, the Grafana dashboard and the Prometheus alert rules are checked by
 //! `tests/deploy/check.py` against schemas (the Compose specification, Kubernetes'
-//! OpenAPI through kubernetes-validate, the Strimzi and KEDA fields relied on),
-//! against each other, and against the code: the topic constants and the repartition
-//! partition count given here, the flags and environment variables of
-//! `egret run --help` of the built binary, the key variables, and the metric names
-//! in the sources.
+//! OpenAPI through kubernetes-validate, the Strimzi fields relied on), against each
+//! other, and against the code: the topic constants and the repartition partition
+//! count given here, the flags and environment variables of `egret run --help` of the
+//! built binary, the key variables, and the metric names in the sources. The pipeline
+//! tier is checked for active/standby: at least 2 instances sharing one checkpoint
+//! directory (`--checkpoint-dir` on one Compose named volume, or on a Kubernetes
+//! ReadWriteMany PersistentVolumeClaim) and one `--instance-id`.
 //!
 //! A second run over a copy of the repository with known mistakes put in proves the
 //! checker sees them: a checker that passes everything would pass unseen.
@@ -61,17 +63,6 @@ fn cli(command: &str) -> (serde_json::Map<String, Value>, Vec<String>) {
     (flags, env)
 }
 
-/// The suffix `egret run` gives stage 2's consumer group (`<group>-stage2`), read from
-/// src/instance.rs: the KEDA trigger on stage 2's lag names that group.
-fn stage2_suffix() -> String {
-    let source = std::fs::read_to_string(repo().join("src/instance.rs")).expect("src/instance.rs");
-    let line = source.lines().find(|l| l.contains("group_id: format!(\"{}")).expect(
-        "src/instance.rs no longer names stage 2's group with format!(\"{}…\", group): update deploy/k8s/autoscaling.yaml and this test",
-    );
-    let after = line.split("format!(\"{}").nth(1).unwrap_or_default();
-    after.split('"').next().unwrap_or_default().to_owned()
-}
-
 /// Everything the checker compares the manifests with, from the code.
 fn expectations() -> Value {
     let (run_flags, run_env) = cli("run");
@@ -91,7 +82,6 @@ fn expectations() -> Value {
         "run_env": run_env.into_iter().chain(serve_env).collect::<std::collections::BTreeSet<_>>(),
         "key_env": [egret_api::keys::TOKEN_KEY_ENV, egret_api::keys::PSEUDONYM_KEY_ENV],
         "min_secret_bytes": egret_api::keys::MIN_SECRET_BYTES,
-        "stage2_suffix": stage2_suffix(),
     })
 }
 
@@ -172,13 +162,15 @@ fn the_checker_finds_mistakes_put_into_a_copy() {
     let root = scratch.join("repo");
     copy_repo(&root);
     // Each mistake, and words of the problem the checker must report for it.
-    let mistakes: [(&str, &str, &str, &str); 8] = [
+    let mistakes: [(&str, &str, &str, &str); 9] = [
         ("deploy/compose/topics.conf", "egret.internal.stage2   4 ", "egret.internal.stage2   8 ", "egret.internal.stage2 has 8 partitions"),
         ("deploy/k8s/topics.yaml", "cleanup.policy: compact", "cleanup.policy: delete", "egret.segment-speeds: cleanup.policy=delete"),
         ("deploy/compose/compose.yaml", "    - --group\n    - egret\n", "    - --groups\n    - egret\n", "--groups is not a flag"),
         ("deploy/k8s/api.yaml", "            - serve\n", "            - run\n", "must start with `serve`"),
         ("deploy/k8s/pipeline.yaml", "podManagementPolicy: Parallel", "podManagementPolicy: OrderedReady", "Parallel pod management"),
-        ("deploy/k8s/autoscaling.yaml", "consumerGroup: egret-stage2", "consumerGroup: egret-stage-2", "expected egret and egret-stage2"),
+        // pipeline-1's checkpoint directory on its own state volume instead of the shared one.
+        ("deploy/compose/compose.yaml", "      - pipeline-checkpoints:/var/lib/egret-checkpoints\n", "      - pipeline-1-state:/var/lib/egret-checkpoints\n", "pipeline-1: --checkpoint-dir /var/lib/egret-checkpoints/egret lies on its own state volume"),
+        ("deploy/k8s/pipeline.yaml", "accessModes: [\"ReadWriteMany\"]", "accessModes: [\"ReadWriteOnce\"]", "egret-checkpoints, whose accessModes ['ReadWriteOnce'] lack ReadWriteMany"),
         ("deploy/grafana/egret-dashboard.json", "egret_consumer_lag{", "egret_consumer_lags{", "'egret_consumer_lags' is not a metric"),
         ("deploy/prometheus/alerts.yaml", r#"rate(egret_dead_letters_total{job="egret"}[10m])) > 1"#, r#"rate(egret_consumer_lag{job="egret"}[10m])) > 1"#, "rate() of egret_consumer_lag"),
     ];

@@ -262,10 +262,23 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
     let with_data = snapshot.latest.iter().filter(|w| w.is_some()).count();
     let mut text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     text.push_str(&format!(
-        "# TYPE egret_watermark_ms gauge\negret_watermark_ms {}\n# TYPE egret_segments_with_data gauge\negret_segments_with_data {with_data}\n",
-        snapshot.as_of_ms
+        "# TYPE egret_watermark_ms gauge\negret_watermark_ms {}\n# TYPE egret_segments_with_data gauge\negret_segments_with_data {with_data}\n\
+         # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+        snapshot.as_of_ms,
+        resident_set_bytes()
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// This process's resident set size (`VmRSS`), 0 where /proc is not there: the
+/// memory an operator watches for growth (and `egret soak` samples).
+pub fn resident_set_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use egret_model::decode::{Decoded, Decoder};
 use egret_model::reason::{Reason, Reject};
 use egret_model::{CityModel, Topic, VehicleClass};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use crate::runner::wall_clock_ms;
+use std::time::{Duration, Instant};
 
 /// What one batch of stage 1 produced.
 #[derive(Debug, Default)]
@@ -83,9 +84,6 @@ fn end_of_window(ts_ms: i64, window_ms: i64) -> i64 {
     window_start(ts_ms, window_ms).saturating_add(window_ms)
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Stage1 {
     pub fn new(city: Arc<CityModel>, config: PipelineConfig) -> Self {

@@ -29,12 +29,7 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
 
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    egret_api::resident_set_bytes()
 }
 
 /// Wall and CPU time of a piece of work.

@@ -10,8 +10,8 @@ Run by tests/deploy_manifests.rs with the interpreter of the venv that
 EXPECT.json is what the test read from the code: the topic constants (input,
 derived with compaction, dead letters, repartition and its partition count), the
 flags and environment variables of `egret run --help`, the key variables and the
-shortest key egret accepts, and the stage-2 group suffix. The metric names are read
-here from the sources (metrics::counter!/gauge!/histogram! and `# TYPE` lines).
+shortest key egret accepts. The metric names are read here from the sources
+(metrics::counter!/gauge!/histogram! and `# TYPE` lines).
 
 Tools used where present, skipped with a line saying so where not: `docker compose
 config -q`, `kubectl kustomize`, `promtool check rules`.

@@ -77,6 +77,18 @@ def named_volumes(service):
     return out
 
 
+def holding_mount(path, mounts):
+    """The mount target `path` lies under (the longest, as the kernel resolves it) and
+    the path below it, or (None, None)."""
+    if not path:
+        return None, None
+    under = [m for m in mounts if m and (path == m or path.startswith(m.rstrip("/") + "/"))]
+    if not under:
+        return None, None
+    target = max(under, key=len)
+    return target, path[len(target.rstrip("/")):].strip("/")
+
+
 def check_egret_command(report, section, where, args, expect, brokers, command="run"):
     """An `egret run` (pipeline) or `egret serve` (API) argument list: flags that
     exist, values where they take one."""
@@ -196,9 +208,12 @@ def check_kafka(report, kafka):
 def check_egret_services(report, base, egret, one_shot, secrets, brokers, expect):
     pipelines = [n for n in egret if n.startswith("pipeline")]
     apis = [n for n in egret if n.startswith("api")]
-    report.check(S, len(pipelines) >= 2, f"at least 2 pipeline instances, found {pipelines}")
+    report.check(S, len(pipelines) >= 2, f"at least 2 pipeline instances (one active, one standby), found {pipelines}")
     report.check(S, len(apis) == 2, f"2 API instances, found {apis}")
     groups, state_volumes = set(), []
+    # Per `egret run` service: its --checkpoint-dir, where that lies (named volume, path
+    # inside it), and its --instance-id.
+    checkpoint_dirs, checkpoint_places, instance_ids = {}, {}, {}
     for n, s in egret.items():
         build = s.get("build") or {}
         report.check(S, (base / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).exists(), f"{n}: builds from an existing Dockerfile")
@@ -217,6 +232,8 @@ def check_egret_services(report, base, egret, one_shot, secrets, brokers, expect
         state = env.get("EGRET_STATE_DIR")
         if report.check(S, state in mounts, f"{n}: a volume at its state dir {state}"):
             state_volumes.append(mounts[state])
+        if command == "run":
+            check_pipeline_failover(report, n, values, env, mounts, mounts.get(state), checkpoint_dirs, checkpoint_places, instance_ids)
         if "--hotlists" in values:
             report.check(S, values["--hotlists"] in mounts, f"{n}: --hotlists {values['--hotlists']} is not mounted")
         port = env.get("EGRET_LISTEN", "127.0.0.1:8080").rsplit(":", 1)[1]
@@ -226,6 +243,36 @@ def check_egret_services(report, base, egret, one_shot, secrets, brokers, expect
         report.check(S, set(s.get("depends_on") or {}) & one_shot, f"{n}: must start after topic-init")
     report.check(S, len(groups) == 1, f"every instance in one consumer group, found {groups}")
     report.check(S, len(set(state_volumes)) == len(state_volumes), "each instance needs its own state volume (history files would collide)")
+    # Active/standby: one checkpoint directory (its lock is the right to run) in one
+    # place shared by every pipeline instance, and one static membership id.
+    report.check(S, len(set(checkpoint_dirs.values())) <= 1,
+                 f"every pipeline instance must pass the same --checkpoint-dir (one active, the others standbys), found {checkpoint_dirs}")
+    places = set(checkpoint_places.values())
+    report.check(S, len(places) <= 1,
+                 f"the pipeline instances' --checkpoint-dir must be one directory on one named volume mounted in each, found (volume, path in it) {checkpoint_places}")
+    both = {volume for volume, _ in places} & set(state_volumes)
+    report.check(S, not both,
+                 f"{sorted(both)}: holds a pipeline --checkpoint-dir and an instance's state dir; give the checkpoints a volume of their own")
+    report.check(S, len(set(instance_ids.values())) == 1 and None not in instance_ids.values(),
+                 f"every pipeline instance must pass the same --instance-id (static membership: the standby replaces the gone member at once), found {instance_ids}")
+
+
+def check_pipeline_failover(report, n, values, env, mounts, state_volume, checkpoint_dirs, checkpoint_places, instance_ids):
+    """One `egret run` service's part in active/standby: a --checkpoint-dir on a named
+    volume other than its state volume, and an --instance-id. Fills the three maps
+    that check_egret_services compares across the pipeline instances."""
+    checkpoint = values.get("--checkpoint-dir") or env.get("EGRET_CHECKPOINT_DIR")
+    instance_ids[n] = values.get("--instance-id") or env.get("EGRET_INSTANCE_ID")
+    if not report.check(S, bool(checkpoint), f"{n}: must pass --checkpoint-dir (a directory shared by every pipeline instance: its lock makes one active, the others standbys)"):
+        return
+    checkpoint_dirs[n] = checkpoint
+    target, inside = holding_mount(checkpoint, mounts)
+    volume = mounts.get(target)
+    named = bool(volume) and not str(volume).startswith((".", "/"))
+    if not report.check(S, named, f"{n}: --checkpoint-dir {checkpoint} is on no named volume (found {volume or 'the container filesystem'}); mount the shared checkpoint volume there"):
+        return
+    report.check(S, volume != state_volume, f"{n}: --checkpoint-dir {checkpoint} lies on its own state volume {volume}, not on a volume shared by every pipeline instance")
+    checkpoint_places[n] = (volume, inside)
 
 
 def check_prometheus(report, base, services, egret):

@@ -1,7 +1,8 @@
 """deploy/k8s: built-in objects against the Kubernetes OpenAPI schemas
-(kubernetes-validate, strict), the Strimzi and KEDA resources against the structure
-Egret relies on, and the references between everything against each other and the
-code (topics, CLI flags, consumer groups, keys)."""
+(kubernetes-validate, strict), the Strimzi resources against the structure Egret
+relies on, the references between everything against each other and the code
+(topics, CLI flags, consumer groups, keys), and the pipeline's active/standby setup
+(a shared ReadWriteMany checkpoint directory, one static membership id, 2 replicas)."""
 
 import re
 import shutil
@@ -11,14 +12,13 @@ from pathlib import Path
 from kubernetes_validate import utils as kv
 
 from common import load_yaml, load_yaml_docs
-from compose_checks import check_allowed_env, check_egret_command, check_topic_table
+from compose_checks import check_allowed_env, check_egret_command, check_topic_table, holding_mount
 
 S = "k8s"
 # The oldest Kubernetes minor these manifests are meant for, and the newest schema
 # kubernetes-validate ships.
 K8S_VERSIONS = ["1.30.0", kv.latest_version()]
 STRIMZI = "kafka.strimzi.io/v1"
-KEDA = "keda.sh/v1alpha1"
 
 
 def kn(o):
@@ -107,7 +107,7 @@ def check_strimzi(report, objs):
         report.check(S, l.get("type") in ("internal", "route", "tlsroute", "loadbalancer", "nodeport", "ingress", "cluster-ip"), f"listener type {l.get('type')}")
         if l.get("type") == "internal" and l.get("tls") is False:
             plain = l.get("port")
-    report.check(S, plain is not None, f"{kn(k)}: a plaintext internal listener for egret and KEDA")
+    report.check(S, plain is not None, f"{kn(k)}: a plaintext internal listener for egret")
     report.check(S, "topicOperator" in spec.get("entityOperator", {}), f"{kn(k)}: the Topic Operator manages the KafkaTopics")
 
     brokers = controllers = 0
@@ -138,36 +138,6 @@ def check_strimzi(report, objs):
     return name, plain, brokers, topics
 
 
-def check_keda(report, objs, workloads, bootstrap, group, expect, input_partitions):
-    t = expect["topics"]
-    scaled = [o for o in objs if o["kind"] == "ScaledObject"]
-    if not report.check(S, len(scaled) == 1, "one KEDA ScaledObject for the pipeline"):
-        return
-    so = scaled[0]
-    spec = so.get("spec", {})
-    require(report, kn(so), spec, ["scaleTargetRef", "triggers"],
-            ["scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount", "minReplicaCount",
-             "maxReplicaCount", "fallback", "advanced", "triggers"])
-    ref = spec.get("scaleTargetRef", {})
-    report.check(S, f"{ref.get('kind')}/{ref.get('name')}" in workloads and ref.get("kind") == "StatefulSet", f"{kn(so)}: scales {ref}, not the pipeline StatefulSet")
-    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
-    report.check(S, 1 <= lo <= hi <= input_partitions, f"{kn(so)}: replicas {lo}..{hi} must stay within 1..{input_partitions} (input partitions)")
-    groups = {}
-    for trig in spec.get("triggers", []):
-        require(report, f"{kn(so)} trigger", trig, ["type", "metadata"], ["type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"])
-        if not report.check(S, trig.get("type") == "kafka", f"{kn(so)}: trigger type {trig.get('type')}, expected kafka"):
-            continue
-        md = trig.get("metadata", {})
-        report.check(S, all(isinstance(v, str) for v in md.values()), f"{kn(so)}: KEDA trigger metadata values must be strings")
-        report.check(S, md.get("bootstrapServers") == bootstrap, f"{kn(so)}: bootstrapServers {md.get('bootstrapServers')}, expected {bootstrap}")
-        report.check(S, str(md.get("lagThreshold", "")).isdigit(), f"{kn(so)}: lagThreshold must be a whole number")
-        groups[md.get("consumerGroup")] = md.get("topic")
-    stage2 = group + expect["stage2_suffix"]
-    report.check(S, set(groups) == {group, stage2}, f"{kn(so)}: triggers on groups {sorted(groups, key=str)}, expected {group} and {stage2}")
-    report.check(S, groups.get(stage2) in (None, t["repartition"]), f"{kn(so)}: the stage-2 trigger's topic must be {t['repartition']}")
-    report.check(S, groups.get(group) in [None] + t["inputs"], f"{kn(so)}: the stage-1 trigger's topic must be an input topic")
-
-
 def check_k8s(report, repo, expect, compose_topics):
     base = Path(repo) / "deploy/k8s"
     kust, objs = load_kustomization(base)
@@ -177,7 +147,7 @@ def check_k8s(report, repo, expect, compose_topics):
     names = [kn(o) + "@" + str(o["metadata"].get("namespace")) for o in objs]
     report.check(S, len(names) == len(set(names)), "duplicate objects")
     for o in objs + template:
-        if o.get("apiVersion") in (STRIMZI, KEDA):
+        if o.get("apiVersion") == STRIMZI:
             continue
         check_builtin(report, o)
     for o in objs:
@@ -225,8 +195,6 @@ def check_k8s(report, repo, expect, compose_topics):
     report.check(S, all(d["spec"].get("replicas", 1) >= 2 for d in deploy), "the API Deployment runs at least 2 replicas")
     report.check(S, any(matches(s["spec"].get("selector", {}), pod_labels(d)) and s["spec"].get("clusterIP") != "None"
                         for d in deploy for s in by_kind.get("Service", {}).values()), "the API Deployment is behind a (non-headless) Service")
-    inputs = {topics[n][0] for n in expect["topics"]["inputs"] if n in topics}
-    check_keda(report, objs, workloads, bootstrap, next(iter(groups), "egret"), expect, min(inputs) if inputs else 0)
 
 
 def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect):
@@ -279,9 +247,43 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
             folder, file = values["--hotlists"].rsplit("/", 1)
             cm = (volumes.get(mounts.get(folder), {}).get("configMap") or {}).get("name")
             report.check(S, cm in configmaps and file in configmaps[cm].get("data", {}), f"{where}: --hotlists {values['--hotlists']} is not a ConfigMap key mounted there")
+        if command == "run":
+            check_pipeline_failover(report, where, values, settings, mounts, volumes, claims, by_kind)
     if o["kind"] == "StatefulSet":
         svc = by_kind.get("Service", {}).get(spec.get("serviceName"))
         report.check(S, svc is not None and svc["spec"].get("clusterIP") == "None", f"{w}: serviceName must name a headless Service")
         report.check(S, spec.get("podManagementPolicy") == "Parallel", f"{w}: Parallel pod management (OrderedReady waits on readiness)")
+        replicas = spec.get("replicas", 1)
+        report.check(S, isinstance(replicas, int) and replicas >= 2, f"{w}: replicas {replicas}, at least 2 (one active pipeline pod, one standby)")
     report.check(S, pod.get("terminationGracePeriodSeconds", 30) >= 45, f"{w}: give egret time to flush and commit (>= 45 s)")
     return groups
+
+
+def check_pipeline_failover(report, where, values, settings, mounts, volumes, claims, by_kind):
+    """The pipeline container's part in active/standby: its --checkpoint-dir on a
+    volume every pod shares (a persistentVolumeClaim volume naming a ReadWriteMany
+    PVC, not a volumeClaimTemplate, which is one volume per pod), and one
+    --instance-id for every pod."""
+    checkpoint = values.get("--checkpoint-dir") or settings.get("EGRET_CHECKPOINT_DIR")
+    instance_id = values.get("--instance-id") or settings.get("EGRET_INSTANCE_ID")
+    report.check(S, bool(instance_id) and "$(" not in str(instance_id),
+                 f"{where}: must pass one --instance-id for every pod (static membership: the standby replaces the gone member at once), has {instance_id!r}")
+    if not report.check(S, bool(checkpoint), f"{where}: must pass --checkpoint-dir (a directory shared by every pod: its lock makes one active, the others standbys)"):
+        return
+    target, _ = holding_mount(checkpoint, mounts)
+    name = mounts.get(target)
+    if not report.check(S, name is not None, f"{where}: --checkpoint-dir {checkpoint} is on no mounted volume"):
+        return
+    report.check(S, name not in claims,
+                 f"{where}: --checkpoint-dir {checkpoint} is on {name}, a volumeClaimTemplate (one volume per pod); it must be a persistentVolumeClaim volume every pod shares")
+    claim = (volumes.get(name, {}).get("persistentVolumeClaim") or {}).get("claimName")
+    if not report.check(S, name in claims or claim is not None, f"{where}: --checkpoint-dir {checkpoint} is on volume {name}, not a persistentVolumeClaim every pod shares"):
+        return
+    if claim is None:
+        return
+    pvc = by_kind.get("PersistentVolumeClaim", {}).get(claim)
+    if not report.check(S, pvc is not None, f"{where}: --checkpoint-dir is on PVC {claim}, which is not defined"):
+        return
+    modes = pvc.get("spec", {}).get("accessModes", [])
+    report.check(S, "ReadWriteMany" in modes,
+                 f"{where}: --checkpoint-dir is on PVC {claim}, whose accessModes {modes} lack ReadWriteMany (every pipeline pod mounts it, on any node)")
