@@ -300,6 +300,13 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
     println!("metrics: {} events consumed, {dead_letters} dead letters counted in /metrics, {in_topic} in {DLQ_TOPIC}", last.0);
     assert!(dead_letters > 0);
     assert_eq!(dead_letters, in_topic);
+    // What the dashboard and the alert rules read besides the counters.
+    let text = &last.1;
+    assert!(text.lines().any(|l| l == "egret_pipeline_active 1"), "the only instance on its checkpoint directory is active:\n{text}");
+    assert!(metric(text, "process_resident_memory_bytes") > 10 << 20, "the process's RSS is reported");
+    let tickets = metric(text, "egret_violations_total");
+    assert!(tickets > 0 && metric(text, "egret_violation_delay_seconds_count") == tickets, "one delay per ticket issued ({tickets})");
+    assert!(metric(text, "egret_window_final_delay_seconds_count") > 0, "final windows' delays are recorded");
 }
 
 /// `egret serve --kafka`: an API instance without a pipeline serves what the
