@@ -41,7 +41,8 @@ pub struct DriveOptions {
     pub pace: Pace,
     /// Simulated time before this instant is replayed as fast as possible (pre-roll).
     pub realtime_from_ms: i64,
-    /// At most this many events per wall second, whatever the pace.
+    /// At most this many events per wall second, whatever the pace; after the sink
+    /// has held the drive back, it goes on at this rate without bursting to catch up.
     pub max_rate: Option<f64>,
     pub progress: bool,
 }
@@ -52,6 +53,9 @@ impl DriveOptions {
     }
 }
 
+/// How far behind its rate the drive may fall and still catch up (see `max_rate`).
+const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+
 /// Runs the simulation to its end into `sink`, handing ground truth to `on_truth`.
 pub async fn drive<S: Sink>(
     sim: &mut Simulator,
@@ -60,7 +64,8 @@ pub async fn drive<S: Sink>(
     mut on_truth: impl FnMut(Vec<TruthRecord>),
 ) -> Result<u64, IngestError> {
     let DriveOptions { pace, realtime_from_ms, max_rate, progress } = options;
-    let rate_start = Instant::now();
+    // Where the rate is counted from; moved up after the sink has held us back.
+    let (mut rate_start, mut sent_at_rate_start) = (Instant::now(), 0u64);
     const STEP_MS: i64 = 1_000;
     let (start, end) = (sim.config().start_ms, sim.config().end_ms());
     let bar = progress.then(|| {
@@ -87,8 +92,16 @@ pub async fn drive<S: Sink>(
             tokio::time::sleep_until(due.into()).await;
         }
         if let Some(rate) = max_rate {
-            let due = rate_start + Duration::from_secs_f64(sent as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
+            let due = rate_start + Duration::from_secs_f64((sent - sent_at_rate_start) as f64 / rate);
+            let now = Instant::now();
+            if now > due + MAX_CATCH_UP {
+                // Held back (a full log pushed back): go on at the rate instead of
+                // bursting above it to make up what was lost, which would then measure
+                // the burst, not the rate.
+                (rate_start, sent_at_rate_start) = (now, sent);
+            } else {
+                tokio::time::sleep_until(due.into()).await;
+            }
         }
         if let Some(bar) = &bar {
             bar.set_position(((t - start) / 1000) as u64);

@@ -69,7 +69,7 @@ async fn take_over(dir: &std::path::Path, mut stop: watch::Receiver<bool>) -> an
         match DirStore::open(dir) {
             Ok(store) => {
                 if waiting {
-                    println!("standby: taking over; the other instance has released {}", dir.display());
+                    status_line(&format!("standby: taking over; the other instance has released {}", dir.display()));
                 }
                 metrics::gauge!("egret_pipeline_active").set(1.0);
                 return Ok(Some(store));
@@ -77,7 +77,7 @@ async fn take_over(dir: &std::path::Path, mut stop: watch::Receiver<bool>) -> an
             Err(CheckpointError::Locked { .. }) if !waiting => {
                 waiting = true;
                 metrics::gauge!("egret_pipeline_active").set(0.0);
-                println!("standby: another instance is running on {}; this one takes over when it stops", dir.display());
+                status_line(&format!("standby: another instance is running on {}; this one takes over when it stops", dir.display()));
             }
             Err(CheckpointError::Locked { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -87,6 +87,13 @@ async fn take_over(dir: &std::path::Path, mut stop: watch::Receiver<bool>) -> an
             _ = stop.wait_for(|s| *s) => return Ok(None),
         }
     }
+}
+
+/// Best effort, like the other status lines of `egret run`: a service must not die
+/// because whoever started it stopped reading its output (`println!` panics then).
+fn status_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// How often a standby tries the lock: the longest it leaves the input unattended.
@@ -102,11 +109,11 @@ fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<(&C
     let mut stages = fresh();
     if let Some(state) = saved1 {
         let partitions: usize = first.progress.positions.values().map(|p| p.len()).sum();
-        println!("stage 1 restored from {} ({partitions} input partitions)", options.dir.join("stage1.cbor").display());
+        status_line(&format!("stage 1 restored from {} ({partitions} input partitions)", options.dir.join("stage1.cbor").display()));
         stages.stage1 = Stage1::restore(city.clone(), pipeline.clone(), state);
     }
     if let Some((state, applied)) = saved2 {
-        println!("stage 2 restored from {}", options.dir.join("stage2.cbor").display());
+        status_line(&format!("stage 2 restored from {}", options.dir.join("stage2.cbor").display()));
         stages.stage2 = Stage2::restore(city, pipeline.clone(), state);
         stages.applied = applied;
     }

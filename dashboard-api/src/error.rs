@@ -40,6 +40,11 @@ impl ApiError {
         ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthorized", message: message.into() }
     }
 
+    /// A fault of ours, not the caller's (an answer that could not be rendered).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: message.into() }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", message: message.into() }
     }

@@ -5,6 +5,7 @@
 //! `router` builds the app for tests (`oneshot`); `serve` runs it on a listener
 //! until a shutdown future resolves, so tests can bind port 0.
 
+mod answers;
 pub mod audit;
 pub mod auth;
 mod error;
@@ -102,6 +103,8 @@ pub struct AppState {
     road_graph: Arc<egret_model::city::RoadGraph>,
     /// WebSocket channels rendered once per live-state version for every client.
     ws_entries: Arc<ws::EntryCache>,
+    /// Typed answers rendered once per live-state version for every request.
+    answers: Arc<answers::AnswerCache>,
 }
 
 impl AppState {
@@ -140,6 +143,7 @@ impl AppState {
             gtfs: gtfs::state(),
             road_graph,
             ws_entries: Arc::default(),
+            answers: Arc::default(),
         })
     }
 }

@@ -1,7 +1,6 @@
 //! Free parking spaces (掌上停车场): occupancy of every lot, as contract-v1 lists it.
 
 use crate::AppState;
-use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -31,8 +30,7 @@ pub struct Lots<'a> {
 /// Occupancy of every lot; `state` is open, full, closed or unknown.
 #[utoipa::path(get, path = "/api/v1/parking", tag = "public", responses((status = 200, body = Lots<'_>)))]
 pub async fn lots(State(state): State<AppState>) -> impl IntoResponse {
-    let snapshot = state.live.snapshot();
-    Json(Lots { lots: states(state.live.city(), &snapshot) }).into_response()
+    state.answers.json("parking", state.live.version(), || Lots { lots: states(state.live.city(), &state.live.snapshot()) })
 }
 
 /// Every lot of the city with its latest occupancy, as served.

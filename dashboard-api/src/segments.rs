@@ -83,9 +83,10 @@ pub(crate) fn states<'a>(city: &'a egret_model::CityModel, snapshot: &egret_pipe
 /// The newest window of every segment.
 #[utoipa::path(get, path = "/api/v1/segments", tag = "public", responses((status = 200, body = Segments<'_>)))]
 pub async fn latest(State(state): State<AppState>) -> impl IntoResponse {
-    let snapshot = state.live.snapshot();
-    let segments = states(state.live.city(), &snapshot);
-    Json(Segments { as_of_ms: snapshot.as_of_ms, segments }).into_response()
+    state.answers.json("segments", state.live.version(), || {
+        let snapshot = state.live.snapshot();
+        Segments { as_of_ms: snapshot.as_of_ms, segments: states(state.live.city(), &snapshot) }
+    })
 }
 
 #[derive(Deserialize, IntoParams)]

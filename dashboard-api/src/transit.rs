@@ -7,6 +7,7 @@ use crate::auth::{Caller, Role};
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 use axum::Json;
+use axum::response::IntoResponse;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use egret_pipeline::incident::Incident;
@@ -22,9 +23,11 @@ pub struct Incidents {
 
 /// Open incidents, and the ones most recently cleared.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "public", responses((status = 200, body = Incidents)))]
-pub async fn incidents(State(state): State<AppState>) -> Json<Incidents> {
-    let (incidents, recently_cleared) = state.live.incidents();
-    Json(Incidents { incidents, recently_cleared })
+pub async fn incidents(State(state): State<AppState>) -> axum::response::Response {
+    state.answers.json("incidents", state.live.version(), || {
+        let (incidents, recently_cleared) = state.live.incidents();
+        Incidents { incidents, recently_cleared }
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -43,15 +46,16 @@ pub struct Buses {
 /// Buses on the map, with their next stops' predictions.
 #[utoipa::path(get, path = "/api/v1/buses", tag = "public", params(BusFilter),
     responses((status = 200, body = Buses), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn buses(State(state): State<AppState>, filter: Result<Query<BusFilter>, QueryRejection>) -> Result<Json<Buses>, ApiError> {
+pub async fn buses(State(state): State<AppState>, filter: Result<Query<BusFilter>, QueryRejection>) -> Result<axum::response::Response, ApiError> {
     let Query(filter) = filter?;
-    if let Some(route) = &filter.route
-        && state.live.city().route_idx(route).is_none()
-    {
+    let Some(route) = filter.route else {
+        return Ok(state.answers.json("buses", state.live.version(), || Buses { buses: state.live.buses() }));
+    };
+    if state.live.city().route_idx(&route).is_none() {
         return Err(ApiError::not_found(format!("no route {route}")));
     }
-    let buses = state.live.buses().into_iter().filter(|b| filter.route.as_ref().is_none_or(|r| *r == b.route_id)).collect();
-    Ok(Json(Buses { buses }))
+    let buses = state.live.buses().into_iter().filter(|b| b.route_id == route).collect();
+    Ok(Json(Buses { buses }).into_response())
 }
 
 #[derive(Serialize, ToSchema)]

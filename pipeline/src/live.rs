@@ -258,6 +258,11 @@ impl LiveState {
         self.tickets.read().possible_hits.iter().cloned().collect()
     }
 
+    /// How many tickets are held (without copying them, unlike `violations`).
+    pub fn violation_count(&self) -> usize {
+        self.tickets.read().violations.len()
+    }
+
     /// Tickets received again and not kept twice.
     pub fn repeated_tickets(&self) -> u64 {
         self.tickets.read().repeats

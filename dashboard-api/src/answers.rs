@@ -1,0 +1,63 @@
+//! Answers that depend on live state alone (no parameters, no caller): rendered to
+//! JSON once per live-state version and shared by every request until the state
+//! changes. Under load most requests are then a copy of bytes instead of a walk over
+//! every segment and a serialisation (issue 8, figure (d)); the WebSocket channels
+//! are cached the same way (`ws::EntryCache`).
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The answers, by endpoint, each with the live-state version it was rendered at.
+#[derive(Default)]
+pub struct AnswerCache(Mutex<HashMap<&'static str, (u64, Bytes)>>);
+
+impl AnswerCache {
+    /// The JSON answer of `endpoint` at live-state `version`, rendered by `render`
+    /// unless this version's is already there. Take `version` *before* the snapshot
+    /// `render` reads: an answer is then never older than the version it is filed
+    /// under (at worst newer, and rendered again at the next version).
+    pub fn json<T: Serialize>(&self, endpoint: &'static str, version: u64, render: impl FnOnce() -> T) -> Response {
+        // Held while rendering: requests that arrive together after a change wait for
+        // one render instead of each doing their own.
+        let mut cache = self.0.lock();
+        let body = match cache.get(endpoint) {
+            Some((at, body)) if *at == version => body.clone(),
+            _ => match serde_json::to_vec(&render()) {
+                Ok(bytes) => {
+                    let body = Bytes::from(bytes);
+                    cache.insert(endpoint, (version, body.clone()));
+                    body
+                }
+                Err(e) => return crate::ApiError::internal(format!("rendering {endpoint}: {e}")).into_response(),
+            },
+        };
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn an_answer_is_rendered_once_per_version() {
+        let cache = AnswerCache::default();
+        let renders = Cell::new(0);
+        let render = |n: u32| {
+            renders.set(renders.get() + 1);
+            serde_json::json!({ "n": n })
+        };
+        for _ in 0..3 {
+            cache.json("/a", 1, || render(1));
+        }
+        assert_eq!(renders.get(), 1, "three requests at one version, one render");
+        cache.json("/a", 2, || render(2));
+        cache.json("/b", 2, || render(2));
+        assert_eq!(renders.get(), 3, "a new version, or another endpoint, renders again");
+    }
+}
