@@ -36,11 +36,10 @@ struct Report {
 }
 
 /// A valid bus report dated `ts_ms`: the first one of a simulated morning (08:00 in
-/// the cities' time, UTC+8, on the day of `ts_ms`), moved to `ts_ms`.
+/// the cities' time on the day of `ts_ms`), moved to `ts_ms`.
 fn bus_report_at(city: &std::sync::Arc<egret_model::CityModel>, ts_ms: i64) -> OutRecord {
-    const DAY_MS: i64 = 86_400_000;
-    const UTC_PLUS_8_MS: i64 = 8 * 3_600_000;
-    let local_midnight = (ts_ms + UTC_PLUS_8_MS).div_euclid(DAY_MS) * DAY_MS - UTC_PLUS_8_MS;
+    let offset = city.rules.timezone_offset_minutes;
+    let local_midnight = egret_model::time::local_day(ts_ms, offset) * 86_400_000 - i64::from(offset) * 60_000;
     let morning = local_midnight + 8 * 3_600_000;
     let mut sim = Simulator::new(city.clone(), SimConfig::clean(12, morning, 5 * 60_000));
     let report = (1..=300)
