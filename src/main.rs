@@ -47,6 +47,10 @@ struct Cli {
     /// bursts of twice as many pass.
     #[arg(long, global = true, default_value_t = 50, env = "EGRET_RATE_LIMIT")]
     rate_limit: u32,
+    /// Render every typed API answer per request instead of once per live-state
+    /// version: the same-run baseline of `egret bench`'s API figure.
+    #[arg(long, global = true, hide = true)]
+    no_answer_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -288,6 +292,10 @@ enum Command {
         /// Seconds of traffic for the latency figure; 0 skips it.
         #[arg(long, default_value_t = 30)]
         latency_seconds: u64,
+        /// Runs of the in-process figure: it prints their median and spread, the
+        /// noise a rerun must stay within.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
     },
 }
 
@@ -333,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_lateness_ms: cli.allowed_lateness,
         ..PipelineConfig::default()
     };
-    let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit };
+    let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit, answer_cache: !cli.no_answer_cache };
     match cli.command {
         Command::Serve { kafka, group, listen } => {
             let config = KafkaConfig { group_id: group, namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
@@ -376,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections, latency_rate, latency_seconds } => {
+        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections, latency_rate, latency_seconds, repeat } => {
             let options = egret::bench::BenchOptions {
                 events,
                 demand_per_min: demand,
@@ -390,6 +398,7 @@ async fn main() -> anyhow::Result<()> {
                 api_connections,
                 latency_rate,
                 latency_seconds,
+                repeat,
             };
             egret::bench::run(city, pipeline, &options).await
         }

@@ -24,6 +24,8 @@ use tokio::sync::watch;
 pub struct ServeOptions {
     pub state_dir: PathBuf,
     pub rate_per_second: u32,
+    /// Typed answers rendered once per live-state version (off only for a baseline).
+    pub answer_cache: bool,
 }
 
 impl ServeOptions {
@@ -41,6 +43,7 @@ impl ServeOptions {
             rate: RateLimit { per_second, burst: per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)) },
             request_timeout: Duration::from_secs(10),
             history_dir: Some(self.history_dir()),
+            answer_cache: self.answer_cache,
         })
     }
 

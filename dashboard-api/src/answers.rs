@@ -12,18 +12,31 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 /// The answers, by endpoint, each with the live-state version it was rendered at.
-#[derive(Default)]
-pub struct AnswerCache(Mutex<HashMap<&'static str, (u64, Bytes)>>);
+pub struct AnswerCache {
+    answers: Mutex<HashMap<&'static str, (u64, Bytes)>>,
+    /// Off, every request renders its own answer: `egret bench`'s baseline.
+    enabled: bool,
+}
 
 impl AnswerCache {
+    pub fn new(enabled: bool) -> Self {
+        AnswerCache { answers: Mutex::default(), enabled }
+    }
+
     /// The JSON answer of `endpoint` at live-state `version`, rendered by `render`
     /// unless this version's is already there. Take `version` *before* the snapshot
     /// `render` reads: an answer is then never older than the version it is filed
     /// under (at worst newer, and rendered again at the next version).
     pub fn json<T: Serialize>(&self, endpoint: &'static str, version: u64, render: impl FnOnce() -> T) -> Response {
+        if !self.enabled {
+            return match serde_json::to_vec(&render()) {
+                Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+                Err(e) => crate::ApiError::internal(format!("rendering {endpoint}: {e}")).into_response(),
+            };
+        }
         // Held while rendering: requests that arrive together after a change wait for
         // one render instead of each doing their own.
-        let mut cache = self.0.lock();
+        let mut cache = self.answers.lock();
         let body = match cache.get(endpoint) {
             Some((at, body)) if *at == version => body.clone(),
             _ => match serde_json::to_vec(&render()) {
@@ -46,7 +59,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_rendered_once_per_version() {
-        let cache = AnswerCache::default();
+        let cache = AnswerCache::new(true);
         let renders = Cell::new(0);
         let render = |n: u32| {
             renders.set(renders.get() + 1);
@@ -59,5 +72,23 @@ mod tests {
         cache.json("/a", 2, || render(2));
         cache.json("/b", 2, || render(2));
         assert_eq!(renders.get(), 3, "a new version, or another endpoint, renders again");
+    }
+
+    #[tokio::test]
+    async fn switched_off_every_request_renders_and_gets_the_same_answer() {
+        let (cached, uncached) = (AnswerCache::new(true), AnswerCache::new(false));
+        let renders = Cell::new(0);
+        let render = || {
+            renders.set(renders.get() + 1);
+            serde_json::json!({ "n": 1 })
+        };
+        for _ in 0..3 {
+            uncached.json("/a", 1, render);
+        }
+        assert_eq!(renders.get(), 3, "no cache: one render per request");
+        let (a, b) = (cached.json("/a", 1, render), uncached.json("/a", 1, render));
+        let a = axum::body::to_bytes(a.into_body(), usize::MAX).await.expect("body");
+        let b = axum::body::to_bytes(b.into_body(), usize::MAX).await.expect("body");
+        assert_eq!(a, b, "the same bytes with or without the cache");
     }
 }

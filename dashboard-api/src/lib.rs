@@ -55,6 +55,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// The Parquet history a `HistoryArchive` writes, for the `history_*` tables.
     pub history_dir: Option<PathBuf>,
+    /// Typed answers rendered once per live-state version and shared; off, every
+    /// request renders its own (the baseline `egret bench` compares against).
+    pub answer_cache: bool,
 }
 
 impl ApiConfig {
@@ -72,6 +75,7 @@ impl ApiConfig {
             rate: guard::RateLimit::default(),
             request_timeout: Duration::from_secs(10),
             history_dir: None,
+            answer_cache: true,
         }
     }
 }
@@ -143,7 +147,7 @@ impl AppState {
             gtfs: gtfs::state(),
             road_graph,
             ws_entries: Arc::default(),
-            answers: Arc::default(),
+            answers: Arc::new(answers::AnswerCache::new(config.answer_cache)),
         })
     }
 }

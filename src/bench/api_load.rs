@@ -63,14 +63,18 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_demo(pace: &str, demand: f64, state_dir: &std::path::Path, http: &reqwest::Client) -> anyhow::Result<Demo> {
+async fn start_demo(load: &LoadOptions<'_>, state_dir: &std::path::Path, http: &reqwest::Client) -> anyhow::Result<Demo> {
     let port = free_port()?;
     let exe = std::env::current_exe().context("locating the egret binary")?;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if !load.answer_cache {
+        command.arg("--no-answer-cache");
+    }
+    let child = command
         .args(["--state-dir"])
         .arg(state_dir)
-        .args(["--rate-limit", "100000000", "demo", "--listen", &format!("127.0.0.1:{port}"), "--pace", pace, "--preroll", "2m"])
-        .args(["--demand", &demand.to_string()])
+        .args(["--rate-limit", "100000000", "demo", "--listen", &format!("127.0.0.1:{port}"), "--pace", load.pace, "--preroll", "2m"])
+        .args(["--demand", &load.demand.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -101,10 +105,23 @@ async fn observe(http: &reqwest::Client, demo: &Demo, phase: Duration) -> anyhow
     Ok(((cpu1 - cpu0) / secs, (n1 - n0) / secs))
 }
 
-pub async fn run(pace: &str, demand: f64, connections: usize, phase: Duration) -> anyhow::Result<ApiLoad> {
+/// How the API figure loads `egret demo`.
+pub struct LoadOptions<'a> {
+    /// `egret demo`'s pace and demand: together they set the ingest rate.
+    pub pace: &'a str,
+    pub demand: f64,
+    pub connections: usize,
+    /// Seconds of each phase (ingest alone, then ingest plus requests).
+    pub phase: Duration,
+    /// Off for the baseline: every request renders its own answer.
+    pub answer_cache: bool,
+}
+
+pub async fn run(load: &LoadOptions<'_>) -> anyhow::Result<ApiLoad> {
+    let (connections, phase) = (load.connections, load.phase);
     let http = reqwest::Client::builder().pool_max_idle_per_host(connections).timeout(Duration::from_secs(10)).build()?;
     let state_dir = std::env::temp_dir().join(format!("egret-bench-api-{}", std::process::id()));
-    let demo = start_demo(pace, demand, &state_dir, &http).await?;
+    let demo = start_demo(load, &state_dir, &http).await?;
     let (idle_cores, _) = observe(&http, &demo, phase).await?;
 
     // Requests are timed and counted only while `measuring`, the phase in

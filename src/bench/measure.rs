@@ -74,6 +74,36 @@ pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
+/// Repeated measurements of one figure: the median is the figure, the range
+/// around it the noise a rerun should stay within.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: usize,
+}
+
+impl Spread {
+    /// `None` for no values; NaNs (a failed reading) are left out.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Some(Spread { median, min: sorted[0], max: sorted[n - 1], runs: n })
+    }
+
+    /// The widest distance from the median, as a fraction of it.
+    pub fn relative(&self) -> f64 {
+        (self.max - self.median).max(self.median - self.min) / self.median.abs().max(f64::MIN_POSITIVE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +120,17 @@ mod tests {
         // 300 ms of spinning is at least 0.1 s of CPU, whatever else runs.
         assert!(used >= 0.1, "CPU seconds used: {used}");
         assert!(rss_bytes() > 1 << 20, "a running test has more than 1 MiB resident");
+    }
+
+    #[test]
+    fn a_spread_is_the_median_and_the_widest_distance_from_it() {
+        let s = Spread::of(&[110.0, 90.0, 100.0]).expect("values");
+        assert_eq!((s.median, s.min, s.max, s.runs), (100.0, 90.0, 110.0, 3));
+        assert!((s.relative() - 0.10).abs() < 1e-12);
+        let even = Spread::of(&[4.0, 1.0, 2.0, f64::NAN, 3.0]).expect("values");
+        assert_eq!((even.median, even.runs), (2.5, 4), "NaN left out, even count averages the middle two");
+        assert!((even.relative() - 0.6).abs() < 1e-12, "1.5 from 2.5");
+        assert_eq!(Spread::of(&[f64::NAN]), None);
     }
 
     #[test]
