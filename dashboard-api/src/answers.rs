@@ -28,28 +28,29 @@ impl AnswerCache {
     /// `render` reads: an answer is then never older than the version it is filed
     /// under (at worst newer, and rendered again at the next version).
     pub fn json<T: Serialize>(&self, endpoint: &'static str, version: u64, render: impl FnOnce() -> T) -> Response {
-        if !self.enabled {
-            return match serde_json::to_vec(&render()) {
-                Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-                Err(e) => crate::ApiError::internal(format!("rendering {endpoint}: {e}")).into_response(),
-            };
-        }
-        // Held while rendering: requests that arrive together after a change wait for
-        // one render instead of each doing their own.
-        let mut cache = self.answers.lock();
-        let body = match cache.get(endpoint) {
-            Some((at, body)) if *at == version => body.clone(),
-            _ => match serde_json::to_vec(&render()) {
-                Ok(bytes) => {
-                    let body = Bytes::from(bytes);
+        let body = if self.enabled {
+            // Held while rendering: requests that arrive together after a change wait
+            // for one render instead of each doing their own.
+            let mut cache = self.answers.lock();
+            match cache.get(endpoint) {
+                Some((at, body)) if *at == version => Ok(body.clone()),
+                _ => to_json(endpoint, render).inspect(|body| {
                     cache.insert(endpoint, (version, body.clone()));
-                    body
-                }
-                Err(e) => return crate::ApiError::internal(format!("rendering {endpoint}: {e}")).into_response(),
-            },
+                }),
+            }
+        } else {
+            to_json(endpoint, render)
         };
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        match body {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => e.into_response(),
+        }
     }
+}
+
+/// `render`'s answer as JSON bytes, or a 500 saying which endpoint failed.
+fn to_json<T: Serialize>(endpoint: &str, render: impl FnOnce() -> T) -> Result<Bytes, crate::ApiError> {
+    serde_json::to_vec(&render()).map(Bytes::from).map_err(|e| crate::ApiError::internal(format!("rendering {endpoint}: {e}")))
 }
 
 #[cfg(test)]
