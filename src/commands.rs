@@ -18,11 +18,9 @@ use egret_simulator::{SimConfig, Simulator};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use egret_model::time::now_ms;
 
 fn input_topics() -> Vec<&'static str> {
     Topic::ALL.iter().map(|t| t.default_name()).collect()
@@ -180,13 +178,10 @@ pub async fn run(
             (ended, pipeline.stats(), pipeline.corrections())
         }
         Input::Kafka { config, exit_when_idle, checkpoints } => {
-            // A service must not die because whoever started it stopped reading its
-            // output (println! panics on a closed pipe): status lines are best effort.
-            let mut status = format!("serving http://{addr} while consuming from Kafka at {} (group {})\n", config.brokers, config.group_id);
+            instance::status_line(&format!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id));
             if let Some(c) = &checkpoints {
-                status.push_str(&format!("checkpoints every {:?} in {}\n", c.interval, c.dir.display()));
+                instance::status_line(&format!("checkpoints every {:?} in {}", c.interval, c.dir.display()));
             }
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), status.as_bytes());
             let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, checkpoints.as_ref()).await?;
             (report.ended, report.stats, report.corrections)
         }

@@ -91,7 +91,7 @@ async fn take_over(dir: &std::path::Path, mut stop: watch::Receiver<bool>) -> an
 
 /// Best effort, like the other status lines of `egret run`: a service must not die
 /// because whoever started it stopped reading its output (`println!` panics then).
-fn status_line(line: &str) {
+pub(crate) fn status_line(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
 }

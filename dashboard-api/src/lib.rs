@@ -152,9 +152,7 @@ impl AppState {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use egret_model::time::now_ms;
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -1,6 +1,11 @@
 //! Local time of the three cities (China Standard Time, UTC+8, no daylight saving),
 //! for rules with hours and the simulator's time-of-day demand.
 
+/// The wall clock in epoch milliseconds (0 if the system clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Minutes since local midnight for an epoch-millisecond instant.
 pub fn local_minute_of_day(ts_ms: i64, offset_minutes: i32) -> u32 {
     let local_min = ts_ms.div_euclid(60_000) + i64::from(offset_minutes);

@@ -134,7 +134,7 @@ fn keyed_json<T: Serialize>(topic: &str, key: &str, value: &T) -> OutRecord {
 /// Applies a batch to live state and sends its windows, lots and dead letters on.
 pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
     live.apply(out);
-    let now_ms = wall_clock_ms();
+    let now_ms = egret_model::time::now_ms();
     for w in out.windows.iter().filter(|w| w.is_final) {
         metrics::histogram!("egret_window_final_delay_seconds").record(delay_seconds(now_ms, w.window_end_ms));
     }
@@ -171,7 +171,7 @@ pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outpu
 pub(crate) fn ticket_records(tickets: &crate::enforce::Tickets) -> Vec<OutRecord> {
     let mut out: Vec<OutRecord> = tickets.violations.iter().map(|v| keyed_json(VIOLATIONS_TOPIC, &v.violation_id, v)).collect();
     out.extend(tickets.possible_hits.iter().map(|h| keyed_json(HOTLIST_HITS_TOPIC, &h.listed_plate, h)));
-    let now_ms = wall_clock_ms();
+    let now_ms = egret_model::time::now_ms();
     for v in &tickets.violations {
         metrics::counter!("egret_violations_total", "kind" => v.kind.as_str()).increment(1);
         let evidence_ms = v.evidence.sightings.iter().map(|s| s.ts_ms).max().unwrap_or(v.ts_ms);
@@ -187,10 +187,6 @@ pub(crate) fn ticket_records(tickets: &crate::enforce::Tickets) -> Vec<OutRecord
 /// replay, ahead of the wall clock, reads 0.
 fn delay_seconds(now_ms: i64, event_ms: i64) -> f64 {
     now_ms.saturating_sub(event_ms).max(0) as f64 / 1000.0
-}
-
-pub(crate) fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Sends rejected records to the dead-letter sink with the contract's headers.

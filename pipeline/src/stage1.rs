@@ -19,7 +19,6 @@ use egret_model::decode::{Decoded, Decoder};
 use egret_model::reason::{Reason, Reject};
 use egret_model::{CityModel, Topic, VehicleClass};
 use std::sync::Arc;
-use crate::runner::wall_clock_ms;
 use std::time::{Duration, Instant};
 
 /// What one batch of stage 1 produced.
@@ -287,7 +286,7 @@ impl Stage1 {
         // lot counts every 15 minutes, runs ahead of the plate reads): the newest
         // event is only a rough clock, so the bound is wider.
         let (reference, bound) = match self.config.clock {
-            ClockMode::Wall => (Some(wall_clock_ms()), self.config.max_future_ms),
+            ClockMode::Wall => (Some(egret_model::time::now_ms()), self.config.max_future_ms),
             ClockMode::Event => {
                 let newest = self.state.watermarks.newest_on(source, partition).or(self.state.newest_event_ms);
                 (newest, self.config.max_future_ms.max(REPLAY_FUTURE_MS))
