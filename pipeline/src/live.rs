@@ -33,8 +33,9 @@ pub const POSSIBLE_HITS_KEPT: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Tickets {
-    /// With the order they arrived in: a cursor for pagination and push.
-    violations: VecDeque<(u64, Violation)>,
+    /// With the order they arrived in: a cursor for pagination and push. Shared, so
+    /// that a query can take every ticket under the lock for the price of a pointer.
+    violations: VecDeque<(u64, Arc<Violation>)>,
     next_seq: u64,
     ids: HashSet<String>,
     possible_hits: VecDeque<PossibleHit>,
@@ -166,7 +167,7 @@ impl LiveState {
             }
             held.next_seq += 1;
             let seq = held.next_seq;
-            held.violations.push_back((seq, v.clone()));
+            held.violations.push_back((seq, Arc::new(v.clone())));
         }
         for h in &tickets.possible_hits {
             if held.possible_hits.len() == POSSIBLE_HITS_KEPT {
@@ -243,7 +244,13 @@ impl LiveState {
 
     /// Tickets held, oldest first, that `keep` accepts.
     pub fn violations(&self, keep: impl Fn(&Violation) -> bool) -> Vec<Violation> {
-        self.tickets.read().violations.iter().filter(|(_, v)| keep(v)).map(|(_, v)| v.clone()).collect()
+        self.tickets.read().violations.iter().filter(|(_, v)| keep(v)).map(|(_, v)| Violation::clone(v)).collect()
+    }
+
+    /// Every ticket held, oldest first, shared rather than copied: the lock is held
+    /// only for one pointer per ticket, whatever the reader then does with them.
+    pub fn shared_violations(&self) -> Vec<Arc<Violation>> {
+        self.tickets.read().violations.iter().map(|(_, v)| Arc::clone(v)).collect()
     }
 
     /// Up to `limit` tickets that arrived after sequence number `after` and that
@@ -251,7 +258,7 @@ impl LiveState {
     pub fn violations_after(&self, after: u64, limit: usize, keep: impl Fn(&Violation) -> bool) -> Vec<(u64, Violation)> {
         let held = self.tickets.read();
         let start = held.violations.partition_point(|(seq, _)| *seq <= after);
-        held.violations.range(start..).filter(|(_, v)| keep(v)).take(limit).cloned().collect()
+        held.violations.range(start..).filter(|(_, v)| keep(v)).take(limit).map(|(seq, v)| (*seq, Violation::clone(v))).collect()
     }
 
     pub fn possible_hits(&self) -> Vec<PossibleHit> {

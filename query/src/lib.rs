@@ -5,7 +5,8 @@
 //! Each query gets a fresh session in which only the tables it names are built, each
 //! from one read of its part of the live state: a query never sees a table change
 //! under it, and `SELECT … FROM segments` does not pay for serialising a hundred
-//! thousand tickets. History tables list the archive's Parquet files at planning
+//! thousand tickets. Within a table, only the columns the plan reads are built where
+//! that pays (`violations`: its evidence JSON). History tables list the archive's Parquet files at planning
 //! time, so files written a moment ago are already visible.
 
 pub mod history;
@@ -162,8 +163,8 @@ impl QueryEngine {
     /// Registers the table `name` if it is one of ours; other names are left for
     /// the planner to report as unknown (CTEs, typos).
     fn register(&self, ctx: &SessionContext, name: &str) -> Result<(), QueryError> {
-        if let Some(batch) = tables::build(name, &self.live, false) {
-            ctx.register_batch(name, batch).map_err(execution)?;
+        if let Some(table) = tables::provider(name, &self.live) {
+            ctx.register_table(name, Arc::new(table)).map_err(execution)?;
         } else if let Some(dir) = &self.history_dir
             && let Some(table) = history::history_table(name, dir, &self.live)
         {

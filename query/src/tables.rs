@@ -6,6 +6,7 @@
 //! documentation can never disagree about a column.
 
 mod enforcement;
+mod provider;
 mod transit;
 
 pub use enforcement::{possible_hits_batch, violations_batch};
@@ -15,6 +16,7 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array,
 use datafusion::arrow::datatypes::{Field, Schema};
 use egret_model::CityModel;
 use egret_model::city::{ReaderKind, Segment};
+use egret_pipeline::enforce::violation::Violation;
 use egret_pipeline::health::ReaderHealth;
 use egret_pipeline::incident::Incident;
 use egret_pipeline::live::{Snapshot, confidence, jam_factor};
@@ -61,6 +63,22 @@ pub(crate) fn build(name: &str, live: &LiveState, empty: bool) -> Option<RecordB
         "readers" => readers_batch(city, &read(empty, || live.reader_health())),
         _ => return None,
     })
+}
+
+/// The live table `name` for one query: `violations` builds only the columns the
+/// plan reads, from tickets shared with the live state rather than copied; the
+/// other tables are small enough to build whole. `None` for a name that is not a
+/// live table.
+pub(crate) fn provider(name: &str, live: &LiveState) -> Option<provider::ProjectedTable> {
+    if name == "violations" {
+        let schema = build(name, live, true)?.schema();
+        let tickets = live.shared_violations();
+        return Some(provider::ProjectedTable::new(schema, move |projection| {
+            let rows: Vec<&Violation> = tickets.iter().map(|v| &**v).collect();
+            enforcement::violation_columns(&rows).build(projection)
+        }));
+    }
+    build(name, live, false).map(provider::ProjectedTable::built)
 }
 
 /// One record batch from named columns; every column is nullable so that the same

@@ -201,6 +201,21 @@ async fn live_tables_carry_the_values_published() {
 }
 
 #[tokio::test]
+async fn violations_answer_any_projection_from_one_read() {
+    let engine = QueryEngine::new(populated(), None);
+    let json = engine.sql_json("SELECT count(*) AS n FROM violations").await.expect("sql");
+    assert_eq!(json["rows"][0]["n"], 2, "no column read, every row counted");
+    let json = engine.sql_json("SELECT evidence, ts_ms FROM violations ORDER BY ts_ms DESC").await.expect("sql");
+    assert_eq!(json["columns"][0]["name"], "evidence", "columns in the query's order");
+    assert_eq!((json["rows"][0]["ts_ms"].as_i64(), json["rows"][1]["ts_ms"].as_i64()), (Some(20_000), Some(10_000)));
+    assert!(json["rows"][0]["evidence"].as_str().is_some_and(|e| e.contains("XM-C0001")));
+    let sql = "SELECT a.violation_id, b.kind FROM violations a JOIN violations b ON a.violation_id = b.violation_id ORDER BY a.ts_ms";
+    let json = engine.sql_json(sql).await.expect("sql");
+    assert_eq!(json["row_count"], 2, "both scans of a self-join read the same tickets");
+    assert_eq!((json["rows"][1]["violation_id"].as_str(), json["rows"][1]["kind"].as_str()), (Some("v-2"), Some("point_speed")));
+}
+
+#[tokio::test]
 async fn slowest_segments_come_first() {
     let engine = QueryEngine::new(populated(), None);
     let json = engine.sql_json("SELECT segment_id, mean_speed_kmh FROM segments ORDER BY mean_speed_kmh LIMIT 10").await.expect("sql");

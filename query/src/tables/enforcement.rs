@@ -1,6 +1,7 @@
 //! The police tables: `violations` (tickets with their evidence) and `possible_hits`
 //! (near-misses of a hotlist, for a person to review).
 
+use super::provider::LazyColumns;
 use super::{batch, floats, ints, strs};
 use datafusion::arrow::array::RecordBatch;
 use egret_pipeline::enforce::violation::{PossibleHit, Violation};
@@ -10,19 +11,25 @@ use egret_pipeline::enforce::violation::{PossibleHit, Violation};
 /// so that `json`-style string functions and exports see exactly what was published.
 /// The history archive writes the same columns to Parquet.
 pub fn violations_batch(violations: &[Violation]) -> RecordBatch {
-    batch(vec![
-        ("violation_id", strs(violations, |v| Some(v.violation_id.as_str()))),
-        ("kind", strs(violations, |v| Some(v.kind.as_str()))),
-        ("plate", strs(violations, |v| Some(v.plate.as_str()))),
-        ("ts_ms", ints(violations, |v| Some(v.ts_ms))),
-        ("location", strs(violations, |v| Some(v.location.as_str()))),
-        ("measured", floats(violations, |v| Some(v.measured))),
-        ("limit_value", floats(violations, |v| Some(v.limit))),
-        ("rule_id", strs(violations, |v| Some(v.rule_id.as_str()))),
-        ("rule_version", ints(violations, |v| Some(i64::from(v.rule_version)))),
+    let rows: Vec<&Violation> = violations.iter().collect();
+    violation_columns(&rows).build(None)
+}
+
+/// The columns of `violations`, built only when read: rendering the evidence is
+/// most of the table's cost, and most queries never read it.
+pub(crate) fn violation_columns<'a>(v: &'a [&'a Violation]) -> LazyColumns<'a> {
+    LazyColumns::new(v.len())
+        .column("violation_id", || strs(v, |v| Some(v.violation_id.as_str())))
+        .column("kind", || strs(v, |v| Some(v.kind.as_str())))
+        .column("plate", || strs(v, |v| Some(v.plate.as_str())))
+        .column("ts_ms", || ints(v, |v| Some(v.ts_ms)))
+        .column("location", || strs(v, |v| Some(v.location.as_str())))
+        .column("measured", || floats(v, |v| Some(v.measured)))
+        .column("limit_value", || floats(v, |v| Some(v.limit)))
+        .column("rule_id", || strs(v, |v| Some(v.rule_id.as_str())))
+        .column("rule_version", || ints(v, |v| Some(i64::from(v.rule_version))))
         // Serialising plain strings and numbers cannot fail; a null would only hide evidence.
-        ("evidence", strs(violations, |v| serde_json::to_string(&v.evidence).ok())),
-    ])
+        .column("evidence", || strs(v, |v| serde_json::to_string(&v.evidence).ok()))
 }
 
 /// `possible_hits`: one row per sighting one character away from a listed plate.
