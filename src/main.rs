@@ -278,10 +278,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         api_seconds: u64,
         /// Pace of the `egret demo` the API figure loads (with --api-demand, it
-        /// sets the ingest rate: about 75 events/s per 400 trips/min at real time).
+        /// sets the ingest rate: about 7 events/s per 400 trips/min at real time, so
+        /// x30 at 45,000 trips/min is about 20,000 events/s).
         #[arg(long, default_value = "x30")]
         api_pace: String,
-        #[arg(long, default_value_t = 4_000.0)]
+        #[arg(long, default_value_t = 45_000.0)]
         api_demand: f64,
         /// Concurrent HTTP connections of the API figure.
         #[arg(long, default_value_t = 32)]

@@ -198,7 +198,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 if let Some(c) = checkpoints.as_deref() {
                     c.progress.skip_done(&mut records);
                 }
-                (stage1.process(&records, now), records)
+                (crate::runner::off_the_runtime(|| stage1.process(&records, now)), records)
             }
             Poll::Idle => (stage1.tick(now), Vec::new()),
             // Saved before it finishes: a restart goes on from before the end (where

@@ -54,7 +54,7 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
             Poll::Records(records) => {
                 pipeline.set_assignment(&source.assignment(), Instant::now());
                 pipeline.mark_drained(&source.idle_partitions());
-                let out = pipeline.process(&records, Instant::now());
+                let out = off_the_runtime(|| pipeline.process(&records, Instant::now()));
                 publish(&out, outputs, live).await?;
                 commit_batch(source, &records)?;
             }
@@ -68,6 +68,18 @@ pub async fn run<S: Source, D: Sink, E: Sink>(
                 return Ok(Ended::InputEnd);
             }
         }
+    }
+}
+
+/// Runs a batch's CPU-bound work so that it does not hold up the other tasks of a
+/// multi-threaded runtime: `egret demo` and `egret run` serve the API from the
+/// same runtime, and a request queued on this worker would otherwise wait the whole
+/// batch (tens of milliseconds). A current-thread runtime (unit tests) has no other
+/// worker to hand them to, so there the work just runs.
+pub(crate) fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
