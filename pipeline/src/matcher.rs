@@ -108,18 +108,32 @@ impl Matcher {
 
     /// Forgets one plate if its newest read is older than `horizon_ms`.
     pub fn forget_if_older(&mut self, plate: &Plate, horizon_ms: i64) {
-        if self.plates.get(plate).is_some_and(|s| s.len == 0 || s.reads[usize::from(s.len) - 1].ts_ms < horizon_ms) {
+        if self.plates.get(plate).is_some_and(|s| !s.newer_than(horizon_ms)) {
             self.plates.remove(plate);
         }
     }
 
+    /// The plate's class and recent reads as `recent` gives them, unless `expire` at
+    /// `horizon_ms` would forget the plate: a caller between two sweeps sees what it
+    /// would have seen had the sweep just run.
+    pub fn recent_since(&self, plate: &Plate, horizon_ms: i64) -> Option<(VehicleClass, &[Read])> {
+        self.plates.get(plate).filter(|s| s.newer_than(horizon_ms)).map(|s| (s.class, &s.reads[..usize::from(s.len)]))
+    }
+
     /// Forgets plates whose newest read is older than `horizon_ms`.
     pub fn expire(&mut self, horizon_ms: i64) {
-        self.plates.retain(|_, s| s.len > 0 && s.reads[usize::from(s.len) - 1].ts_ms >= horizon_ms);
+        self.plates.retain(|_, s| s.newer_than(horizon_ms));
     }
 
     pub fn plates_in_flight(&self) -> usize {
         self.plates.len()
+    }
+}
+
+impl PlateState {
+    /// Its newest read is at or after `horizon_ms`.
+    fn newer_than(&self, horizon_ms: i64) -> bool {
+        self.len > 0 && self.reads[usize::from(self.len) - 1].ts_ms >= horizon_ms
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Stage1 {
     /// Scratch space, reused between reads.
     traversals: Vec<Traversal>,
     drained: Vec<(u32, u32)>,
+    /// The plate horizon of the last sweep of per-plate state (see `SWEEP_EVERY_MS`).
+    swept_horizon_ms: i64,
 }
 
 /// Everything stage 1 remembers between batches: what a checkpoint saves.
@@ -61,6 +63,13 @@ pub struct Stage1State {
     newest_event_ms: Option<i64>,
     stats: Stats,
 }
+
+/// How far the plate horizon moves (event time) between two sweeps of the per-plate
+/// state (matcher, tags, `entered`). A sweep walks every plate in flight, millions
+/// at city scale, so it must not run after every batch; in between, lookups ignore
+/// what a sweep would have removed (`plate_horizon_ms`), so answers do not depend on
+/// when sweeps run. What it costs: up to this much more plate state is held.
+const SWEEP_EVERY_MS: i64 = 60_000;
 
 /// How often (event time) reader health is reported.
 const HEALTH_EVERY_MS: i64 = 30_000;
@@ -99,7 +108,7 @@ impl Stage1 {
             newest_event_ms: None,
             stats: Stats::default(),
         };
-        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), city, config }
+        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), swept_horizon_ms: i64::MIN, city, config }
     }
 
     /// Stage 1 as it was when `state` was saved, with the rules of `city` as loaded now.
@@ -269,12 +278,24 @@ impl Stage1 {
     /// A read of `plate` after it entered a segment, other than leaving that segment:
     /// it is not stuck on it.
     fn seen_elsewhere(&mut self, plate: egret_model::Plate, ts_ms: i64, updates: &mut Vec<Update>) {
-        if let Some(&(segment, enter_ms)) = self.state.entered.get(&plate)
+        if let Some((segment, enter_ms)) = self.entered(&plate)
             && ts_ms > enter_ms
         {
             self.state.entered.remove(&plate);
             updates.push(Update::Left { segment, enter_ms });
         }
+    }
+
+    /// The segment `plate` was last seen entering and when, unless a sweep at the
+    /// current horizon would have forgotten it.
+    fn entered(&self, plate: &egret_model::Plate) -> Option<(u32, i64)> {
+        self.state.entered.get(plate).copied().filter(|(_, ts)| *ts >= self.plate_horizon_ms())
+    }
+
+    /// Per-plate state older than this is forgotten: the sweep removes it, and
+    /// until it runs, lookups act as if it had.
+    fn plate_horizon_ms(&self) -> i64 {
+        self.state.watermarks.current().saturating_sub(self.config.plate_ttl_ms)
     }
 
     /// Stream-clock checks: from the future, too late, or seen before. An event is
@@ -319,7 +340,8 @@ impl Stage1 {
                     self.state.stats.excluded += 1;
                     return;
                 }
-                let recent = c.plate.as_ref().and_then(|p| self.state.matcher.recent(p));
+                let horizon = self.plate_horizon_ms();
+                let recent = c.plate.as_ref().and_then(|p| self.state.matcher.recent_since(p, horizon));
                 self.state.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
             }
@@ -361,7 +383,7 @@ impl Stage1 {
         }
 
         // Out of the segment it entered as expected, or seen somewhere else.
-        if let Some(&(segment, enter_ms)) = self.state.entered.get(&read.plate)
+        if let Some((segment, enter_ms)) = self.entered(&read.plate)
             && self.traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms)
         {
             self.state.entered.remove(&read.plate);
@@ -397,12 +419,15 @@ impl Stage1 {
             self.state.watermarks.mark_drained(source, partition);
         }
         let watermark = self.state.watermarks.advance(now);
-        self.state.matcher.expire(watermark.saturating_sub(self.config.plate_ttl_ms));
-        // Later than `resolve` forgets, by as late as an admitted read can be: the
-        // moment this runs then changes no answer.
-        self.state.tags.expire(watermark.saturating_sub(self.config.plate_ttl_ms + self.config.window_ms + self.config.allowed_lateness_ms));
-        let horizon = watermark.saturating_sub(self.config.plate_ttl_ms);
-        self.state.entered.retain(|_, (_, ts)| *ts >= horizon);
+        let horizon = self.plate_horizon_ms();
+        if horizon >= self.swept_horizon_ms.saturating_add(SWEEP_EVERY_MS) {
+            self.swept_horizon_ms = horizon;
+            self.state.matcher.expire(horizon);
+            // Later than `resolve` forgets, by as late as an admitted read can be: the
+            // moment this runs then changes no answer.
+            self.state.tags.expire(horizon.saturating_sub(self.config.window_ms + self.config.allowed_lateness_ms));
+            self.state.entered.retain(|_, (_, ts)| *ts >= horizon);
+        }
         self.state.enforcer.release_held(watermark, &mut out.tickets);
         let city = self.city.clone();
         self.state.enforcer.expire(&city, watermark, &mut out.tickets);

@@ -98,3 +98,51 @@ pub fn plates_in_flight(city: &Arc<CityModel>, pipeline: PipelineConfig, plates:
     }
     PlateMemory { in_flight: pipeline.plates_in_flight(), rss_before, rss_after: rss_bytes() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egret_pipeline::{BatchOutput, SegmentWindow};
+
+    /// Everything final a run produced, in an order that does not depend on when it
+    /// came out: final windows (each version of one, as a late drive may revise it),
+    /// tickets, incidents.
+    fn finals(city: &Arc<CityModel>, config: PipelineConfig, records: &[Record], batch: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut pipeline = Pipeline::new(city.clone(), event_clock(config));
+        let mut outs: Vec<BatchOutput> = records.chunks(batch).map(|b| pipeline.process(b, Instant::now())).collect();
+        outs.push(pipeline.finish());
+        // A window's `revision` counts the provisional versions shown before it was
+        // final, one per batch that changed it: the one thing that may differ.
+        let unrevised = |w: &SegmentWindow| format!("{} {}", w.segment.0, json(&SegmentWindow { revision: 0, ..w.clone() }));
+        let mut windows: Vec<String> = outs.iter().flat_map(|o| o.windows.iter().filter(|w| w.is_final)).map(unrevised).collect();
+        let mut tickets: Vec<String> = outs.iter().flat_map(|o| &o.tickets.violations).map(json).collect();
+        let mut incidents: Vec<String> = outs.iter().flat_map(|o| &o.incidents).map(json).collect();
+        for list in [&mut windows, &mut tickets, &mut incidents] {
+            list.sort();
+        }
+        (windows, tickets, incidents)
+    }
+
+    fn json<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap_or_else(|e| panic!("an output that does not serialise: {e}"))
+    }
+
+    /// A Kafka poll returns whatever has arrived, and a restart cuts the input
+    /// somewhere else: what is final must not depend on where batches end. Among the
+    /// things batching moves is when per-plate state is swept (once a minute of event
+    /// time, with a two-minute plate lifetime here so that many sweeps happen).
+    #[test]
+    fn final_outputs_do_not_depend_on_batch_sizes() {
+        let city = crate::load_city(None).expect("the repo's city data");
+        let records = workload::simulated_with(&city, 60_000, 2_000.0, 7, egret_simulator::Noise::noisy());
+        let config = PipelineConfig { plate_ttl_ms: 120_000, ..PipelineConfig::default() };
+        let (windows, tickets, incidents) = finals(&city, config.clone(), &records, BATCH);
+        assert!(windows.len() > 1_000 && !tickets.is_empty(), "{} final windows and {} tickets: too few to compare", windows.len(), tickets.len());
+        for batch in [97, 1_500] {
+            let other = finals(&city, config.clone(), &records, batch);
+            assert!(other.0 == windows, "final windows differ with batches of {batch}");
+            assert!(other.1 == tickets, "tickets differ with batches of {batch}");
+            assert!(other.2 == incidents, "incidents differ with batches of {batch}");
+        }
+    }
+}
