@@ -5,7 +5,10 @@
 //! The child's CPU is read from `/proc/<pid>/stat` in two phases of equal length,
 //! ingest alone and then ingest plus requests: the API's share of the cores is
 //! the difference, so requests per second per core exclude the pipeline's work.
-//! The ingest rate is the child's own `egret_events_consumed_total`.
+//! The ingest rate is the child's own `egret_events_consumed_total`. The two phases
+//! rarely ingest at exactly the same rate (catching up after the pre-roll, or
+//! slowed down by the requests on a saturated machine), so the ingest's cores are
+//! scaled by the events each phase got through before they are subtracted.
 
 use super::measure::{cpu_seconds_of, latency_histogram, quantile_ms, summary_ms};
 use anyhow::Context;
@@ -14,11 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Fewer API cores than this are noise in the difference of two phases.
+const MEASURABLE_CORES: f64 = 0.05;
+
 const ENDPOINTS: [&str; 4] = ["/api/v1/segments", "/api/v1/parking", "/api/v1/incidents", "/api/v1/buses"];
 
 pub struct ApiLoad {
     pub requests_per_s: f64,
-    /// Cores the API used beyond what ingest alone used.
+    /// Cores the API used beyond what ingest alone used at the same rate.
     pub api_cores: f64,
     pub ingest_per_s: f64,
     pub errors: u64,
@@ -26,8 +32,9 @@ pub struct ApiLoad {
 }
 
 impl ApiLoad {
+    /// NaN when the API's cores are too few to tell from the ingest's variation.
     pub fn per_core(&self) -> f64 {
-        self.requests_per_s / self.api_cores.max(0.01)
+        if self.api_cores < MEASURABLE_CORES { f64::NAN } else { self.requests_per_s / self.api_cores }
     }
 
     pub fn p99_ms(&self) -> f64 {
@@ -35,6 +42,16 @@ impl ApiLoad {
     }
 
     pub fn describe(&self) -> String {
+        if self.per_core().is_nan() {
+            return format!(
+                "not measurable: {:.0} req/s on {:.2} API cores, within the noise of the ingest's own cores; {}; {} errors; while ingesting {:.0} events/s",
+                self.requests_per_s,
+                self.api_cores,
+                summary_ms(&self.latency),
+                self.errors,
+                self.ingest_per_s
+            );
+        }
         format!(
             "{:.0} req/s per API core ({:.0} req/s on {:.2} cores), {}; {} errors; while ingesting {:.0} events/s",
             self.per_core(),
@@ -122,7 +139,7 @@ pub async fn run(load: &LoadOptions<'_>) -> anyhow::Result<ApiLoad> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(connections).timeout(Duration::from_secs(10)).build()?;
     let state_dir = std::env::temp_dir().join(format!("egret-bench-api-{}", std::process::id()));
     let demo = start_demo(load, &state_dir, &http).await?;
-    let (idle_cores, _) = observe(&http, &demo, phase).await?;
+    let (idle_cores, idle_ingest_per_s) = observe(&http, &demo, phase).await?;
 
     // Requests are timed and counted only while `measuring`, the phase in
     // which the child's CPU is read; the second before lets connections open.
@@ -166,5 +183,34 @@ pub async fn run(load: &LoadOptions<'_>) -> anyhow::Result<ApiLoad> {
     drop(demo);
     let _ = std::fs::remove_dir_all(&state_dir);
     let requests_per_s = (latency.len() + errors) as f64 / measured_s;
-    Ok(ApiLoad { requests_per_s, api_cores: loaded_cores - idle_cores, ingest_per_s, errors, latency })
+    let ingest_cores = ingest_cores_at(idle_cores, idle_ingest_per_s, ingest_per_s);
+    Ok(ApiLoad { requests_per_s, api_cores: loaded_cores - ingest_cores, ingest_per_s, errors, latency })
+}
+
+/// The cores ingest alone would use at `rate`, from `cores` measured at `measured_rate`.
+fn ingest_cores_at(cores: f64, measured_rate: f64, rate: f64) -> f64 {
+    if measured_rate > 0.0 { cores * rate / measured_rate } else { cores }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(api_cores: f64) -> ApiLoad {
+        ApiLoad { requests_per_s: 20_000.0, api_cores, ingest_per_s: 20_000.0, errors: 0, latency: latency_histogram() }
+    }
+
+    #[test]
+    fn the_ingest_is_charged_for_the_events_it_got_through() {
+        // 1.2 cores for 24,000 events/s alone: 1.0 core at 20,000 under load.
+        assert!((ingest_cores_at(1.2, 24_000.0, 20_000.0) - 1.0).abs() < 1e-12);
+        assert_eq!(ingest_cores_at(0.3, 0.0, 100.0), 0.3, "no ingest measured: its cores as they were");
+    }
+
+    #[test]
+    fn too_few_api_cores_are_not_a_figure() {
+        assert_eq!(load(0.5).per_core(), 40_000.0);
+        assert!(load(-0.32).per_core().is_nan() && load(0.01).per_core().is_nan());
+        assert!(load(-0.32).describe().starts_with("not measurable"));
+    }
 }
