@@ -42,25 +42,15 @@ impl ApiLoad {
     }
 
     pub fn describe(&self) -> String {
+        let tail = format!("{}; {} errors; while ingesting {:.0} events/s", summary_ms(&self.latency), self.errors, self.ingest_per_s);
         if self.per_core().is_nan() {
-            return format!(
-                "not measurable: {:.0} req/s on {:.2} API cores, within the noise of the ingest's own cores; {}; {} errors; while ingesting {:.0} events/s",
-                self.requests_per_s,
-                self.api_cores,
-                summary_ms(&self.latency),
-                self.errors,
-                self.ingest_per_s
-            );
+            format!(
+                "not measurable: {:.0} req/s on {:.2} API cores, within the noise of the ingest's own cores; {tail}",
+                self.requests_per_s, self.api_cores
+            )
+        } else {
+            format!("{:.0} req/s per API core ({:.0} req/s on {:.2} cores), {tail}", self.per_core(), self.requests_per_s, self.api_cores)
         }
-        format!(
-            "{:.0} req/s per API core ({:.0} req/s on {:.2} cores), {}; {} errors; while ingesting {:.0} events/s",
-            self.per_core(),
-            self.requests_per_s,
-            self.api_cores,
-            summary_ms(&self.latency),
-            self.errors,
-            self.ingest_per_s
-        )
     }
 }
 
