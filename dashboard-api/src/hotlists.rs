@@ -147,10 +147,49 @@ fn to_file_format(board: &HotlistBoard) -> BTreeMap<String, Vec<HotlistEntry>> {
 
 fn save(state: &AppState, board: &HotlistBoard) -> Result<(), ApiError> {
     let Some(path) = &state.security.hotlists_path else { return Ok(()) };
+    // A panic mid-save leaves nothing half-done that the next save would not redo.
+    let _saving = state.security.hotlists_saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = serde_json::to_vec_pretty(&to_file_format(board)).unwrap_or_default();
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
         tracing::error!("saving hotlists to {}: {e}", path.display());
         ApiError::unavailable(format!("the edit is live but could not be saved: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ApiConfig, LiveState};
+    use std::sync::Arc;
+
+    /// Edits saved from many threads at once all succeed, and the file ends up
+    /// whole and holding every list: the saves once shared a temporary file, so one
+    /// rename found it gone and a reader could see two boards written into it.
+    #[test]
+    fn concurrent_saves_all_land_whole() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+        let live = Arc::new(LiveState::new(Arc::new(egret_model::CityModel::load(&data).expect("city data"))));
+        let dir = std::env::temp_dir().join(format!("egret-hotlists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("hotlists.json");
+        let config = ApiConfig { hotlists_path: Some(path.clone()), ..ApiConfig::ephemeral() };
+        let state = AppState::with_config(live, None, config, None).expect("state");
+        std::thread::scope(|s| {
+            for t in 0..6 {
+                let state = &state;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let entry = HotlistEntry { plate: format!("闽D{t}{i:04}"), reason: "test".into(), expires_ms: None };
+                        state.live.hotlists().put(&format!("list-{t}"), vec![entry]);
+                        save(state, state.live.hotlists()).expect("saved");
+                    }
+                });
+            }
+        });
+        let saved: BTreeMap<String, Vec<HotlistEntry>> = serde_json::from_slice(&std::fs::read(&path).expect("file")).expect("whole JSON");
+        assert_eq!(saved.len(), 6);
+        assert!(saved.values().all(|l| l[0].plate.ends_with("0039")), "the last edit of every list is saved: {saved:?}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

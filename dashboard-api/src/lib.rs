@@ -87,6 +87,9 @@ pub struct Security {
     pub audit: audit::AuditLog,
     pub limiter: guard::Limiter,
     pub hotlists_path: Option<PathBuf>,
+    /// Held from reading the board to renaming the file: two edits saved at once
+    /// would otherwise share one temporary file, and the older board could land last.
+    pub hotlists_saving: std::sync::Mutex<()>,
 }
 
 /// Everything a handler needs, cheap to clone.
@@ -133,6 +136,7 @@ impl AppState {
             audit,
             limiter: guard::Limiter::new(config.rate, config.request_timeout),
             hotlists_path: config.hotlists_path,
+            hotlists_saving: std::sync::Mutex::new(()),
         };
         let network_geojson = Arc::new(network::geojson(live.city()));
         let road_graph = Arc::new(egret_model::city::RoadGraph::new(live.city()));
