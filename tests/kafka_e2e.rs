@@ -278,7 +278,8 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
         .expect("simulate");
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
     let (mut run, addr) = spawn_serving(&["run", "--kafka", &brokers, "--namespace", &ns, "--group", &format!("{ns}g"), "--listen", "127.0.0.1:0"]).await;
-    // Wait until the consumed count stops moving, then compare.
+    // Wait until the consumed count stops moving and a window has been made final
+    // (on a loaded machine a turn can stall past one look), then compare.
     let metric = |text: &str, name: &str| -> u64 {
         text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
     };
@@ -287,7 +288,8 @@ async fn metrics_count_what_the_dead_letter_topic_holds() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let text = reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("text");
         let consumed = metric(&text, "egret_events_consumed_total");
-        if consumed > 0 && consumed == last.0 {
+        if consumed > 0 && consumed == last.0 && metric(&text, "egret_window_final_delay_seconds_count") > 0 {
+            last.1 = text;
             break;
         }
         last = (consumed, text);

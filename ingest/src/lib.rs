@@ -103,10 +103,26 @@ pub trait Source: Send {
     }
 }
 
+/// Resolves once records already handed to a sink are all acknowledged, or with
+/// the first failure.
+pub type Acked = std::pin::Pin<Box<dyn Future<Output = Result<(), IngestError>> + Send>>;
+
 /// Somewhere outputs and dead letters can be written.
 pub trait Sink: Send + Sync {
     /// Appends records in order; waits while the destination is full (back-pressure).
     fn send(&self, records: Vec<OutRecord>) -> impl Future<Output = Result<(), IngestError>> + Send;
+
+    /// Hands records over in order, waiting only while the destination is full, and
+    /// returns their acknowledgement to await later: a caller can go on working
+    /// while a broker acknowledges. Records of a later call are never written
+    /// before these. Where hand-over and acknowledgement are one step, the default
+    /// does both here.
+    fn start_send(&self, records: Vec<OutRecord>) -> impl Future<Output = Result<Acked, IngestError>> + Send {
+        async move {
+            self.send(records).await?;
+            Ok(Box::pin(std::future::ready(Ok(()))) as Acked)
+        }
+    }
 }
 
 /// Turns an endless source into a finite one: after `idle_polls` polls in a row

@@ -12,6 +12,8 @@ pub mod enforce;
 pub mod health;
 pub mod hotlist_board;
 pub mod incident;
+mod inflight;
+pub mod laps;
 pub mod live;
 pub mod matcher;
 pub mod parking;

@@ -7,15 +7,17 @@
 //! whose process stops (its input goes on, with a successor) says it leaves.
 
 use crate::hotlist_board::BoardFollower;
+use crate::laps::Laps;
 use crate::live::LiveState;
 use crate::pipeline::BatchOutput;
-use crate::runner::{Ended, Outputs, poll_or_shutdown, publish};
+use crate::inflight::InFlight;
+use crate::runner::{Ended, Outputs, poll_or_shutdown, publish, start_publish};
 use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
 use bytes::Bytes;
-use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
+use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -145,10 +147,18 @@ impl Applied {
 }
 
 /// Saves a checkpoint when one is due, then commits the offsets it holds.
-fn checkpoint_if_due<S: Source, T: Serialize>(source: &mut S, checkpoints: Option<&mut Checkpointer>, state: &T, force: bool) -> Result<(), IngestError> {
+async fn checkpoint_if_due<S: Source, T: Serialize>(
+    source: &mut S,
+    in_flight: &mut InFlight,
+    checkpoints: Option<&mut Checkpointer>,
+    state: &T,
+    force: bool,
+) -> Result<(), IngestError> {
     if let Some(c) = checkpoints
         && (force || c.progress.due())
     {
+        // The checkpoint holds every batch read so far: their outputs must be out.
+        in_flight.settle_all(source).await?;
         c.save(state)?;
         source.flush_commits()?;
     }
@@ -182,14 +192,18 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
+    let mut laps = Laps::start("1");
+    let mut in_flight = InFlight::default();
     loop {
         hotlists.sync(live.hotlists(), stage1);
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
             // This producer id ends with the process: tell stage 2 not to wait for it.
             repartition.send(leave(producer, partitions)).await?;
-            checkpoint_if_due(source, checkpoints, stage1.state(), true)?;
+            in_flight.settle_all(source).await?;
+            checkpoint_if_due(source, &mut in_flight, checkpoints, stage1.state(), true).await?;
             return Ok(Ended::Shutdown);
         };
+        laps.lap("poll");
         let now = Instant::now();
         stage1.set_assignment(&source.assignment(), now);
         stage1.mark_drained(&source.idle_partitions());
@@ -204,32 +218,40 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
             // Saved before it finishes: a restart goes on from before the end (where
             // more input may come), not from a state whose windows are all final.
             Poll::End => {
-                checkpoint_if_due(source, checkpoints.as_deref_mut(), stage1.state(), true)?;
+                in_flight.settle_all(source).await?;
+                checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), true).await?;
                 let out = stage1.finish();
                 repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
                 return Ok(Ended::InputEnd);
             }
         };
+        laps.batch(records.len());
+        laps.lap("process");
         let letters = BatchOutput { dead_letters: out.dead_letters.clone(), ..Default::default() };
-        crate::runner::send_dead_letters(&letters, dead_letters).await?;
+        let mut acks: Vec<Acked> = crate::runner::start_dead_letters(&letters, dead_letters).await?.into_iter().collect();
         // Tickets are complete in stage 1 (keyed by plate): they go straight out,
         // through the same producer, before the input offsets are committed.
         // This instance's API serves the tickets of the plates it holds.
         live.apply_tickets(&out.tickets);
-        let tickets = crate::runner::ticket_records(&out.tickets);
-        if !tickets.is_empty() {
-            repartition.send(tickets).await?;
-        }
+        let mut to_send = crate::runner::ticket_records(&out.tickets);
         // While idle the watermark rarely moves: mark only when it did, or with data.
         if !out.updates.is_empty() || out.watermark_ms != marked {
-            repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+            to_send.extend(encode(stage1.city(), producer, &out, partitions));
             marked = out.watermark_ms;
         }
-        crate::runner::commit_batch(source, &records)?;
+        if !to_send.is_empty() {
+            acks.push(repartition.start_send(to_send).await?);
+        }
+        laps.lap("send");
         if let Some(c) = checkpoints.as_deref_mut() {
             c.progress.advance(&records);
         }
-        checkpoint_if_due(source, checkpoints.as_deref_mut(), stage1.state(), false)?;
+        let idle = records.is_empty();
+        in_flight.push(&records, acks);
+        // With no input waiting, nothing is gained by leaving acknowledgements open.
+        if idle { in_flight.settle_all(source).await? } else { in_flight.settle(source).await? }
+        checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), false).await?;
+        laps.lap("commit");
     }
 }
 
@@ -248,11 +270,15 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     let mut marks = Marks::default();
+    let mut laps = Laps::start("2");
+    let mut in_flight = InFlight::default();
     loop {
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
-            checkpoint_if_due(source, checkpoints, &(stage2.state(), &*applied), true)?;
+            in_flight.settle_all(source).await?;
+            checkpoint_if_due(source, &mut in_flight, checkpoints, &(stage2.state(), &*applied), true).await?;
             return Ok(Ended::Shutdown);
         };
+        laps.lap("poll");
         marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).collect());
         let records = match polled {
             Poll::Records(mut records) => {
@@ -263,7 +289,8 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             }
             Poll::Idle => Vec::new(),
             Poll::End => {
-                checkpoint_if_due(source, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), true)?;
+                in_flight.settle_all(source).await?;
+                checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), true).await?;
                 let done = stage2.finish();
                 let out = BatchOutput { windows: done.windows, lots: done.lots, incidents: done.incidents, transit: done.transit, watermark_ms: i64::MAX, ..Default::default() };
                 publish(&out, outputs, live).await?;
@@ -291,12 +318,18 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         stage2.apply(&updates);
         let changed = stage2.advance(marks.watermark(now));
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
-        publish(&out, outputs, live).await?;
-        crate::runner::commit_batch(source, &records)?;
+        laps.batch(records.len());
+        laps.lap("process");
+        let acks = start_publish(&out, outputs, live).await?;
+        laps.lap("send");
         if let Some(c) = checkpoints.as_deref_mut() {
             c.progress.advance(&records);
         }
-        checkpoint_if_due(source, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), false)?;
+        let idle = records.is_empty();
+        in_flight.push(&records, acks);
+        if idle { in_flight.settle_all(source).await? } else { in_flight.settle(source).await? }
+        checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), false).await?;
+        laps.lap("commit");
     }
 }
 

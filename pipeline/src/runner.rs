@@ -10,7 +10,7 @@ use crate::parking::LotState;
 use crate::window::SegmentWindow;
 use bytes::Bytes;
 use serde::Serialize;
-use egret_ingest::{IngestError, OutRecord, Poll, Sink, Source};
+use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -145,6 +145,14 @@ fn keyed_json<T: Serialize>(topic: &str, key: &str, value: &T) -> OutRecord {
 
 /// Applies a batch to live state and sends its windows, lots and dead letters on.
 pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<(), IngestError> {
+    for ack in start_publish(out, outputs, live).await? {
+        ack.await?;
+    }
+    Ok(())
+}
+
+/// `publish` without waiting for the acknowledgements, which it returns.
+pub(crate) async fn start_publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outputs<'_, D, E>, live: &LiveState) -> Result<Vec<Acked>, IngestError> {
     live.apply(out);
     let now_ms = egret_model::time::now_ms();
     for w in out.windows.iter().filter(|w| w.is_final) {
@@ -172,10 +180,12 @@ pub(crate) async fn publish<D: Sink, E: Sink>(out: &BatchOutput, outputs: &Outpu
         };
         keyed_json(HEADWAYS_TOPIC, route, e)
     }));
+    let mut acks = Vec::new();
     if !derived.is_empty() {
-        outputs.derived.send(derived).await?;
+        acks.push(outputs.derived.start_send(derived).await?);
     }
-    send_dead_letters(out, outputs.dead_letters).await
+    acks.extend(start_dead_letters(out, outputs.dead_letters).await?);
+    Ok(acks)
 }
 
 /// Tickets keyed by their deterministic id, so a replay's repeats compact away and
@@ -201,10 +211,11 @@ fn delay_seconds(now_ms: i64, event_ms: i64) -> f64 {
     now_ms.saturating_sub(event_ms).max(0) as f64 / 1000.0
 }
 
-/// Sends rejected records to the dead-letter sink with the contract's headers.
-pub(crate) async fn send_dead_letters<D: Sink>(out: &BatchOutput, dead_letters: &D) -> Result<(), IngestError> {
+/// Hands rejected records to the dead-letter sink with the contract's headers;
+/// returns their acknowledgement.
+pub(crate) async fn start_dead_letters<D: Sink>(out: &BatchOutput, dead_letters: &D) -> Result<Option<Acked>, IngestError> {
     if out.dead_letters.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
     let letters = out
@@ -226,5 +237,5 @@ pub(crate) async fn send_dead_letters<D: Sink>(out: &BatchOutput, dead_letters: 
     for (reason, n) in by_reason {
         metrics::counter!("egret_dead_letters_total", "reason" => reason).increment(n);
     }
-    dead_letters.send(letters).await
+    dead_letters.start_send(letters).await.map(Some)
 }

@@ -20,6 +20,7 @@
 //! hand-off. A read whose traversal the pipeline rejects (a stop on the way) is
 //! resolved by the next update of its window, so this errs on the slow side.
 
+use super::laps::LapRecorder;
 use super::measure::latency_histogram;
 use crate::instance;
 use anyhow::Context;
@@ -83,6 +84,8 @@ pub struct Latency {
     pub sent_per_s: f64,
     /// Tickets in live state at the end (pushed or not).
     pub issued: usize,
+    /// Each stage's loop phases over the timed part, one line each.
+    pub phases: Vec<String>,
 }
 
 /// The device and device timestamp of an input event, as its evidence would name them.
@@ -209,6 +212,7 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     let namespace = format!("bench-latency-{}.", crate::commands::now_ms());
     let kafka = KafkaConfig { namespace: namespace.clone(), group_id: format!("{namespace}egret"), ..KafkaConfig::new(brokers) };
     instance::ensure_all_topics(&kafka).await?;
+    let laps = LapRecorder::installed();
     let live = Arc::new(LiveState::new(city.clone()));
     let window_ms = pipeline.window_ms;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -247,6 +251,7 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     }
     // Until it has caught up with the warm-up.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    laps.inspect(|l| l.clear());
     let sent_per_s = produce(&sink, city, timed, rate, &notes).await?;
     sink.flush(Duration::from_secs(60))?;
     // Tickets of the last reads need the pipeline to catch up.
@@ -255,7 +260,8 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     let heard = listener.await??;
     pipeline_task.await??;
     api.await??;
+    let phases = laps.map(LapRecorder::report).unwrap_or_default();
     let issued = live.violations(|_| true).len();
     let unreflected = lock(&notes.unreflected).values().map(VecDeque::len).sum();
-    Ok(Latency { violations: heard.violations, unmatched: heard.unmatched, segment_updates: heard.segment_updates, unreflected, sent_per_s, issued })
+    Ok(Latency { violations: heard.violations, unmatched: heard.unmatched, segment_updates: heard.segment_updates, unreflected, sent_per_s, issued, phases })
 }

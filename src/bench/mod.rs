@@ -6,6 +6,7 @@
 mod api_load;
 mod inprocess;
 pub(crate) mod kafka;
+mod laps;
 mod latency;
 pub mod measure;
 pub mod workload;
@@ -109,7 +110,7 @@ async fn sql_latency(engine: &QueryEngine) -> anyhow::Result<hdrhistogram::Histo
 }
 
 pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &BenchOptions) -> anyhow::Result<()> {
-    let metrics = crate::serve::install_metrics();
+    let metrics = laps::LapRecorder::install();
     let mut figures = Vec::new();
 
     // First, while the heap holds nothing freed that the plates could reuse
@@ -255,6 +256,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
     const LATENCY_TARGET: &str = "p99 ≤ 50 ms, p99.9 ≤ 200 ms";
     const UPDATE_FIGURE: &str = "(c) provisional segment-speed update latency at 20,000 events/s";
     const UPDATE_TARGET: &str = "p99 ≤ 100 ms";
+    let mut phases = Vec::new();
     match &options.kafka {
         Some(brokers) if options.latency_seconds > 0 => {
             let n = (options.latency_rate * options.latency_seconds as f64) as usize;
@@ -277,6 +279,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                 met: Some(met && !l.violations.is_empty()),
             });
             let at_rate = l.sent_per_s >= 0.95 * 20_000.0;
+            phases = l.phases;
             figures.push(Figure {
                 name: UPDATE_FIGURE,
                 measured: format!("{}; {} traversal reads not shown by the end", summary_ms(&l.segment_updates), l.unreflected),
@@ -290,6 +293,12 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
         }
     }
     print_table(&figures);
+    if !phases.is_empty() {
+        println!("\n(c) each turn of the instance's stage loops, over the timed part (poll: waiting for input; send: handing outputs to the producer; commit: waiting for acknowledgements beyond 4 batches in flight, committing, checkpoints):");
+        for line in &phases {
+            println!("  {line}");
+        }
+    }
     println!(
         "\nreproduce: egret bench --events {} --demand {} --plates {}{} --seed {} --api-seconds {} --api-pace {} --api-demand {} --api-connections {} --latency-rate {} --latency-seconds {} --repeat {}",
         options.events,

@@ -2,7 +2,7 @@
 //! on retry) used for derived topics, dead letters and the simulator's input.
 
 use super::{KafkaConfig, broker_err};
-use crate::{IngestError, OutRecord, Sink};
+use crate::{Acked, IngestError, OutRecord, Sink};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -39,6 +39,10 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     async fn send(&self, records: Vec<OutRecord>) -> Result<(), IngestError> {
+        self.start_send(records).await?.await
+    }
+
+    async fn start_send(&self, records: Vec<OutRecord>) -> Result<Acked, IngestError> {
         let mut pending = Vec::with_capacity(records.len());
         let topics: Vec<String> = records.iter().map(|r| format!("{}{}", self.namespace, r.topic)).collect();
         for (r, topic) in records.iter().zip(&topics) {
@@ -71,13 +75,17 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(IngestError::Broker(format!("delivery failed: {e}"))),
-                Err(_) => return Err(IngestError::Broker("the producer was dropped before delivery".into())),
+        // The producer keeps order per partition across calls (idempotence), so a
+        // later call's records cannot overtake these while they wait here.
+        Ok(Box::pin(async move {
+            for delivery in pending {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(IngestError::Broker(format!("delivery failed: {e}"))),
+                    Err(_) => return Err(IngestError::Broker("the producer was dropped before delivery".into())),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        }))
     }
 }
