@@ -74,8 +74,8 @@ impl LapRecorder {
         }
     }
 
-    /// One line per stage and phase: `stage 1 process: p50 … ms (n=…)`, and the
-    /// records per batch.
+    /// One line per stage and phase: `stage 1 process: p50 … ms (n=…); mean …, … s
+    /// in all`, and the records per batch.
     pub fn report(&self) -> Vec<String> {
         lock(&self.laps)
             .iter()
@@ -85,7 +85,9 @@ impl LapRecorder {
                 Some(if phase == "records" {
                     format!("stage {stage} records per batch: p50 {} / p99 {} / max {} (n={})", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max(), h.len())
                 } else {
-                    format!("stage {stage} {phase}: {}", summary_ms(h))
+                    // The total says where the time went; percentiles alone hide a
+                    // phase that is short at p50 and long often enough to matter.
+                    format!("stage {stage} {phase}: {}; mean {:.1} ms, {:.2} s in all", summary_ms(h), h.mean() / 1e3, h.mean() * h.len() as f64 / 1e6)
                 })
             })
             .collect()
@@ -138,6 +140,7 @@ mod tests {
         let report = recorder.report();
         assert_eq!(report.len(), 2, "{report:?}");
         assert!(report[0].starts_with("stage 1 poll: p50 2.0 / p99 4.0"), "{report:?}");
+        assert!(report[0].ends_with("mean 3.0 ms, 0.01 s in all"), "{report:?}");
         assert!(report[1].starts_with("stage 2 records per batch: p50 300"), "{report:?}");
         recorder.clear();
         assert!(recorder.report().is_empty());
