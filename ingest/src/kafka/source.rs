@@ -132,6 +132,14 @@ impl KafkaSource {
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "true")
+                // A partition's end is reported by the fetch after the one that
+                // brought its last record, which the broker holds back for up to
+                // this long when nothing new has come: the aligner waits for that
+                // end before it releases the other partitions' records. librdkafka's
+                // 500 ms default held tickets 170 ms at p50 (`egret bench` (c),
+                // BENCHMARKS.md session 11); 10 ms costs idle fetches (about 0.1 of a
+                // broker core for an idle instance, measured there), not records.
+                .set("fetch.wait.max.ms", "10")
                 .set("session.timeout.ms", "10000")
                 .set("heartbeat.interval.ms", "1000")
                 .set("statistics.interval.ms", "5000")
