@@ -8,7 +8,7 @@
 //! behind it the whole time.
 
 use egret_ingest::{Acked, IngestError, Record, Source};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 /// Batches whose outputs may be unacknowledged before the oldest is waited for:
@@ -29,12 +29,7 @@ pub struct InFlight {
 impl InFlight {
     /// Notes a batch's input and the acknowledgements of what it produced.
     pub fn push(&mut self, records: &[Record], acks: Vec<Acked>) {
-        let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
-        for r in records {
-            let at = last.entry((r.topic.as_str(), r.partition)).or_default();
-            *at = (*at).max(r.offset);
-        }
-        let offsets = last.into_iter().map(|((topic, partition), offset)| (topic.to_owned(), partition, offset)).collect();
+        let offsets = crate::runner::last_offsets(records).into_iter().map(|(topic, partition, offset)| (topic.to_owned(), partition, offset)).collect();
         self.batches.push_back(Batch { acks, offsets });
     }
 

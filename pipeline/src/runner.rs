@@ -127,15 +127,21 @@ pub(crate) async fn poll_or_shutdown<S: Source, F: Future<Output = ()>>(
 
 /// Commits, per partition, the last offset of a fully processed batch.
 pub(crate) fn commit_batch<S: Source>(source: &mut S, records: &[egret_ingest::Record]) -> Result<(), IngestError> {
+    for (topic, partition, offset) in last_offsets(records) {
+        source.commit(topic, partition, offset)?;
+    }
+    Ok(())
+}
+
+/// The last offset of each (topic, partition) among `records`: what committing
+/// them means.
+pub(crate) fn last_offsets(records: &[egret_ingest::Record]) -> Vec<(&str, u32, u64)> {
     let mut last: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     for r in records {
         let at = last.entry((r.topic.as_str(), r.partition)).or_default();
         *at = (*at).max(r.offset);
     }
-    for ((topic, partition), offset) in last {
-        source.commit(topic, partition, offset)?;
-    }
-    Ok(())
+    last.into_iter().map(|((topic, partition), offset)| (topic, partition, offset)).collect()
 }
 
 /// A derived-topic record: JSON of `value`, keyed by the entity id for compaction.

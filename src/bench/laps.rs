@@ -5,7 +5,7 @@
 //! figures read) and keeps a copy of those two, cleared when the timed part of a
 //! run starts so the warm-up's catch-up batches stay out.
 
-use super::measure::{latency_histogram, summary_ms};
+use super::measure::{latency_histogram, lock, summary_ms};
 use hdrhistogram::Histogram;
 use metrics::{Counter, Gauge, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -43,9 +43,6 @@ pub struct LapRecorder {
     laps: Mutex<BTreeMap<LapKey, Arc<Lap>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 static INSTALLED: OnceLock<&'static LapRecorder> = OnceLock::new();
 

@@ -21,7 +21,7 @@
 //! resolved by the next update of its window, so this errs on the slow side.
 
 use super::laps::LapRecorder;
-use super::measure::latency_histogram;
+use super::measure::{latency_histogram, lock};
 use crate::instance;
 use anyhow::Context;
 use egret_api::auth::{Role, TokenKey};
@@ -53,9 +53,6 @@ struct Notes {
     unreflected: Unreflected,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// For each record, the segment whose traversal it completes, if any: its plate
 /// was last read at the segment's from-gantry.

@@ -27,6 +27,12 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
     (ticks(14 - 3) + ticks(15 - 3)) / TICKS_PER_SECOND
 }
 
+/// A lock that a panicked holder does not poison: what the bench's tasks note
+/// stays readable for the figures.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> u64 {
     egret_api::resident_set_bytes()
