@@ -22,6 +22,7 @@ mod pipeline;
 pub mod runner;
 pub mod stage1;
 pub mod stage2;
+pub mod sweep;
 pub mod tags;
 pub mod transit;
 pub mod update;

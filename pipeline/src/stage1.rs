@@ -43,8 +43,8 @@ pub struct Stage1 {
     /// Scratch space, reused between reads.
     traversals: Vec<Traversal>,
     drained: Vec<(u32, u32)>,
-    /// The plate horizon of the last sweep of per-plate state (see `SWEEP_EVERY_MS`).
-    swept_horizon_ms: i64,
+    /// When per-plate state (matcher, tags, `entered`) was last swept.
+    plate_sweep: crate::sweep::Horizon,
 }
 
 /// Everything stage 1 remembers between batches: what a checkpoint saves.
@@ -63,13 +63,6 @@ pub struct Stage1State {
     newest_event_ms: Option<i64>,
     stats: Stats,
 }
-
-/// How far the plate horizon moves (event time) between two sweeps of the per-plate
-/// state (matcher, tags, `entered`). A sweep walks every plate in flight, millions
-/// at city scale, so it must not run after every batch; in between, lookups ignore
-/// what a sweep would have removed (`plate_horizon_ms`), so answers do not depend on
-/// when sweeps run. What it costs: up to this much more plate state is held.
-const SWEEP_EVERY_MS: i64 = 60_000;
 
 /// How often (event time) reader health is reported.
 const HEALTH_EVERY_MS: i64 = 30_000;
@@ -108,7 +101,7 @@ impl Stage1 {
             newest_event_ms: None,
             stats: Stats::default(),
         };
-        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), swept_horizon_ms: i64::MIN, city, config }
+        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), plate_sweep: crate::sweep::Horizon::default(), city, config }
     }
 
     /// Stage 1 as it was when `state` was saved, with the rules of `city` as loaded now.
@@ -420,8 +413,7 @@ impl Stage1 {
         }
         let watermark = self.state.watermarks.advance(now);
         let horizon = self.plate_horizon_ms();
-        if horizon >= self.swept_horizon_ms.saturating_add(SWEEP_EVERY_MS) {
-            self.swept_horizon_ms = horizon;
+        if self.plate_sweep.advance(horizon) {
             self.state.matcher.expire(horizon);
             // Later than `resolve` forgets, by as late as an admitted read can be: the
             // moment this runs then changes no answer.

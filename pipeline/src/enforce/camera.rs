@@ -14,6 +14,7 @@
 
 use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
 use crate::matcher::Read;
+use crate::sweep::Horizon;
 use egret_model::city::parse_hours;
 use egret_model::time::{HourRange, local_minute_of_day};
 use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, VehicleClass};
@@ -224,29 +225,41 @@ impl CameraRules {
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct GantryLog {
     reads: Vec<std::collections::VecDeque<(Plate, VehicleClass, Read)>>,
+    /// Reads older than this are forgotten (swept once a minute, see `sweep`).
+    #[serde(default)]
+    horizon: Horizon,
 }
 
 impl GantryLog {
     pub fn new(readers: usize) -> Self {
-        GantryLog { reads: vec![std::collections::VecDeque::new(); readers] }
+        GantryLog { reads: vec![std::collections::VecDeque::new(); readers], horizon: Horizon::default() }
     }
 
     pub fn record(&mut self, plate: Plate, class: VehicleClass, read: Read) {
         let Some(log) = self.reads.get_mut(read.reader.0 as usize) else { return };
         if log.len() == GANTRY_LOG_KEPT {
-            log.pop_front();
+            // Forgotten reads go first: a full log of live ones loses its oldest.
+            let horizon = self.horizon;
+            log.retain(|(_, _, r)| horizon.keeps(r.ts_ms));
+            if log.len() == GANTRY_LOG_KEPT {
+                log.pop_front();
+            }
         }
         log.push_back((plate, class, read));
     }
 
     fn around(&self, reader: ReaderIdx, ts_ms: i64, window_ms: i64) -> impl Iterator<Item = &(Plate, VehicleClass, Read)> {
-        self.reads.get(reader.0 as usize).into_iter().flatten().filter(move |(_, _, r)| (r.ts_ms - ts_ms).abs() <= window_ms)
+        let horizon = self.horizon;
+        self.reads.get(reader.0 as usize).into_iter().flatten().filter(move |(_, _, r)| horizon.keeps(r.ts_ms) && (r.ts_ms - ts_ms).abs() <= window_ms)
     }
 
     /// Forgets reads older than `horizon_ms`.
     pub fn expire(&mut self, horizon_ms: i64) {
-        for log in &mut self.reads {
-            log.retain(|(_, _, r)| r.ts_ms >= horizon_ms);
+        if self.horizon.advance(horizon_ms) {
+            let horizon = self.horizon;
+            for log in &mut self.reads {
+                log.retain(|(_, _, r)| horizon.keeps(r.ts_ms));
+            }
         }
     }
 }
@@ -312,5 +325,51 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.by_plate.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(ts_ms: i64) -> Read {
+        Read { reader: ReaderIdx(0), clock_delta_ms: 0, ts_ms, offset: ts_ms as u64, partition: 0, uncertainty_ms: 0, tag: 0 }
+    }
+
+    fn found(log: &GantryLog, ts_ms: i64) -> Vec<i64> {
+        log.around(ReaderIdx(0), ts_ms, FUZZY_WINDOW_MS).map(|(_, _, r)| r.ts_ms).collect()
+    }
+
+    fn record(log: &mut GantryLog, ts_ms: i64) {
+        log.record(Plate::parse("闽D12345").expect("plate"), VehicleClass::Car, read(ts_ms));
+    }
+
+    #[test]
+    fn forgotten_reads_are_never_found_swept_or_not() {
+        let mut log = GantryLog::new(1);
+        log.expire(0);
+        for ts in [10_000, 20_000, 70_000] {
+            record(&mut log, ts);
+        }
+        log.expire(15_000);
+        assert_eq!(log.reads[0].len(), 3, "less than a minute after the last sweep: not swept");
+        assert_eq!(found(&log, 15_000), [20_000, 70_000]);
+        log.expire(61_000);
+        assert_eq!(log.reads[0].len(), 1, "swept");
+        assert_eq!(found(&log, 15_000), [70_000]);
+    }
+
+    #[test]
+    fn a_full_log_drops_forgotten_reads_before_live_ones() {
+        let mut log = GantryLog::new(1);
+        log.expire(0);
+        record(&mut log, 100_000);
+        for ts in 1..GANTRY_LOG_KEPT as i64 {
+            record(&mut log, ts);
+        }
+        log.expire(1_000);
+        record(&mut log, 100_001);
+        assert_eq!(found(&log, 100_000), [100_000, 100_001], "the oldest live read was kept");
+        assert_eq!(log.reads[0].len(), 2);
     }
 }

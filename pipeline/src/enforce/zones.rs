@@ -12,6 +12,7 @@
 //! the missed gantry is not known).
 
 use super::Tickets;
+use crate::sweep::Horizon;
 use super::violation::{Evidence, Sighting, Violation, ViolationKind, violation_id};
 use crate::matcher::{Read, Traversal};
 use egret_model::time::in_hours;
@@ -40,6 +41,10 @@ pub struct ZoneRules {
     tag_plates: HashMap<u32, (Plate, i64)>,
     /// Tags seen with two plates recently: their lone reads prove nothing.
     doubtful_tags: HashMap<u32, i64>,
+    /// `tag_plates` and `doubtful_tags` forget entries older than this; they hold a
+    /// tag per vehicle, so they are swept once a minute (see `sweep`).
+    #[serde(default)]
+    tags_horizon: Horizon,
     held: Vec<Held>,
 }
 
@@ -103,7 +108,8 @@ impl ZoneRules {
     pub fn on_read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, read: &Read, recent: &[Read], sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
         let tz = city.rules.timezone_offset_minutes;
         if read.tag != 0 {
-            if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, _)| *p != plate) {
+            let horizon = self.tags_horizon;
+            if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, ts)| *p != plate && horizon.keeps(*ts)) {
                 let other = *other;
                 self.held.retain(|h| !(h.tag == read.tag && h.plate == other));
                 self.doubtful_tags.insert(read.tag, read.ts_ms);
@@ -134,7 +140,7 @@ impl ZoneRules {
             let how = format!("was read by {}, which stands inside the zone", s.device_id);
             let location = s.device_id.clone();
             let Some(mut v) = ticket(city, i, plate, class, read.ts_ms, day, &location, vec![s], &how) else { continue };
-            if read.tag == 0 || self.doubtful_tags.contains_key(&read.tag) {
+            if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
                 continue;
             }
             // Another read of the same tag and plate already confirms it.
@@ -152,9 +158,88 @@ impl ZoneRules {
     /// Drops passes no second read came for; forgets what no later read needs.
     pub fn expire(&mut self, watermark_ms: i64, today: i64) {
         self.held.retain(|h| h.release_ms > watermark_ms);
-        let horizon = watermark_ms.saturating_sub(HOLD_LONE_READ_MS);
-        self.tag_plates.retain(|_, (_, ts)| *ts >= horizon);
-        self.doubtful_tags.retain(|_, ts| *ts >= horizon);
+        if self.tags_horizon.advance(watermark_ms.saturating_sub(HOLD_LONE_READ_MS)) {
+            let horizon = self.tags_horizon;
+            self.tag_plates.retain(|_, (_, ts)| horizon.keeps(*ts));
+            self.doubtful_tags.retain(|_, ts| horizon.keeps(*ts));
+        }
         self.daily.retain(|(_, _, day)| *day >= today - 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tag memory is swept once a minute of event time: between sweeps, what it
+    //! has forgotten must count as gone (see `sweep`).
+    use super::*;
+    use egret_model::ReaderIdx;
+
+    /// Monday 2026-11-30 07:45 local time, in the island's truck ban.
+    const T0: i64 = 1_795_995_900_000;
+    const TAG: u32 = 7;
+
+    struct Scene {
+        city: CityModel,
+        zones: ZoneRules,
+        out: Tickets,
+        inside: ReaderIdx,
+        outside: ReaderIdx,
+    }
+
+    impl Scene {
+        fn new() -> Scene {
+            let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+            let ban = city.rules.restrictions.iter().position(|r| r.rule_id == "R-TRUCK-ISLAND-PEAK").expect("truck ban");
+            let inside = (0..city.readers.len() as u32)
+                .map(ReaderIdx)
+                .find(|r| city.gate(*r).is_none() && city.restrictions_at(*r).iter().any(|(i, _)| *i == ban))
+                .expect("a gantry inside the island");
+            let outside = city.reader_idx("XM-R0022").expect("Haicang Bridge K1.6");
+            Scene { city, zones: ZoneRules::default(), out: Tickets::default(), inside, outside }
+        }
+
+        /// A read of `plate` with the tag; `earlier` are the plate's reads before it.
+        fn read(&mut self, reader: ReaderIdx, plate: &str, ts_ms: i64, earlier: &[Read]) -> Read {
+            let read = Read { reader, clock_delta_ms: 0, ts_ms, offset: 0, partition: 0, uncertainty_ms: 0, tag: TAG };
+            let recent: Vec<Read> = earlier.iter().copied().chain([read]).collect();
+            let city = &self.city;
+            let plate = Plate::parse(plate).expect("plate");
+            self.zones.on_read(city, plate, VehicleClass::Truck, &read, &recent, |r| super::super::read_sighting(city, "reads", r), &mut self.out);
+            read
+        }
+
+        /// Moves the watermark so that tag reads before `horizon_ms` are forgotten.
+        fn forget_before(&mut self, horizon_ms: i64) {
+            self.zones.expire(horizon_ms + HOLD_LONE_READ_MS, local_day(horizon_ms, self.city.rules.timezone_offset_minutes));
+        }
+    }
+
+    #[test]
+    fn a_tag_forgotten_but_not_swept_casts_no_doubt_on_another_plate() {
+        let mut s = Scene::new();
+        let old = T0 - HOLD_LONE_READ_MS - 60_000;
+        s.forget_before(old - 30_000);
+        s.read(s.outside, "闽D71009", old, &[]);
+        s.forget_before(old + 1);
+        assert!(s.zones.tag_plates.contains_key(&TAG), "less than a minute after the last sweep: not swept");
+        let inside = s.read(s.inside, "闽D71001", T0, &[]);
+        s.read(s.outside, "闽D71001", T0 + 2 * 60_000, &[inside]);
+        let tickets: Vec<&str> = s.out.violations.iter().map(|v| v.plate.as_str()).collect();
+        assert_eq!(tickets, ["闽D71001"], "the other plate's read was more than 15 min before");
+    }
+
+    #[test]
+    fn a_doubt_forgotten_but_not_swept_blocks_no_ticket() {
+        let mut s = Scene::new();
+        let old = T0 - HOLD_LONE_READ_MS - 60_000;
+        s.forget_before(old - 30_000);
+        s.read(s.outside, "闽D71009", old, &[]);
+        let first = s.read(s.outside, "闽D71001", old + 1_000, &[]);
+        let second = s.read(s.outside, "闽D71001", T0 - 5 * 60_000, &[first]);
+        s.forget_before(old + 2_000);
+        assert!(s.zones.doubtful_tags.contains_key(&TAG), "less than a minute after the last sweep: not swept");
+        s.read(s.inside, "闽D71001", T0, &[first, second]);
+        let tickets: Vec<&str> = s.out.violations.iter().map(|v| v.plate.as_str()).collect();
+        assert_eq!(tickets, ["闽D71001"], "the two plates were seen on the tag more than 15 min before");
     }
 }
