@@ -58,9 +58,10 @@ pub async fn demo(
         live.hotlists().put(&list, entries);
     }
     let source = log.subscribe(&input_topics(), Duration::from_millis(200));
+    let threads = serve::PipelineThreads::new(1)?;
     let pipe = {
         let (live, stop) = (live.clone(), stop.clone());
-        tokio::spawn(async move {
+        threads.spawn(async move {
             let derived = MemorySink::new(0);
             serve::run_pipeline(source, Outputs { dead_letters: &*dead_letters, derived: &derived }, pipeline, &live, stop).await.map(|_| ())
         })

@@ -143,7 +143,7 @@ pub async fn run(
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, store)?;
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-    let sink = KafkaSink::new(config)?;
+    let sink = Arc::new(KafkaSink::new(config)?);
     let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
     let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
     let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe_with(config, &inputs, commits).await?, idle_polls);
@@ -155,12 +155,29 @@ pub async fn run(
     let wait = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let outputs = Outputs { dead_letters: &sink, derived: &sink };
-    let stage1_outputs = Stage1Outputs { repartition: &sink, dead_letters: &sink, producer, partitions: config.partitions as u32 };
-    let (first, second) = tokio::join!(
-        repartition::run_stage1(&mut stage1_source, &stage1_outputs, &mut stage1, &live, first_checkpoints.as_mut(), wait(stop.clone())),
-        repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &mut applied, &live, second_checkpoints.as_mut(), wait(stop)),
-    );
+    let partitions = config.partitions as u32;
+    // Two tasks, not one future joining both, so the stages work at once and neither's
+    // batch waits behind the other's; on threads of their own, so the API's requests
+    // and pushes do not wait behind either (see `PipelineThreads`).
+    let threads = crate::serve::PipelineThreads::new(2)?;
+    let first = threads.spawn({
+        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop.clone()));
+        async move {
+            let outputs = Stage1Outputs { repartition: &*sink, dead_letters: &*sink, producer, partitions };
+            let ended = repartition::run_stage1(&mut stage1_source, &outputs, &mut stage1, &live, first_checkpoints.as_mut(), shutdown).await;
+            (ended, stage1_source, stage1)
+        }
+    });
+    let second = threads.spawn({
+        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop));
+        async move {
+            let outputs = Outputs { dead_letters: &*sink, derived: &*sink };
+            let ended = repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &mut applied, &live, second_checkpoints.as_mut(), shutdown).await;
+            (ended, stage2_source, stage2)
+        }
+    });
+    let (first, second) = tokio::join!(first, second);
+    let ((first, stage1_source, stage1), (second, stage2_source, stage2)) = (first?, second?);
     let (_, ended) = (first?, second?);
     sink.flush(Duration::from_secs(30))?;
     // A checkpointing instance commits only what its checkpoints hold (done by them).

@@ -108,6 +108,45 @@ pub async fn start_api(listen: &str, state: AppState, mut stop: watch::Receiver<
     Ok((addr, task))
 }
 
+/// The pipeline's own threads, apart from the runtime that serves the API and
+/// pushes. A batch is milliseconds of CPU without an await: on shared worker
+/// threads every request and push queued behind it waits that long, while on
+/// threads of their own the OS shares the cores between them by time slices.
+pub struct PipelineThreads {
+    handle: tokio::runtime::Handle,
+    /// Shut down without waiting when dropped, which may be in async code.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PipelineThreads {
+    pub fn new(threads: usize) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("egret-pipeline")
+            .enable_all()
+            .build()
+            .context("starting the pipeline's threads")?;
+        Ok(PipelineThreads { handle: runtime.handle().clone(), runtime: Some(runtime) })
+    }
+
+    /// Runs `task` on the pipeline's threads; its handle can be awaited anywhere.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
+}
+
+impl Drop for PipelineThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Runs the pipeline over `source` until it ends or `stop` flips to true.
 pub async fn run_pipeline<S: Source, D: Sink, E: Sink>(
     mut source: S,

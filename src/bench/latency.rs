@@ -251,13 +251,16 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     laps.inspect(|l| l.clear());
     let sent_per_s = produce(&sink, city, timed, rate, &notes).await?;
     sink.flush(Duration::from_secs(60))?;
-    // Tickets of the last reads need the pipeline to catch up.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Tickets of the last reads need the pipeline to catch up. The loop phases are
+    // read after the first second of that: the rest would add idle polls of a
+    // pipeline with no more input, which is not the rate the figure is at.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let phases = laps.map(LapRecorder::report).unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let _ = stop_tx.send(true);
     let heard = listener.await??;
     pipeline_task.await??;
     api.await??;
-    let phases = laps.map(LapRecorder::report).unwrap_or_default();
     let issued = live.violations(|_| true).len();
     let unreflected = lock(&notes.unreflected).values().map(VecDeque::len).sum();
     Ok(Latency { violations: heard.violations, unmatched: heard.unmatched, segment_updates: heard.segment_updates, unreflected, sent_per_s, issued, phases })
