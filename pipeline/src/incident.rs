@@ -77,6 +77,10 @@ struct SegmentState {
     speeds: VecDeque<(i64, f64)>,
     /// Recent travel times (ms), in arrival order.
     travel_ms: VecDeque<i64>,
+    /// `travel_ms`'s slow end and median, worked out again only after it changed:
+    /// `check` runs after every batch, over every active segment.
+    #[serde(skip)]
+    travel_summary: Option<TravelSummary>,
     open: Option<Incident>,
 }
 
@@ -101,12 +105,21 @@ pub struct IncidentDetector {
 /// How many entries of its own a segment needs before its share outweighs the pool's.
 const PRIOR_WEIGHT: f64 = 30.0;
 
-fn percentile(mut v: Vec<i64>, p: f64) -> Option<i64> {
-    if v.is_empty() {
-        return None;
+/// The slow end (`SLOW_PERCENTILE`) and the median of recent travel times; `None`
+/// for both without any.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TravelSummary {
+    slow_ms: Option<i64>,
+    median_ms: Option<i64>,
+}
+
+impl TravelSummary {
+    fn of(travel_ms: &VecDeque<i64>) -> Self {
+        let mut sorted: Vec<i64> = travel_ms.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |p: f64| sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied();
+        TravelSummary { slow_ms: at(SLOW_PERCENTILE), median_ms: at(0.5) }
     }
-    v.sort_unstable();
-    Some(v[((v.len() - 1) as f64 * p).round() as usize])
 }
 
 impl IncidentDetector {
@@ -174,6 +187,7 @@ impl IncidentDetector {
         if s.travel_ms.len() > SPEEDS_KEPT {
             s.travel_ms.pop_front();
         }
+        s.travel_summary = None;
         if s.open.is_some() {
             self.active.insert(segment);
         }
@@ -193,8 +207,9 @@ impl IncidentDetector {
             // The slow end of recent travel times (signals, slow drivers), and the
             // longest recent pause between vehicles coming out (a red phase).
             let free_flow_ms = (length / (free_flow / 3.6) * 1000.0) as i64;
-            let slow_ms = percentile(s.travel_ms.iter().copied().collect(), SLOW_PERCENTILE).unwrap_or(2 * free_flow_ms);
-            let expected_ms = percentile(s.travel_ms.iter().copied().collect(), 0.5).unwrap_or(free_flow_ms);
+            let summary = *s.travel_summary.get_or_insert_with(|| TravelSummary::of(&s.travel_ms));
+            let slow_ms = summary.slow_ms.unwrap_or(2 * free_flow_ms);
+            let expected_ms = summary.median_ms.unwrap_or(free_flow_ms);
             let longest_pause = s.speeds.iter().zip(s.speeds.iter().skip(1)).map(|((a, _), (b, _))| b - a).max().unwrap_or(0);
             match &mut s.open {
                 None => {
@@ -323,5 +338,22 @@ mod tests {
     #[test]
     fn steady_traffic_is_no_incident() {
         assert!(blocked_road(i64::MAX, (0..2_000).map(|s| s * 1_000)).is_empty());
+    }
+
+    #[test]
+    fn the_travel_summary_follows_every_new_traversal() {
+        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let mut detector = IncidentDetector::new(&city);
+        let mut seen = Vec::new();
+        for (k, travel_ms) in [60_000, 90_000, 30_000].into_iter().enumerate() {
+            let enter = k as i64 * 1_000;
+            detector.entered(0, enter);
+            detector.traversed(0, enter, enter + travel_ms, 50.0);
+            detector.check(enter + travel_ms);
+            let summary = detector.segments[0].travel_summary.expect("worked out by check");
+            seen.push((summary.slow_ms, summary.median_ms));
+        }
+        // Sorted travel times, indexed at round((n - 1) × p).
+        assert_eq!(seen, [(Some(60_000), Some(60_000)), (Some(90_000), Some(90_000)), (Some(90_000), Some(60_000))]);
     }
 }
