@@ -532,3 +532,38 @@ async fn oversized_ingest_is_a_413_json_error() {
     assert_eq!(reply.status, 413, "{}", reply.text());
     assert_eq!(reply.error_code(), "payload_too_large");
 }
+
+/// Tickets are pushed at once and the map channels at most every 25 ms: a map change
+/// that came within that gap of the last push is still pushed when the gap ends,
+/// with nothing else changing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_change_held_back_behind_a_ticket_is_still_pushed() {
+    use egret_pipeline::enforce::Tickets;
+    use egret_pipeline::{BatchOutput, LiveState};
+    let source = &scenario().live;
+    let windows: Vec<_> = source.snapshot().latest.iter().flatten().take(2).cloned().collect();
+    assert_eq!(windows.len(), 2, "the scenario has speeds");
+    let ticket = source.violations(|_| true).into_iter().next().expect("the scenario has tickets");
+    let live = Arc::new(LiveState::new(scenario().city.clone()));
+    let api = Api::start(AppState::with_config(live.clone(), None, config(high_rate(), None, None), None).expect("state")).await;
+    let mut ws = Ws::connect(api.client.addr, Some(&token(Role::Police))).await;
+    for channel in ["segments", "violations"] {
+        let snapshot = ws.ask(json!({"op": "subscribe", "channel": channel})).await;
+        assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    }
+    live.apply(&BatchOutput { windows: vec![windows[0].clone()], ..BatchOutput::default() });
+    let first = ws.next().await;
+    assert_eq!((first["type"].as_str(), first["channel"].as_str()), (Some("delta"), Some("segments")), "{first}");
+    // Right after that push: the ticket goes at once, the window when the gap ends.
+    let tickets = Tickets { violations: vec![ticket.clone()], possible_hits: Vec::new() };
+    live.apply(&BatchOutput { windows: vec![windows[1].clone()], tickets, ..BatchOutput::default() });
+    let mut deltas = BTreeMap::new();
+    while deltas.len() < 2 {
+        let delta = ws.next_within(std::time::Duration::from_secs(5)).await.expect("both channels' deltas within 5 s");
+        assert_eq!(delta["type"], "delta", "{delta}");
+        deltas.insert(delta["channel"].as_str().unwrap_or_default().to_owned(), delta);
+    }
+    assert_eq!(deltas["violations"]["upserts"][0]["violation_id"], ticket.violation_id.as_str());
+    let segment_id = &scenario().city.segment(windows[1].segment).segment_id;
+    assert_eq!(deltas["segments"]["upserts"][0]["segment_id"], segment_id.as_str(), "{}", deltas["segments"]);
+}

@@ -33,9 +33,13 @@ use std::time::Duration;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Channels one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
-/// Pushes are at least this far apart, however often the state changes: a burst
-/// of batches becomes one push, and a new ticket waits at most this long.
+/// Pushes of the map channels (segments, lots, buses…) are at least this far apart,
+/// however often the state changes: a burst of batches becomes one push, and each
+/// push diffs every entry of the channel.
 const MIN_PUSH_GAP: Duration = Duration::from_millis(25);
+/// New tickets go out this soon after the batch that issued them: a ticket is the
+/// one thing an officer acts on at once, and its delta is only the new tickets.
+const TICKET_PUSH_GAP: Duration = Duration::from_millis(2);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// New tickets pushed at once; beyond it the client is told how many it skipped.
 const VIOLATIONS_PER_PUSH: usize = 1000;
@@ -81,7 +85,9 @@ async fn session(mut socket: WebSocket, state: AppState, caller: Caller) {
     metrics::gauge!("egret_ws_clients").increment(1.0);
     let mut changes = state.live.subscribe();
     let mut session = Session { state, caller, subscriptions: BTreeMap::new() };
-    let mut last_push = tokio::time::Instant::now();
+    let (mut last_push, mut last_ticket_push) = (tokio::time::Instant::now(), tokio::time::Instant::now());
+    // A change the map channels have not been sent yet, held back by their gap.
+    let mut owed = false;
     loop {
         let replies = tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -94,11 +100,22 @@ async fn session(mut socket: WebSocket, state: AppState, caller: Caller) {
                 if changed.is_err() {
                     break;
                 }
-                tokio::time::sleep_until(last_push + MIN_PUSH_GAP).await;
+                tokio::time::sleep_until(last_ticket_push + TICKET_PUSH_GAP).await;
                 // Whatever changed while waiting is in this one diff.
                 changes.borrow_and_update();
+                let now = tokio::time::Instant::now();
+                last_ticket_push = now;
+                let all = now >= last_push + MIN_PUSH_GAP;
+                if all {
+                    last_push = now;
+                }
+                owed = !all;
+                session.deltas(all)
+            }
+            _ = tokio::time::sleep_until(last_push + MIN_PUSH_GAP), if owed => {
+                owed = false;
                 last_push = tokio::time::Instant::now();
-                session.deltas()
+                session.deltas(true)
             }
         };
         for reply in replies {
@@ -212,9 +229,11 @@ impl Session {
     }
 
     /// One delta per channel that changed since the last push.
-    fn deltas(&mut self) -> Vec<String> {
+    /// What changed since the last push: in the ticket channel only, or with `all`
+    /// in every channel.
+    fn deltas(&mut self, all: bool) -> Vec<String> {
         let as_of_ms = self.state.live.snapshot().as_of_ms;
-        let channels: Vec<Channel> = self.subscriptions.keys().cloned().collect();
+        let channels: Vec<Channel> = self.subscriptions.keys().filter(|c| all || **c == Channel::Violations).cloned().collect();
         let mut out = Vec::new();
         for channel in channels {
             let delta = match self.subscriptions.get(&channel) {
