@@ -152,8 +152,14 @@ pub async fn run(
     let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe_with(&stage2_config, &[REPARTITION_TOPIC], commits).await?, idle_polls.saturating_mul(2));
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     // Police hotlists come from `live.hotlists()`, which stage 1 follows.
-    let wait = |mut stop: watch::Receiver<bool>| async move {
-        let _ = stop.wait_for(|s| *s).await;
+    // A stage that fails (an error or a panic) stops the other, as when both were one
+    // future: the instance then ends with the error instead of half running.
+    let (abort, aborted) = watch::channel(false);
+    let wait = |mut stop: watch::Receiver<bool>, mut aborted: watch::Receiver<bool>| async move {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            Ok(_) = aborted.wait_for(|a| *a) => {}
+        }
     };
     let partitions = config.partitions as u32;
     // Two tasks, not one future joining both, so the stages work at once and neither's
@@ -161,7 +167,7 @@ pub async fn run(
     // and pushes do not wait behind either (see `PipelineThreads`).
     let threads = crate::serve::PipelineThreads::new(2)?;
     let first = threads.spawn({
-        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop.clone()));
+        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop.clone(), aborted.clone()));
         async move {
             let outputs = Stage1Outputs { repartition: &*sink, dead_letters: &*sink, producer, partitions };
             let ended = repartition::run_stage1(&mut stage1_source, &outputs, &mut stage1, &live, first_checkpoints.as_mut(), shutdown).await;
@@ -169,14 +175,28 @@ pub async fn run(
         }
     });
     let second = threads.spawn({
-        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop));
+        let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop, aborted));
         async move {
             let outputs = Outputs { dead_letters: &*sink, derived: &*sink };
             let ended = repartition::run_stage2(&mut stage2_source, &outputs, &mut stage2, &mut applied, &live, second_checkpoints.as_mut(), shutdown).await;
             (ended, stage2_source, stage2)
         }
     });
-    let (first, second) = tokio::join!(first, second);
+    let (mut first, mut second) = (first, second);
+    let (first, second) = tokio::select! {
+        done = &mut first => {
+            if failed(&done) {
+                let _ = abort.send(true);
+            }
+            (done, second.await)
+        }
+        done = &mut second => {
+            if failed(&done) {
+                let _ = abort.send(true);
+            }
+            (first.await, done)
+        }
+    };
     let ((first, stage1_source, stage1), (second, stage2_source, stage2)) = (first?, second?);
     let (_, ended) = (first?, second?);
     sink.flush(Duration::from_secs(30))?;
@@ -187,6 +207,11 @@ pub async fn run(
     }
     let stats = Stats { late_traversals: stage1.stats().late_traversals + stage2.late_traversals(), windows_closed: stage2.windows_closed(), ..stage1.stats().clone() };
     Ok(InstanceReport { ended, stats, corrections: stage2.corrections() })
+}
+
+/// Whether a stage's task ended in an error or a panic.
+fn failed<T, U>(done: &Result<(Result<Ended, egret_ingest::IngestError>, T, U), tokio::task::JoinError>) -> bool {
+    !matches!(done, Ok((Ok(_), _, _)))
 }
 
 /// A static membership id for the instance that owns `checkpoint_dir` on this host:

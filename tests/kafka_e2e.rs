@@ -151,6 +151,34 @@ async fn kafka_path_gives_the_embedded_windows() {
     assert!(from_kafka.len() > 1_000);
     assert_same_windows(&from_kafka, &embedded, "the Kafka run", "the embedded run");
     assert!(mape_kafka <= 1.0);
+    assert_same_tickets(&kafka_live, &embedded_live);
+}
+
+fn tickets(live: &LiveState) -> std::collections::BTreeSet<String> {
+    live.violations(|_| true).into_iter().map(|v| v.violation_id).collect()
+}
+
+fn assert_same_tickets(kafka: &LiveState, embedded: &LiveState) {
+    let (kafka, embedded) = (tickets(kafka), tickets(embedded));
+    let missing: Vec<&String> = embedded.difference(&kafka).collect();
+    let extra: Vec<&String> = kafka.difference(&embedded).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "of {} tickets, the Kafka run misses {missing:?} and adds {extra:?}", embedded.len());
+}
+
+/// With gantries missing reads, section tickets over bridged drives are held until
+/// no late read could split them, and those of the last minutes go out only when
+/// the input ends: the Kafka path must issue them as the embedded one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_path_issues_the_tickets_held_to_the_end_of_input() {
+    let Some(brokers) = brokers() else { return };
+    let city = egret::load_city(None).expect("city");
+    let mut sim = SimConfig::clean(14, START, 8 * 60_000);
+    sim.noise = Noise { missed: 0.1, ..Noise::clean() };
+    let config = config(&brokers, &namespace("held"));
+    let (kafka_live, _, _) = kafka_run(city.clone(), sim.clone(), &config).await;
+    let (embedded_live, _) = embedded_run(city, sim).await;
+    assert!(!tickets(&embedded_live).is_empty(), "the scenario has tickets");
+    assert_same_tickets(&kafka_live, &embedded_live);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,7 +110,7 @@ async fn session(mut socket: WebSocket, state: AppState, caller: Caller) {
                     last_push = now;
                 }
                 owed = !all;
-                session.deltas(all)
+                if all || session.subscriptions.contains_key(&Channel::Violations) { session.deltas(all) } else { Vec::new() }
             }
             _ = tokio::time::sleep_until(last_push + MIN_PUSH_GAP), if owed => {
                 owed = false;
@@ -232,7 +232,7 @@ impl Session {
     /// What changed since the last push: in the ticket channel only, or with `all`
     /// in every channel.
     fn deltas(&mut self, all: bool) -> Vec<String> {
-        let as_of_ms = self.state.live.snapshot().as_of_ms;
+        let as_of_ms = self.state.live.as_of_ms();
         let channels: Vec<Channel> = self.subscriptions.keys().filter(|c| all || **c == Channel::Violations).cloned().collect();
         let mut out = Vec::new();
         for channel in channels {

@@ -279,6 +279,11 @@ impl LiveState {
         self.current.read().clone()
     }
 
+    /// The snapshot's `as_of_ms`, without copying the snapshot.
+    pub fn as_of_ms(&self) -> i64 {
+        self.current.read().as_of_ms
+    }
+
     /// Final windows of one segment overlapping `[from_ms, to_ms)`.
     pub fn history(&self, segment: usize, from_ms: i64, to_ms: i64) -> Vec<SegmentWindow> {
         self.history

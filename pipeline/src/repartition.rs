@@ -221,7 +221,11 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 in_flight.settle_all(source).await?;
                 checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), true).await?;
                 let out = stage1.finish();
-                repartition.send(encode(stage1.city(), producer, &out, partitions)).await?;
+                // Tickets held until no late read could change them go out now.
+                live.apply_tickets(&out.tickets);
+                let mut last = crate::runner::ticket_records(&out.tickets);
+                last.extend(encode(stage1.city(), producer, &out, partitions));
+                repartition.send(last).await?;
                 return Ok(Ended::InputEnd);
             }
         };

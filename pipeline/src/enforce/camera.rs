@@ -238,9 +238,11 @@ impl GantryLog {
     pub fn record(&mut self, plate: Plate, class: VehicleClass, read: Read) {
         let Some(log) = self.reads.get_mut(read.reader.0 as usize) else { return };
         // Full: the oldest read goes. Reads the horizon has forgotten but no sweep has
-        // removed yet are at the front (a read is admitted at most the allowed
-        // lateness out of order, far less than the horizon's lag), so they go first,
-        // and the reads still remembered are those a log swept after every batch keeps.
+        // removed yet are nearly always at the front, so they go first. Partitions can
+        // drift apart by more than the allowed lateness, so now and then a remembered
+        // read goes before a forgotten one, but it is then about 20 minutes old. The
+        // one-character search never looks that far back: it looks ±5 minutes around
+        // an offence at least 6 minutes behind the watermark.
         if log.len() == GANTRY_LOG_KEPT {
             log.pop_front();
         }
