@@ -103,7 +103,7 @@ mod tests {
     use std::sync::Arc;
 
     fn city() -> Arc<CityModel> {
-        Arc::new(CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city"))
+        Arc::new(crate::repo_city())
     }
 
     #[test]

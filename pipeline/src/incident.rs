@@ -297,7 +297,7 @@ mod tests {
     /// in and none comes out. Checked at each of `watermarks`, with everything up
     /// to it applied.
     fn blocked_road(blocked_ms: i64, watermarks: impl Iterator<Item = i64>) -> Vec<Incident> {
-        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let city = crate::repo_city();
         let mut detector = IncidentDetector::new(&city);
         let kmh = f64::from(city.segments[0].length_m) / 60.0 * 3.6;
         // (event time, entry instant, exit instant if it came out)
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_travel_summary_follows_every_new_traversal() {
-        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let city = crate::repo_city();
         let mut detector = IncidentDetector::new(&city);
         let mut seen = Vec::new();
         for (k, travel_ms) in [60_000, 90_000, 30_000].into_iter().enumerate() {

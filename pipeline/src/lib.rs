@@ -34,5 +34,11 @@ pub use pipeline::{BatchOutput, ClockMode, DeadLetter, Pipeline, PipelineConfig,
 pub use parking::LotState;
 pub use window::SegmentWindow;
 
+/// The repository's city model (`data/`), which unit tests run against.
+#[cfg(test)]
+pub(crate) fn repo_city() -> egret_model::CityModel {
+    egret_model::CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("the repository's city data")
+}
+
 /// The dead-letter topic of contract-v1 §1.
 pub const DLQ_TOPIC: &str = "egret.dlq";

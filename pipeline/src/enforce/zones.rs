@@ -187,8 +187,18 @@ mod tests {
     }
 
     impl Scene {
+        /// The scene just after `闽D71009` was read with the tag at `old` (returned),
+        /// less than a minute of horizon after the tag memory's last sweep.
+        fn with_another_plate_read_long_ago() -> (Scene, i64) {
+            let mut s = Scene::new();
+            let old = T0 - HOLD_LONE_READ_MS - 60_000;
+            s.forget_before(old - 30_000);
+            s.read(s.outside, "闽D71009", old, &[]);
+            (s, old)
+        }
+
         fn new() -> Scene {
-            let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+            let city = crate::repo_city();
             let ban = city.rules.restrictions.iter().position(|r| r.rule_id == "R-TRUCK-ISLAND-PEAK").expect("truck ban");
             let inside = (0..city.readers.len() as u32)
                 .map(ReaderIdx)
@@ -208,6 +218,10 @@ mod tests {
             read
         }
 
+        fn ticketed_plates(&self) -> Vec<&str> {
+            self.out.violations.iter().map(|v| v.plate.as_str()).collect()
+        }
+
         /// Moves the watermark so that tag reads before `horizon_ms` are forgotten.
         fn forget_before(&mut self, horizon_ms: i64) {
             self.zones.expire(horizon_ms + HOLD_LONE_READ_MS, local_day(horizon_ms, self.city.rules.timezone_offset_minutes));
@@ -216,30 +230,22 @@ mod tests {
 
     #[test]
     fn a_tag_forgotten_but_not_swept_casts_no_doubt_on_another_plate() {
-        let mut s = Scene::new();
-        let old = T0 - HOLD_LONE_READ_MS - 60_000;
-        s.forget_before(old - 30_000);
-        s.read(s.outside, "闽D71009", old, &[]);
+        let (mut s, old) = Scene::with_another_plate_read_long_ago();
         s.forget_before(old + 1);
         assert!(s.zones.tag_plates.contains_key(&TAG), "less than a minute after the last sweep: not swept");
         let inside = s.read(s.inside, "闽D71001", T0, &[]);
         s.read(s.outside, "闽D71001", T0 + 2 * 60_000, &[inside]);
-        let tickets: Vec<&str> = s.out.violations.iter().map(|v| v.plate.as_str()).collect();
-        assert_eq!(tickets, ["闽D71001"], "the other plate's read was more than 15 min before");
+        assert_eq!(s.ticketed_plates(), ["闽D71001"], "the other plate's read was more than 15 min before");
     }
 
     #[test]
     fn a_doubt_forgotten_but_not_swept_blocks_no_ticket() {
-        let mut s = Scene::new();
-        let old = T0 - HOLD_LONE_READ_MS - 60_000;
-        s.forget_before(old - 30_000);
-        s.read(s.outside, "闽D71009", old, &[]);
+        let (mut s, old) = Scene::with_another_plate_read_long_ago();
         let first = s.read(s.outside, "闽D71001", old + 1_000, &[]);
         let second = s.read(s.outside, "闽D71001", T0 - 5 * 60_000, &[first]);
         s.forget_before(old + 2_000);
         assert!(s.zones.doubtful_tags.contains_key(&TAG), "less than a minute after the last sweep: not swept");
         s.read(s.inside, "闽D71001", T0, &[first, second]);
-        let tickets: Vec<&str> = s.out.violations.iter().map(|v| v.plate.as_str()).collect();
-        assert_eq!(tickets, ["闽D71001"], "the two plates were seen on the tag more than 15 min before");
+        assert_eq!(s.ticketed_plates(), ["闽D71001"], "the two plates were seen on the tag more than 15 min before");
     }
 }

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn every_distance_on_the_route_is_on_a_segment_and_located_back() {
-        let city = CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city");
+        let city = crate::repo_city();
         let path = RoutePath::new(&city, 0, 0).expect("route 0 direction 0");
         let total = path.length_m();
         for d in [0.0, total / 3.0, total - 1.0, total] {

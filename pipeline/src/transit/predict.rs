@@ -155,7 +155,7 @@ mod tests {
     use super::*;
 
     fn city() -> CityModel {
-        CityModel::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")).expect("city")
+        crate::repo_city()
     }
 
     #[test]
