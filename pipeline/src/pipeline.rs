@@ -133,6 +133,11 @@ impl Pipeline {
         self.stage1.plates_in_flight()
     }
 
+    /// How many plates in flight hold 1, 2, 3 and 4 recent reads.
+    pub fn plates_by_reads_held(&self) -> [usize; crate::matcher::RECENT_READS] {
+        self.stage1.plates_by_reads_held()
+    }
+
     /// Replaces a hotlist; returns the entries that are not plates.
     pub fn set_hotlist(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
         self.stage1.set_hotlist(name, entries)

@@ -134,6 +134,10 @@ impl Stage1 {
         self.state.matcher.plates_in_flight()
     }
 
+    pub fn plates_by_reads_held(&self) -> [usize; crate::matcher::RECENT_READS] {
+        self.state.matcher.plates_by_reads_held()
+    }
+
     /// Replaces a hotlist; returns the entries that are not plates.
     pub fn set_hotlist(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
         self.state.enforcer.hotlists.set_list(name, entries)

@@ -23,6 +23,8 @@ pub struct Throughput {
     pub baseline_per_cpu_s: f64,
     pub violations: usize,
     pub windows: usize,
+    /// Plates in flight by how many reads each holds, at the end of the input.
+    pub plates_by_reads_held: [usize; egret_pipeline::matcher::RECENT_READS],
     /// The live state the run left, for the SQL figure.
     pub live: Arc<LiveState>,
 }
@@ -50,6 +52,7 @@ pub fn throughput(city: &Arc<CityModel>, pipeline: PipelineConfig, records: &[Re
         windows += out.windows.len();
         live.apply(&out);
     }
+    let plates_by_reads_held = pipeline.plates_by_reads_held();
     let out = pipeline.finish();
     violations += out.tickets.violations.len();
     windows += out.windows.len();
@@ -63,6 +66,7 @@ pub fn throughput(city: &Arc<CityModel>, pipeline: PipelineConfig, records: &[Re
         baseline_per_cpu_s: baseline,
         violations,
         windows,
+        plates_by_reads_held,
         live,
     }
 }

@@ -143,6 +143,12 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
         );
         rates.push(t.events_per_cpu_s);
         baselines.push(t.baseline_per_cpu_s);
+        if run == options.repeat {
+            // (e) floods plates of one read each; in traffic most hold more, and
+            // each further read costs memory (matcher.rs, `PlateState`).
+            let held = t.plates_by_reads_held.iter().enumerate().map(|(i, n)| format!("{}: {}", i + 1, thousands(*n as f64)));
+            eprintln!("bench:   plates in flight at the end, by reads held: {}", held.collect::<Vec<_>>().join(", "));
+        }
     }
     if let (Some(rate), Some(baseline)) = (Spread::of(&rates), Spread::of(&baselines)) {
         figures.push(Figure {
