@@ -160,14 +160,17 @@ pub fn save<S: Serialize>(store: &dyn CheckpointStore, name: &str, checkpoint: &
 pub fn load<S: DeserializeOwned>(store: &dyn CheckpointStore, name: &str, fingerprint: &str) -> Result<Option<Checkpoint<S>>, CheckpointError> {
     let Some(bytes) = store.get(name)? else { return Ok(None) };
     let path = store.describe(name);
-    let checkpoint: Checkpoint<S> = ciborium::from_reader(bytes.as_slice()).map_err(|e| CheckpointError::Corrupt { path: path.clone(), detail: e.to_string() })?;
-    if checkpoint.format != FORMAT {
-        return Err(CheckpointError::Mismatch { path, detail: format!("format {} where this build writes {FORMAT}", checkpoint.format) });
+    let corrupt = |e: ciborium::de::Error<std::io::Error>| CheckpointError::Corrupt { path: path.clone(), detail: e.to_string() };
+    // The header first: a state of another format may not parse at all, and the
+    // operator should hear that it is another format, not that it is damaged.
+    let header: Checkpoint<serde::de::IgnoredAny> = ciborium::from_reader(bytes.as_slice()).map_err(corrupt)?;
+    if header.format != FORMAT {
+        return Err(CheckpointError::Mismatch { path, detail: format!("format {} where this build writes {FORMAT}", header.format) });
     }
-    if checkpoint.fingerprint != fingerprint {
-        return Err(CheckpointError::Mismatch { path, detail: format!("saved: {}; now: {fingerprint}", checkpoint.fingerprint) });
+    if header.fingerprint != fingerprint {
+        return Err(CheckpointError::Mismatch { path, detail: format!("saved: {}; now: {fingerprint}", header.fingerprint) });
     }
-    Ok(Some(checkpoint))
+    ciborium::from_reader(bytes.as_slice()).map(Some).map_err(corrupt)
 }
 
 impl From<CheckpointError> for egret_ingest::IngestError {
@@ -252,4 +255,56 @@ impl Progress {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
+
+    impl CheckpointStore for MemStore {
+        fn put(&self, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+            self.0.lock().unwrap().insert(name.to_owned(), bytes.to_vec());
+            Ok(())
+        }
+        fn get(&self, name: &str) -> Result<Option<Vec<u8>>, CheckpointError> {
+            Ok(self.0.lock().unwrap().get(name).cloned())
+        }
+        fn describe(&self, name: &str) -> String {
+            format!("memory:{name}")
+        }
+    }
+
+    fn checkpoint<S>(format: u32, fingerprint: &str, state: S) -> Checkpoint<S> {
+        Checkpoint { format, fingerprint: fingerprint.to_owned(), taken_at_ms: 0, positions: Positions::from([("t".to_owned(), BTreeMap::from([(0, 7)]))]), state }
+    }
+
+    #[test]
+    fn a_checkpoint_comes_back_as_saved() {
+        let store = MemStore::default();
+        save(&store, "stage1", &checkpoint(FORMAT, "f", 42u64)).unwrap();
+        let back = load::<u64>(&store, "stage1", "f").unwrap().expect("saved");
+        assert_eq!((back.state, back.positions), (42, checkpoint(FORMAT, "f", ()).positions));
+        assert!(load::<u64>(&store, "stage2", "f").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_older_format_is_refused_as_such_even_when_its_state_does_not_parse() {
+        let store = MemStore::default();
+        save(&store, "stage1", &checkpoint(FORMAT - 1, "f", vec!["not", "a", "number"])).unwrap();
+        let refused = load::<u64>(&store, "stage1", "f").unwrap_err();
+        assert!(matches!(refused, CheckpointError::Mismatch { .. }), "{refused}");
+        assert!(refused.to_string().contains(&format!("format {} where this build writes {FORMAT}", FORMAT - 1)), "{refused}");
+    }
+
+    #[test]
+    fn another_fingerprint_is_refused_and_damage_is_reported_as_damage() {
+        let store = MemStore::default();
+        save(&store, "stage1", &checkpoint(FORMAT, "city a", 1u64)).unwrap();
+        assert!(matches!(load::<u64>(&store, "stage1", "city b"), Err(CheckpointError::Mismatch { .. })));
+        save(&store, "stage1", &checkpoint(FORMAT, "f", "text")).unwrap();
+        assert!(matches!(load::<u64>(&store, "stage1", "f"), Err(CheckpointError::Corrupt { .. })));
+        store.put("stage1", b"\xff not cbor").unwrap();
+        assert!(matches!(load::<u64>(&store, "stage1", "f"), Err(CheckpointError::Corrupt { .. })));
+    }
+}

@@ -81,6 +81,19 @@ mod tests {
     }
 
     #[test]
+    fn a_key_in_the_horizons_own_second_is_forgotten_by_lookups_though_expiry_keeps_it() {
+        let mut d = Dedup::default();
+        assert!(d.first_time(1, 1_500, i64::MIN));
+        assert!(d.first_time(2, 1_900, i64::MIN));
+        d.expire(1_800);
+        assert_eq!(d.len(), 2, "the second holding the horizon is kept whole");
+        assert!(d.first_time(1, 1_500, 1_800), "older than the horizon: not a copy");
+        assert!(!d.first_time(2, 1_900, 1_800), "newer: still a copy");
+        d.expire(2_000);
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
     fn expiring_an_old_entry_keeps_the_key_offered_again_later() {
         let mut d = Dedup::default();
         assert!(d.first_time(1, 1_000, i64::MIN));

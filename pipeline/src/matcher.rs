@@ -62,8 +62,8 @@ impl Read {
     }
 }
 
-/// One plate's entry in the matcher's map (24 bytes), with its reads in a block of
-/// exactly their size on the heap. Before, the entry held a fixed array of
+/// What the matcher's map holds beside a plate's 16-byte key (24 bytes), with its
+/// reads in a block of exactly their size on the heap. Before, the entry held a fixed array of
 /// `RECENT_READS` reads (128 bytes), and the map's spare slots, a quarter to a half
 /// of all, paid for that array again: every plate cost about 214 bytes whatever it
 /// held. Now one read costs the entry and a 48-byte block (32 and the allocator's
@@ -161,7 +161,7 @@ impl PlateState {
 fn insert(state: &mut PlateState, at: usize, read: Read) {
     let old = &state.reads;
     // Full: the oldest read makes room, or the new one is older than all it would keep.
-    let from = usize::from(old.len() == RECENT_READS);
+    let from = usize::from(old.len() >= RECENT_READS);
     if at < from {
         return;
     }
@@ -209,7 +209,7 @@ mod tests {
         /// Whatever order the reads of one plate arrive in, the matcher keeps the
         /// newest `RECENT_READS` passages it accepted, oldest first, and refuses a
         /// repeat of a passage it still holds: the plain sorted list below, which the
-        /// inline-then-heap layout must not change.
+        /// compact layout must not change.
         #[test]
         fn keeps_the_newest_passages_in_time_order(arrivals in prop::collection::vec((0u32..6, 0i64..120_000, 0u32..2), 1..40)) {
             let city = crate::repo_city();
