@@ -4,43 +4,16 @@
 //! Kafka source's merge of 16 partitions by arrival time (`egret_ingest::align`)
 //! against handing the same records on unmerged.
 //!
-//! Run: `cargo bench -p egret-benches` (release profile).
+//! Run: `cargo bench -p egret-benches --bench hot_paths` (release profile).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use egret_benches::{city, plate_reads};
 use egret_ingest::Record;
+use egret_model::Topic;
 use egret_model::decode::Decoder;
-use egret_model::{CityModel, Topic};
 use egret_pipeline::{ClockMode, Pipeline, PipelineConfig};
-use egret_simulator::{SimConfig, Simulator};
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
-
-const START: i64 = 1_795_995_900_000; // Monday 2026-11-30 07:45 CST
-
-fn city() -> Arc<CityModel> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
-    Arc::new(CityModel::load(&dir).expect("the repo's city data loads"))
-}
-
-/// Five simulated minutes of plate reads as the records a source would deliver.
-fn plate_reads(city: &Arc<CityModel>) -> Vec<Record> {
-    let mut sim = Simulator::new(city.clone(), SimConfig::clean(1, START, 5 * 60_000));
-    sim.drain_all()
-        .into_iter()
-        .filter(|e| e.topic == Topic::PlateReads)
-        .enumerate()
-        .map(|(i, e)| Record {
-            topic: e.topic.default_name().into(),
-            partition: 0,
-            offset: i as u64,
-            key: None,
-            timestamp_ms: Some(e.deliver_ms),
-            payload: e.payload.into(),
-            headers: Vec::new(),
-        })
-        .collect()
-}
 
 fn decoding(c: &mut Criterion) {
     let city = city();
