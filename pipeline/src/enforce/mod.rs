@@ -108,13 +108,11 @@ impl Enforcer {
             let topic = &self.plate_reads_topic;
             self.zones.on_traversal(city, t, |r| read_sighting(city, topic, r), out);
         }
-        let topic = self.plate_reads_topic.clone();
-        self.zones.on_read(city, plate, class, read, recent, |r| read_sighting(city, &topic, r), out);
+        let topic = &self.plate_reads_topic;
+        self.zones.on_read(city, plate, class, read, recent, |r| read_sighting(city, topic, r), out);
         self.gantry_log.record(plate, class, *read);
-        let sighting = self.read_sighting(city, read);
-        self.hotlist(plate, sighting, out);
-        let reads_topic = self.plate_reads_topic.clone();
-        self.cloned.check(city, plate, read, recent, |r| read_sighting(city, &reads_topic, r), out);
+        hotlist(&mut self.hotlists, plate, read.ts_ms, || read_sighting(city, topic, read), out);
+        self.cloned.check(city, plate, read, recent, |r| read_sighting(city, topic, r), out);
         let confirmed = self.pending.take_confirmed(&plate, |o| self.cameras.confirming(o, std::slice::from_ref(read)).is_some());
         for o in confirmed {
             let source = source_ref(&self.plate_reads_topic, u32::from(read.partition), read.offset);
@@ -124,8 +122,8 @@ impl Enforcer {
 
     /// A read at a parking gate: a sighting, nothing more.
     pub fn on_gate_read(&mut self, city: &CityModel, plate: Plate, read: &Read, out: &mut Tickets) {
-        let sighting = self.read_sighting(city, read);
-        self.hotlist(plate, sighting, out);
+        let topic = &self.plate_reads_topic;
+        hotlist(&mut self.hotlists, plate, read.ts_ms, || read_sighting(city, topic, read), out);
     }
 
     /// A camera trigger, with its clock corrected; `recent` are its plate's reads.
@@ -142,7 +140,7 @@ impl Enforcer {
     ) {
         let Some(plate) = cam.plate else { return };
         let source = source_ref(&self.camera_topic, partition, offset);
-        let sighting = Sighting {
+        let sighting = || Sighting {
             device_id: city.cameras[cam.camera as usize].camera_id.clone(),
             device_ts_ms,
             ts_ms: cam.ts_ms,
@@ -150,7 +148,7 @@ impl Enforcer {
             image_ref: cam.image_ref.clone(),
             value: cam.speed_kmh,
         };
-        self.hotlist(plate, sighting, out);
+        hotlist(&mut self.hotlists, plate, cam.ts_ms, sighting, out);
         let image = cam.image_ref.as_deref();
         let Some(offence) =
             self.cameras.offence(city, cam.camera, cam.kind, plate, cam.ts_ms, device_ts_ms, cam.speed_kmh, cam.red_elapsed_ms, image, source)
@@ -250,42 +248,6 @@ impl Enforcer {
         out.violations.extend(released);
     }
 
-    fn hotlist(&mut self, plate: Plate, sighting: Sighting, out: &mut Tickets) {
-        for m in self.hotlists.check(plate, sighting.ts_ms) {
-            if !m.exact {
-                out.possible_hits.push(PossibleHit {
-                    list: m.list,
-                    listed_plate: m.listed_plate.to_string(),
-                    seen_plate: plate.to_string(),
-                    ts_ms: sighting.ts_ms,
-                    reason: m.reason,
-                    sighting: sighting.clone(),
-                });
-                continue;
-            }
-            let plate = plate.to_string();
-            let facts = format!("{}:{}@{}", m.list, sighting.device_id, sighting.device_ts_ms);
-            out.violations.push(Violation {
-                violation_id: violation_id(ViolationKind::Hotlist, &plate, &m.list, &facts),
-                kind: ViolationKind::Hotlist,
-                plate: plate.clone(),
-                ts_ms: sighting.ts_ms,
-                location: sighting.device_id.clone(),
-                measured: 0.0,
-                limit: 0.0,
-                rule_id: format!("HOTLIST:{}", m.list),
-                rule_version: 1,
-                evidence: Evidence {
-                    summary: format!("{plate} on hotlist {} ({}) seen by {}", m.list, m.reason, sighting.device_id),
-                    sightings: vec![sighting.clone()],
-                    list: Some(m.list),
-                    reason: Some(m.reason),
-                    ..Evidence::default()
-                },
-            });
-        }
-    }
-
     /// Forgets what no later event can need: unconfirmed camera offences, old hits
     /// and once-a-day marks of past days.
     pub fn expire(&mut self, city: &CityModel, watermark_ms: i64, out: &mut Tickets) {
@@ -325,6 +287,49 @@ impl Enforcer {
 }
 
 /// A gantry read as evidence.
+/// Tickets and possible hits of `plate` seen at `ts_ms`; `sighting` is only
+/// built for a plate on a list (nearly every read is of one that is not).
+fn hotlist(hotlists: &mut Hotlists, plate: Plate, ts_ms: i64, sighting: impl FnOnce() -> Sighting, out: &mut Tickets) {
+    let matches = hotlists.check(plate, ts_ms);
+    if matches.is_empty() {
+        return;
+    }
+    let sighting = sighting();
+    for m in matches {
+        if !m.exact {
+            out.possible_hits.push(PossibleHit {
+                list: m.list,
+                listed_plate: m.listed_plate.to_string(),
+                seen_plate: plate.to_string(),
+                ts_ms: sighting.ts_ms,
+                reason: m.reason,
+                sighting: sighting.clone(),
+            });
+            continue;
+        }
+        let plate = plate.to_string();
+        let facts = format!("{}:{}@{}", m.list, sighting.device_id, sighting.device_ts_ms);
+        out.violations.push(Violation {
+            violation_id: violation_id(ViolationKind::Hotlist, &plate, &m.list, &facts),
+            kind: ViolationKind::Hotlist,
+            plate: plate.clone(),
+            ts_ms: sighting.ts_ms,
+            location: sighting.device_id.clone(),
+            measured: 0.0,
+            limit: 0.0,
+            rule_id: format!("HOTLIST:{}", m.list),
+            rule_version: 1,
+            evidence: Evidence {
+                summary: format!("{plate} on hotlist {} ({}) seen by {}", m.list, m.reason, sighting.device_id),
+                sightings: vec![sighting.clone()],
+                list: Some(m.list),
+                reason: Some(m.reason),
+                ..Evidence::default()
+            },
+        });
+    }
+}
+
 fn read_sighting(city: &CityModel, topic: &str, r: &Read) -> Sighting {
     Sighting {
         device_id: city.reader(r.reader).reader_id.clone(),
