@@ -131,7 +131,12 @@ impl ZoneRules {
             self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
         let day = local_day(read.ts_ms, tz);
-        let rules: Vec<usize> = city.restrictions_at(read.reader).iter().filter(|(_, h)| in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
+        // Only the rules this vehicle's class breaks: nearly every read is of a class
+        // the zone allows, and each such read used to build a sighting and a sentence
+        // for a ticket that `ticket` then refused.
+        let breaks = |i: usize| city.rules.restrictions[i].classes.contains(&class);
+        let rules: Vec<usize> =
+            city.restrictions_at(read.reader).iter().filter(|(i, h)| breaks(*i) && in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
         for i in rules {
             if self.daily.contains(&(i, plate, day)) || self.held.iter().any(|h| h.rule == i && h.plate == plate && h.day == day) {
                 continue;
