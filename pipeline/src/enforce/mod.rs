@@ -286,7 +286,6 @@ impl Enforcer {
     }
 }
 
-/// A gantry read as evidence.
 /// Tickets and possible hits of `plate` seen at `ts_ms`; `sighting` is only
 /// built for a plate on a list (nearly every read is of one that is not).
 fn hotlist(hotlists: &mut Hotlists, plate: Plate, ts_ms: i64, sighting: impl FnOnce() -> Sighting, out: &mut Tickets) {
@@ -330,6 +329,7 @@ fn hotlist(hotlists: &mut Hotlists, plate: Plate, ts_ms: i64, sighting: impl FnO
     }
 }
 
+/// A gantry read as evidence.
 fn read_sighting(city: &CityModel, topic: &str, r: &Read) -> Sighting {
     Sighting {
         device_id: city.reader(r.reader).reader_id.clone(),

@@ -48,11 +48,17 @@ pub struct ZoneRules {
     held: Vec<Held>,
 }
 
+/// Rule `i` keeps `class` out. Checked before any evidence is built: nearly every
+/// vehicle is of a class the zone allows.
+fn restricts(city: &CityModel, i: usize, class: VehicleClass) -> bool {
+    city.rules.restrictions[i].classes.contains(&class)
+}
+
 /// A ticket under rule `i`; `None` when the class is not restricted by it.
 #[allow(clippy::too_many_arguments)]
 fn ticket(city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: i64, day: i64, location: &str, sightings: Vec<Sighting>, how: &str) -> Option<Violation> {
     let rule = &city.rules.restrictions[i];
-    if !rule.classes.contains(&class) {
+    if !restricts(city, i, class) {
         return None;
     }
     let zone = city.rules.zones.iter().find(|z| z.zone_id == rule.zone_id).map_or(rule.zone_id.as_str(), |z| z.name.as_str());
@@ -89,7 +95,9 @@ impl ZoneRules {
         let instants = if t.via.is_some() { vec![t.enter_ms, t.exit_ms] } else { vec![t.exit_ms] };
         let applicable: Vec<(SegmentIdx, usize)> = std::iter::once(t.segment)
             .chain(t.via)
-            .flat_map(|s| city.restrictions_on(s).iter().filter(|(_, hours)| instants.iter().all(|ts| in_hours(hours, *ts, tz))).map(move |(i, _)| (s, *i)))
+            .flat_map(|s| city.restrictions_on(s).iter().map(move |(i, hours)| (s, *i, hours)))
+            .filter(|(_, i, hours)| restricts(city, *i, t.class) && instants.iter().all(|ts| in_hours(hours, *ts, tz)))
+            .map(|(s, i, _)| (s, i))
             .collect();
         let day = local_day(t.exit_ms, tz);
         for (s, i) in applicable {
@@ -131,12 +139,8 @@ impl ZoneRules {
             self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
         let day = local_day(read.ts_ms, tz);
-        // Only the rules this vehicle's class breaks: nearly every read is of a class
-        // the zone allows, and each such read used to build a sighting and a sentence
-        // for a ticket that `ticket` then refused.
-        let breaks = |i: usize| city.rules.restrictions[i].classes.contains(&class);
         let rules: Vec<usize> =
-            city.restrictions_at(read.reader).iter().filter(|(i, h)| breaks(*i) && in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
+            city.restrictions_at(read.reader).iter().filter(|(i, h)| restricts(city, *i, class) && in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
         for i in rules {
             if self.daily.contains(&(i, plate, day)) || self.held.iter().any(|h| h.rule == i && h.plate == plate && h.day == day) {
                 continue;
