@@ -156,11 +156,19 @@ export class DispatchView {
     const x = (metres) => LADDER.left + ((LADDER.right - LADDER.left) * metres) / line.total;
     const picture = svg('svg', { class: 'ladder', viewBox: `0 0 ${LADDER.width} 64`, role: 'img', 'aria-label': t('disp.towards', { headsign: direction.headsign }) });
     picture.append(svg('line', { class: 'ladder-line', x1: LADDER.left, x2: LADDER.right, y1: LADDER.line, y2: LADDER.line }));
+    const stopXs = stops.map((_, i) => x(line.along[i]));
     stops.forEach((stop, i) => {
-      const tick = svg('circle', { class: 'ladder-stop', cx: x(line.along[i]), cy: LADDER.line, r: 6, tabindex: 0, 'data-stop': stop.stop_id }, svg('title', {}, stop.name));
-      tick.addEventListener('click', () => this.showArrivals(stop));
+      const tick = svg('circle', { class: 'ladder-stop', cx: stopXs[i], cy: LADDER.line, r: 6, tabindex: 0, 'data-stop': stop.stop_id }, svg('title', {}, stop.name));
       tick.addEventListener('keydown', (e) => e.key === 'Enter' && this.showArrivals(stop));
       picture.append(tick);
+    });
+    // A click anywhere on the ladder opens the stop nearest to it: a bus standing
+    // at a stop is drawn over its tick and must not swallow the click meant for
+    // the stop, and a whole ladder is an easier target for a finger than a tick.
+    picture.addEventListener('click', (event) => {
+      const at = new DOMPoint(event.clientX, event.clientY).matrixTransform(picture.getScreenCTM().inverse()).x;
+      const nearest = stopXs.reduce((best, sx, i) => (Math.abs(sx - at) < Math.abs(stopXs[best] - at) ? i : best), 0);
+      if (stops[nearest]) this.showArrivals(stops[nearest]);
     });
     const ends = [[stops[0], 'start', LADDER.left], [stops[stops.length - 1], 'end', LADDER.right]];
     for (const [stop, anchor, at] of ends) if (stop) picture.append(svg('text', { class: 'ladder-label', x: at, y: 60, 'text-anchor': anchor }, stop.name));
