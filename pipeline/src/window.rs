@@ -225,6 +225,31 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// The sliding median is the median of a plain sorted list of the samples
+        /// that ended in the span, whatever order they arrived in.
+        #[test]
+        fn the_sliding_median_is_the_median_of_the_span(
+            samples in proptest::collection::vec((0i64..120, 5.0f64..120.0), 0..300),
+            end in 0i64..150,
+        ) {
+            // Times on a 10 s grid, so samples fall exactly on the span's edges too.
+            let samples: Vec<(i64, f64)> = samples.into_iter().map(|(k, v)| (k * 10_000, v)).collect();
+            let end = end * 10_000;
+            let span = 300_000;
+            let mut sliding = SlidingMedian::new(1, span);
+            for &(exit_ms, speed) in &samples {
+                sliding.add(SegmentIdx(0), exit_ms, speed);
+            }
+            // The samples lie within four spans of each other: `add` keeps them all.
+            let mut span_speeds: Vec<f64> = samples.iter().filter(|(t, _)| *t > end - span && *t <= end).map(|(_, v)| *v).collect();
+            span_speeds.sort_by(f64::total_cmp);
+            let n = span_speeds.len();
+            let expected = (n > 0).then(|| if n % 2 == 1 { span_speeds[n / 2] } else { (span_speeds[n / 2 - 1] + span_speeds[n / 2]) / 2.0 });
+            prop_assert_eq!(sliding.median(SegmentIdx(0), end), expected);
+        }
+    }
+
     #[test]
     fn a_late_event_revises_then_a_later_one_is_refused() {
         let mut w = Windows::new(60_000, 30_000);
@@ -269,12 +294,20 @@ impl SlidingMedian {
     /// The median of the samples that ended in `(end - span, end]`.
     pub fn median(&self, segment: SegmentIdx, end_ms: i64) -> Option<f64> {
         let s = self.samples.get(segment.0 as usize)?;
-        let mut v: Vec<f64> = s.iter().filter(|(t, _)| *t > end_ms - self.span_ms && *t <= end_ms).map(|(_, v)| *v).collect();
-        if v.is_empty() {
+        // Kept in exit-time order, so the span is one run of them, found by bisection;
+        // it is asked for after every batch, and holds a quarter of what is kept.
+        let from = s.partition_point(|(t, _)| *t <= end_ms - self.span_ms);
+        let to = s.partition_point(|(t, _)| *t <= end_ms).max(from);
+        let mut v: Vec<f64> = s.range(from..to).map(|(_, v)| *v).collect();
+        let n = v.len();
+        if n == 0 {
             return None;
         }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+        // The middle element(s) in the order a full sort would give, without the sort.
+        let (below, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+        if n % 2 == 1 {
+            return Some(upper);
+        }
+        below.iter().copied().max_by(f64::total_cmp).map(|lower| (lower + upper) / 2.0)
     }
 }

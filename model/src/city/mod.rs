@@ -51,6 +51,8 @@ pub struct CityModel {
     lot_by_id: HashMap<String, u32>,
     route_by_id: HashMap<String, u32>,
     segment_by_ends: HashMap<(ReaderIdx, ReaderIdx), SegmentIdx>,
+    /// Per segment: its (from, to) gantries, asked for on every read.
+    segment_ends: Vec<(ReaderIdx, ReaderIdx)>,
     outgoing: Vec<Vec<SegmentIdx>>,
     /// For parking gate readers: (lot index, is entry).
     gate_of_reader: Vec<Option<(u32, bool)>>,
@@ -227,6 +229,7 @@ impl CityModel {
             lot_by_id,
             route_by_id,
             segment_by_ends,
+            segment_ends: ends,
             outgoing,
             gate_of_reader,
         })
@@ -308,9 +311,9 @@ impl CityModel {
         self.gate_of_reader[reader.0 as usize]
     }
     pub fn segment_from(&self, s: SegmentIdx) -> ReaderIdx {
-        self.reader_by_id[&self.segment(s).from_reader_id]
+        self.segment_ends[s.0 as usize].0
     }
     pub fn segment_to(&self, s: SegmentIdx) -> ReaderIdx {
-        self.reader_by_id[&self.segment(s).to_reader_id]
+        self.segment_ends[s.0 as usize].1
     }
 }

@@ -73,7 +73,7 @@ impl ClonedPlates {
         let tag_count = tags.len();
         let two_tags = tags.iter().filter(|(_, times)| read_twice(times)).count() >= 2;
         let (groups, fastest_kmh) = travel_groups(city, recent, rule.max_plausible_kmh);
-        let impossible = groups.iter().filter(|g| g.len() >= 2).count() >= 2;
+        let impossible = groups.iter().filter(|size| **size >= 2).count() >= 2;
         if !two_tags && !impossible {
             return;
         }
@@ -109,31 +109,29 @@ impl ClonedPlates {
 
 /// Splits time-ordered reads into groups a vehicle could drive between (each read
 /// joins the group whose latest read it continues at the lowest speed, if that is
-/// plausible), and the speed the most implausible new group would have needed.
-fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<Vec<Read>>, f64) {
+/// plausible): each group's size, and the speed the most implausible new group
+/// would have needed. A group is kept as its latest read and size, since joining
+/// needs no more; this runs after every read of a plate.
+fn travel_groups(city: &CityModel, reads: &[Read], max_kmh: f64) -> (Vec<usize>, f64) {
     let reachable = |a: &Read, b: &Read| {
         let (ra, rb) = (city.reader(a.reader), city.reader(b.reader));
         let metres = haversine_m([ra.lon, ra.lat], [rb.lon, rb.lat]);
         let secs = ((b.ts_ms - a.ts_ms).abs() as f64 / 1000.0).max(0.001);
         (metres < MIN_CLONE_DISTANCE_M || metres / secs * 3.6 <= max_kmh, metres / secs * 3.6)
     };
-    let mut groups: Vec<Vec<Read>> = Vec::new();
+    let mut groups: Vec<(Read, usize)> = Vec::with_capacity(reads.len());
     let mut fastest: f64 = 0.0;
     for r in reads {
         // Join the group this read most naturally continues (the slowest link).
-        let best = groups
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| g.last().map(|last| (i, reachable(last, r))))
-            .min_by(|(_, (_, a)), (_, (_, b))| a.total_cmp(b));
+        let best = groups.iter().enumerate().map(|(i, (last, _))| (i, reachable(last, r))).min_by(|(_, (_, a)), (_, (_, b))| a.total_cmp(b));
         match best {
-            Some((i, (true, _))) => groups[i].push(*r),
+            Some((i, (true, _))) => groups[i] = (*r, groups[i].1 + 1),
             Some((_, (false, kmh))) => {
                 fastest = fastest.max(kmh);
-                groups.push(vec![*r]);
+                groups.push((*r, 1));
             }
-            None => groups.push(vec![*r]),
+            None => groups.push((*r, 1)),
         }
     }
-    (groups, fastest)
+    (groups.into_iter().map(|(_, size)| size).collect(), fastest)
 }

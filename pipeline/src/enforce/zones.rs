@@ -27,7 +27,6 @@ pub const HOLD_LONE_READ_MS: i64 = 15 * 60_000;
 struct Held {
     ticket: Violation,
     rule: usize,
-    plate: Plate,
     tag: u32,
     day: i64,
     release_ms: i64,
@@ -45,7 +44,9 @@ pub struct ZoneRules {
     /// tag per vehicle, so they are swept once a minute (see `sweep`).
     #[serde(default)]
     tags_horizon: Horizon,
-    held: Vec<Held>,
+    /// Passes inside a zone waiting for a second read of their tag, by plate: every
+    /// tagged read looks its plate's up, so a scan of them all would be paid per read.
+    held: HashMap<Plate, Vec<Held>>,
 }
 
 /// Rule `i` keeps `class` out. Checked before any evidence is built: nearly every
@@ -85,14 +86,32 @@ fn ticket(city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: 
 impl ZoneRules {
     fn issue(&mut self, v: Violation, rule: usize, plate: Plate, day: i64, out: &mut Tickets) {
         if self.daily.insert((rule, plate, day)) {
-            self.held.retain(|h| !(h.rule == rule && h.plate == plate && h.day == day));
+            self.take_held(plate, |h| h.rule == rule && h.day == day);
             out.violations.push(v);
         }
     }
 
+    /// Removes and returns the plate's held passes that `wanted` picks, in the order held.
+    fn take_held(&mut self, plate: Plate, wanted: impl Fn(&Held) -> bool) -> Vec<Held> {
+        let Some(list) = self.held.get_mut(&plate) else { return Vec::new() };
+        let (taken, kept): (Vec<Held>, Vec<Held>) = std::mem::take(list).into_iter().partition(|h| wanted(h));
+        if kept.is_empty() {
+            self.held.remove(&plate);
+        } else {
+            *list = kept;
+        }
+        taken
+    }
+
+    /// Ticketed already today, or waiting for a second read.
+    fn settled(&self, rule: usize, plate: Plate, day: i64) -> bool {
+        self.daily.contains(&(rule, plate, day)) || self.held.get(&plate).is_some_and(|list| list.iter().any(|h| h.rule == rule && h.day == day))
+    }
+
     pub fn on_traversal(&mut self, city: &CityModel, t: &Traversal, sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
         let tz = city.rules.timezone_offset_minutes;
-        let instants = if t.via.is_some() { vec![t.enter_ms, t.exit_ms] } else { vec![t.exit_ms] };
+        let both_ends = [t.enter_ms, t.exit_ms];
+        let instants = if t.via.is_some() { &both_ends[..] } else { &both_ends[1..] };
         let applicable: Vec<(SegmentIdx, usize)> = std::iter::once(t.segment)
             .chain(t.via)
             .flat_map(|s| city.restrictions_on(s).iter().map(move |(i, hours)| (s, *i, hours)))
@@ -101,6 +120,10 @@ impl ZoneRules {
             .collect();
         let day = local_day(t.exit_ms, tz);
         for (s, i) in applicable {
+            // A vehicle ticketed today drives on: no evidence is built for it again.
+            if self.daily.contains(&(i, t.plate, day)) {
+                continue;
+            }
             let segment = &city.segment(s).segment_id;
             let sightings = vec![sighting(&t.from), sighting(&t.to)];
             let how = format!("drove {segment} from {} to {}", sightings[0].device_id, sightings[1].device_id);
@@ -119,22 +142,16 @@ impl ZoneRules {
             let horizon = self.tags_horizon;
             if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, ts)| *p != plate && horizon.keeps(*ts)) {
                 let other = *other;
-                self.held.retain(|h| !(h.tag == read.tag && h.plate == other));
+                self.take_held(other, |h| h.tag == read.tag);
                 self.doubtful_tags.insert(read.tag, read.ts_ms);
             }
             // The same tag and plate again: a held ticket is confirmed.
-            let confirmed: Vec<usize> = (0..self.held.len())
-                .filter(|k| {
-                    let h = &self.held[*k];
-                    h.tag == read.tag && h.plate == plate && (read.ts_ms - h.ticket.ts_ms).abs() <= HOLD_LONE_READ_MS
-                })
-                .collect();
-            for k in confirmed.into_iter().rev() {
-                let mut h = self.held.remove(k);
+            let confirmed = self.take_held(plate, |h| h.tag == read.tag && (read.ts_ms - h.ticket.ts_ms).abs() <= HOLD_LONE_READ_MS);
+            for mut h in confirmed.into_iter().rev() {
                 let again = sighting(read);
                 h.ticket.evidence.summary.push_str(&format!("; the same tag read again with this plate by {}", again.device_id));
                 h.ticket.evidence.sightings.push(again);
-                self.issue(h.ticket, h.rule, h.plate, h.day, out);
+                self.issue(h.ticket, h.rule, plate, h.day, out);
             }
             self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
@@ -142,16 +159,17 @@ impl ZoneRules {
         let rules: Vec<usize> =
             city.restrictions_at(read.reader).iter().filter(|(i, h)| restricts(city, *i, class) && in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
         for i in rules {
-            if self.daily.contains(&(i, plate, day)) || self.held.iter().any(|h| h.rule == i && h.plate == plate && h.day == day) {
+            if self.settled(i, plate, day) {
+                continue;
+            }
+            // A lone read proves nothing without a tag to find again, or with a doubtful one.
+            if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
                 continue;
             }
             let s = sighting(read);
             let how = format!("was read by {}, which stands inside the zone", s.device_id);
             let location = s.device_id.clone();
             let Some(mut v) = ticket(city, i, plate, class, read.ts_ms, day, &location, vec![s], &how) else { continue };
-            if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
-                continue;
-            }
             // Another read of the same tag and plate already confirms it.
             if let Some(other) = recent.iter().find(|r| r.tag == read.tag && *r != read && (r.ts_ms - read.ts_ms).abs() <= HOLD_LONE_READ_MS) {
                 let again = sighting(other);
@@ -160,13 +178,16 @@ impl ZoneRules {
                 self.issue(v, i, plate, day, out);
                 continue;
             }
-            self.held.push(Held { ticket: v, rule: i, plate, tag: read.tag, day, release_ms: read.ts_ms + HOLD_LONE_READ_MS });
+            self.held.entry(plate).or_default().push(Held { ticket: v, rule: i, tag: read.tag, day, release_ms: read.ts_ms + HOLD_LONE_READ_MS });
         }
     }
 
     /// Drops passes no second read came for; forgets what no later read needs.
     pub fn expire(&mut self, watermark_ms: i64, today: i64) {
-        self.held.retain(|h| h.release_ms > watermark_ms);
+        self.held.retain(|_, list| {
+            list.retain(|h| h.release_ms > watermark_ms);
+            !list.is_empty()
+        });
         if self.tags_horizon.advance(watermark_ms.saturating_sub(HOLD_LONE_READ_MS)) {
             let horizon = self.tags_horizon;
             self.tag_plates.retain(|_, (_, ts)| horizon.keeps(*ts));
