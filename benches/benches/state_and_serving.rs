@@ -65,7 +65,7 @@ fn matched(city: &CityModel, reads: &[(Plate, VehicleClass, Read)]) -> Vec<Match
         .iter()
         .filter_map(|&(plate, class, read)| {
             out.clear();
-            matcher.read(city, plate, class, read, &mut out).then(|| {
+            matcher.read(city, plate, class, read, i64::MIN, &mut out).then(|| {
                 let recent = matcher.recent(&plate).map(|(_, r)| r.to_vec()).unwrap_or_default();
                 Matched { plate, class, read, traversals: out.clone(), recent }
             })
@@ -94,7 +94,7 @@ fn plate_matching(c: &mut Criterion) {
             for &(plate, class, read) in &reads {
                 // As stage 1 does: each read's traversals, then the next read's.
                 out.clear();
-                matcher.read(&city, plate, class, read, &mut out);
+                matcher.read(&city, plate, class, read, i64::MIN, &mut out);
                 traversals += out.len();
             }
             (matcher.plates_in_flight(), traversals)

@@ -6,6 +6,7 @@
 //! moment of the lookup, not by when `expire` last ran: a copy arriving just as its
 //! original ages out is then judged the same way on every run, whatever the batches.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
@@ -23,10 +24,16 @@ impl Dedup {
     /// True the first time a key is offered, counting only first copies at or after
     /// `forget_before_ms`.
     pub fn first_time(&mut self, key: u64, ts_ms: i64, forget_before_ms: i64) -> bool {
-        if self.seen.get(&key).is_some_and(|first| *first >= forget_before_ms) {
-            return false;
+        // One probe of the map, not a lookup and then an insert.
+        match self.seen.entry(key) {
+            Entry::Occupied(first) if *first.get() >= forget_before_ms => return false,
+            Entry::Occupied(mut forgotten) => {
+                forgotten.insert(ts_ms);
+            }
+            Entry::Vacant(new) => {
+                new.insert(ts_ms);
+            }
         }
-        self.seen.insert(key, ts_ms);
         self.by_second.entry(ts_ms.div_euclid(1000)).or_default().push(key);
         true
     }

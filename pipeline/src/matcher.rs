@@ -86,9 +86,14 @@ pub struct Matcher {
 
 impl Matcher {
     /// Adds a read; returns the traversals it completes (0, 1 or 2 when it fills a
-    /// gap) in `out`, or `false` when it repeats a passage already known.
-    pub fn read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, this: Read, out: &mut Vec<Traversal>) -> bool {
+    /// gap) in `out`, or `false` when it repeats a passage already known. A plate
+    /// whose newest read is older than `forget_before_ms` is forgotten first (in the
+    /// same probe of the map: the map is large, and each probe a likely cache miss).
+    pub fn read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, this: Read, forget_before_ms: i64, out: &mut Vec<Traversal>) -> bool {
         let state = self.plates.entry(plate).or_insert(PlateState { class, reads: Box::default() });
+        if !state.newer_than(forget_before_ms) {
+            state.reads = Box::default();
+        }
         state.class = class;
         let reads = &state.reads[..];
         // A gantry often reads a tag twice in one pass: one passage, not two.
@@ -113,13 +118,6 @@ impl Matcher {
     /// The plate's registered class and its recent reads, oldest first.
     pub fn recent(&self, plate: &Plate) -> Option<(VehicleClass, &[Read])> {
         self.plates.get(plate).map(|s| (s.class, &s.reads[..]))
-    }
-
-    /// Forgets one plate if its newest read is older than `horizon_ms`.
-    pub fn forget_if_older(&mut self, plate: &Plate, horizon_ms: i64) {
-        if self.plates.get(plate).is_some_and(|s| !s.newer_than(horizon_ms)) {
-            self.plates.remove(plate);
-        }
     }
 
     /// The plate's class and recent reads as `recent` gives them, unless `expire` at
@@ -220,7 +218,7 @@ mod tests {
             for (reader, ts_ms, tag) in arrivals {
                 let this = read(reader, ts_ms, tag);
                 let repeat = model.iter().any(|r| r.reader == this.reader && r.tag == this.tag && (r.ts_ms - this.ts_ms).abs() < SAME_PASSAGE_MS);
-                prop_assert_eq!(matcher.read(&city, plate, VehicleClass::Car, this, &mut out), !repeat);
+                prop_assert_eq!(matcher.read(&city, plate, VehicleClass::Car, this, i64::MIN, &mut out), !repeat);
                 if !repeat {
                     let at = model.partition_point(|r| r.ts_ms <= this.ts_ms);
                     model.insert(at, this);
@@ -238,8 +236,8 @@ mod tests {
         let city = crate::repo_city();
         let plate = Plate::parse("闽D12345").unwrap();
         let mut matcher = Matcher::default();
-        matcher.read(&city, plate, VehicleClass::Car, read(0, 1_000, 0), &mut Vec::new());
-        matcher.read(&city, plate, VehicleClass::Car, read(1, 50_000, 0), &mut Vec::new());
+        matcher.read(&city, plate, VehicleClass::Car, read(0, 1_000, 0), i64::MIN, &mut Vec::new());
+        matcher.read(&city, plate, VehicleClass::Car, read(1, 50_000, 0), i64::MIN, &mut Vec::new());
         assert!(matcher.recent_since(&plate, 50_000).is_some());
         assert!(matcher.recent_since(&plate, 50_001).is_none());
         matcher.expire(50_000);

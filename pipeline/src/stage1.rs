@@ -373,9 +373,8 @@ impl Stage1 {
         // Judged by this partition's own progress (see `admit`): the global watermark
         // also expires plates, but when it does depends on how partitions interleave.
         let judged_by = self.state.watermarks.for_partition(Topic::PlateReads as u32, record.partition);
-        self.state.matcher.forget_if_older(&read.plate, judged_by.saturating_sub(self.config.plate_ttl_ms));
         self.traversals.clear();
-        if !self.state.matcher.read(&city, read.plate, read.class, kept, &mut self.traversals) {
+        if !self.state.matcher.read(&city, read.plate, read.class, kept, judged_by.saturating_sub(self.config.plate_ttl_ms), &mut self.traversals) {
             return;
         }
 

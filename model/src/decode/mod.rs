@@ -120,14 +120,12 @@ impl<'c> Decoder<'c> {
         if bytes.len() > self.max_bytes {
             return Err(Reject::new(Reason::Oversized, format!("{} bytes, limit {}", bytes.len(), self.max_bytes)));
         }
-        if let Err(e) = std::str::from_utf8(bytes) {
-            return Err(Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())));
-        }
+        let text = std::str::from_utf8(bytes).map_err(|e| Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
         match topic {
-            Topic::PlateReads => self.plate_read(parse(bytes)?).map(Decoded::PlateRead),
-            Topic::BusGps => self.bus_gps(parse(bytes)?).map(Decoded::BusGps),
-            Topic::CameraEvents => self.camera(parse(bytes)?).map(Decoded::Camera),
-            Topic::ParkingCounts => self.parking(parse(bytes)?).map(Decoded::ParkingCount),
+            Topic::PlateReads => self.plate_read(parse(text)?).map(Decoded::PlateRead),
+            Topic::BusGps => self.bus_gps(parse(text)?).map(Decoded::BusGps),
+            Topic::CameraEvents => self.camera(parse(text)?).map(Decoded::Camera),
+            Topic::ParkingCounts => self.parking(parse(text)?).map(Decoded::ParkingCount),
         }
     }
 
@@ -222,15 +220,17 @@ impl<'c> Decoder<'c> {
 }
 
 /// Parses JSON into a wire struct, mapping serde's errors onto reason codes.
-fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Reject> {
+/// Takes text already checked as UTF-8: serde_json's reader of `str` does not check
+/// every string again, as its reader of bytes would.
+fn parse<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, Reject> {
     // serde would accept an array for a struct; the contract wants one object.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+    if text.bytes().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
             Ok(_) => Reject::new(Reason::NotAnObject, "a message must be one JSON object"),
             Err(e) => Reject::new(Reason::NotJson, e.to_string()),
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let reason = match e.classify() {
             Category::Syntax | Category::Eof | Category::Io => Reason::NotJson,
