@@ -237,13 +237,16 @@ try {
       assert.equal(await page.locator(`${card} .state-error`).count(), 0, await page.textContent(card));
     };
     const stop = intercity[0].directions[0].stops[1];
-    const tick = await centre(page.locator(`section.route[data-route="${intercity[0].route_id}"] .ladder-stop[data-stop="${stop.stop_id}"]`).first());
+    const tickAt = page.locator(`section.route[data-route="${intercity[0].route_id}"] .ladder-stop[data-stop="${stop.stop_id}"]`).first();
+    await tickAt.scrollIntoViewIfNeeded();
+    const tick = await centre(tickAt);
     await page.mouse.click(tick.x, tick.y);
     await arrivalsAt(stop.stop_id);
     // A click on a bus opens the stop nearest to it on its ladder.
     const bus = page.locator('section.route[data-kind="intercity"] .ladder-bus').first();
     if ((await bus.count()) > 0) {
       // Measured in one go: the view is redrawn every 15 s, and the first bus may then be another.
+      await bus.scrollIntoViewIfNeeded();
       const { at, nearest } = await bus.evaluate((dot) => {
         const mid = (node) => {
           const box = node.getBoundingClientRect();

@@ -20,7 +20,7 @@ const ALERTS_SHOWN = 20;
 /** Bunching and gaps older than this are history, not alerts; a missing trip stays longer. */
 const ALERT_WINDOW_MS = 30 * 60 * 1000;
 const GHOST_WINDOW_MS = 60 * 60 * 1000;
-const LADDER = { width: 1000, left: 24, right: 976, line: 36 };
+const LADDER = { width: 1000, left: 24, right: 976, line: 36, grace: 24 };
 
 /** Stops as metres along the line through them, and a projector of positions onto it. */
 function stopLine(stops) {
@@ -162,13 +162,18 @@ export class DispatchView {
       tick.addEventListener('keydown', (e) => e.key === 'Enter' && this.showArrivals(stop));
       picture.append(tick);
     });
-    // A click anywhere on the ladder opens the stop nearest to it: a bus standing
-    // at a stop is drawn over its tick and must not swallow the click meant for
-    // the stop, and a whole ladder is an easier target for a finger than a tick.
+    // A click on the ladder's line opens the stop nearest to it: a bus standing at
+    // a stop is drawn over its tick and must not swallow the click meant for the
+    // stop, and a line is an easier target for a finger than a tick. A click on a
+    // tick itself (or one without a position, as assistive tools send) is that tick's.
     picture.addEventListener('click', (event) => {
+      const onTick = stops.find((s) => s.stop_id === event.target.closest?.('.ladder-stop')?.dataset.stop);
+      if (onTick) return this.showArrivals(onTick);
       const at = new DOMPoint(event.clientX, event.clientY).matrixTransform(picture.getScreenCTM().inverse()).x;
+      // The picture is centred in its box: a click in the margins beside it is no stop's.
+      if (at < LADDER.left - LADDER.grace || at > LADDER.right + LADDER.grace) return undefined;
       const nearest = stopXs.reduce((best, sx, i) => (Math.abs(sx - at) < Math.abs(stopXs[best] - at) ? i : best), 0);
-      if (stops[nearest]) this.showArrivals(stops[nearest]);
+      return stops[nearest] && this.showArrivals(stops[nearest]);
     });
     const ends = [[stops[0], 'start', LADDER.left], [stops[stops.length - 1], 'end', LADDER.right]];
     for (const [stop, anchor, at] of ends) if (stop) picture.append(svg('text', { class: 'ladder-label', x: at, y: 60, 'text-anchor': anchor }, stop.name));
