@@ -155,15 +155,15 @@ impl ZoneRules {
             }
             self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
+        // A lone read proves nothing without a tag to find again, or with a doubtful one.
+        if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
+            return;
+        }
         let day = local_day(read.ts_ms, tz);
         let rules: Vec<usize> =
             city.restrictions_at(read.reader).iter().filter(|(i, h)| restricts(city, *i, class) && in_hours(h, read.ts_ms, tz)).map(|(i, _)| *i).collect();
         for i in rules {
             if self.settled(i, plate, day) {
-                continue;
-            }
-            // A lone read proves nothing without a tag to find again, or with a doubtful one.
-            if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
                 continue;
             }
             let s = sighting(read);
