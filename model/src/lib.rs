@@ -7,12 +7,14 @@
 pub mod city;
 pub mod decode;
 pub mod event;
+pub mod fast_hash;
 pub mod plate;
 pub mod reason;
 pub mod time;
 
 pub use city::{CityModel, ReaderIdx, SegmentIdx};
 pub use decode::{Decoded, Decoder};
+pub use fast_hash::{FastMap, FastSet};
 pub use event::{BusGps, CameraEvent, CameraKind, ParkingCount, PlateRead, Topic, VehicleClass};
 pub use plate::Plate;
 pub use reason::Reject;

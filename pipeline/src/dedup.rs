@@ -7,12 +7,13 @@
 //! original ages out is then judged the same way on every run, whatever the batches.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use egret_model::FastMap;
+use std::collections::BTreeMap;
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Dedup {
     /// Key → event time of its first copy.
-    seen: HashMap<u64, i64>,
+    seen: FastMap<u64, i64>,
     /// Keys by the second of their event time, for expiry. Whole seconds, not
     /// milliseconds: a key then costs its 8 bytes in a long vector instead of a
     /// share of a tree entry and a short vector per millisecond (about 18 bytes per

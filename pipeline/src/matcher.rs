@@ -13,7 +13,7 @@
 //! where it came from and how sure its clock is, for the evidence of a ticket.
 
 use egret_model::{CityModel, Plate, ReaderIdx, SegmentIdx, VehicleClass};
-use std::collections::HashMap;
+use egret_model::FastMap;
 
 pub const RECENT_READS: usize = 4;
 /// Reads of one plate at one gantry this close together are the same passage.
@@ -81,7 +81,7 @@ const _: () = assert!(std::mem::size_of::<PlateState>() <= 24);
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Matcher {
-    plates: HashMap<Plate, PlateState>,
+    plates: FastMap<Plate, PlateState>,
 }
 
 impl Matcher {

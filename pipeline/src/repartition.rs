@@ -20,7 +20,8 @@ use bytes::Bytes;
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use egret_model::FastMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,7 @@ pub const STALE_PRODUCER: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Marks {
     /// Per partition, per producer: latest mark and when it was last heard from.
-    latest: BTreeMap<u32, HashMap<u64, (i64, Instant)>>,
+    latest: BTreeMap<u32, FastMap<u64, (i64, Instant)>>,
     /// Per partition, the highest mark of producers that left it.
     left: BTreeMap<u32, i64>,
     assigned: Vec<u32>,
@@ -126,7 +127,7 @@ impl Marks {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
     /// (repartition partition, input topic, input partition) → (offset, sub).
-    latest: HashMap<(u32, u8, u32), (u64, u16)>,
+    latest: FastMap<(u32, u8, u32), (u64, u16)>,
 }
 
 impl Applied {

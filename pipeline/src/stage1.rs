@@ -17,7 +17,7 @@ use crate::window::window_start;
 use egret_ingest::Record;
 use egret_model::decode::{Decoded, Decoder};
 use egret_model::reason::{Reason, Reject};
-use egret_model::{CityModel, Topic, VehicleClass};
+use egret_model::{CityModel, FastMap, Topic, VehicleClass};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ pub struct Stage1State {
     health: Health,
     health_reported_ms: i64,
     /// Per plate, the segment it was last seen entering and when (see `Update::Entered`).
-    entered: std::collections::HashMap<egret_model::Plate, (u32, i64)>,
+    entered: FastMap<egret_model::Plate, (u32, i64)>,
     enforcer: Enforcer,
     dedup: Dedup,
     newest_event_ms: Option<i64>,

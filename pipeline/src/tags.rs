@@ -5,7 +5,7 @@
 //! really different (a clone with a forged tag id) is left for the cloned-plate rule.
 
 use egret_model::Plate;
-use std::collections::HashMap;
+use egret_model::FastMap;
 
 /// Reads that agree on a tag's plate before it is trusted to correct others.
 const ESTABLISHED_AFTER: u8 = 2;
@@ -24,7 +24,7 @@ const SAME_PASS_MS: i64 = 10_000;
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct TagRegistry {
-    tags: HashMap<u32, TagPlate>,
+    tags: FastMap<u32, TagPlate>,
     /// Reads whose plate was corrected.
     pub corrected: u64,
 }

@@ -10,7 +10,7 @@
 //! back (an idle reader at night must not stall the city). Either rejoins as soon
 //! as it delivers again.
 
-use std::collections::HashMap;
+use egret_model::FastMap;
 use std::time::{Duration, Instant};
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy)]
@@ -28,7 +28,7 @@ struct PartitionClock {
 pub struct Watermarks {
     out_of_orderness_ms: i64,
     idle_timeout: Duration,
-    partitions: HashMap<(u32, u32), PartitionClock>,
+    partitions: FastMap<(u32, u32), PartitionClock>,
     /// Never moves backwards, whatever joins or leaves.
     current: i64,
     /// The source says exactly which partitions are drained: silence is not idleness.
@@ -37,7 +37,7 @@ pub struct Watermarks {
 
 impl Watermarks {
     pub fn new(out_of_orderness_ms: i64, idle_timeout: Duration) -> Self {
-        Watermarks { out_of_orderness_ms, idle_timeout, partitions: HashMap::new(), current: i64::MIN, idle_reported: false }
+        Watermarks { out_of_orderness_ms, idle_timeout, partitions: FastMap::default(), current: i64::MIN, idle_reported: false }
     }
 
     /// Notes an event time seen on a partition (`source` tells topics apart).

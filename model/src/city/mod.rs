@@ -15,7 +15,7 @@ pub use graph::{GraphPath, RoadGraph};
 pub use rules::*;
 
 use crate::time::HourRange;
-use std::collections::HashMap;
+use crate::fast_hash::{FastMap, map_with_capacity};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -45,12 +45,12 @@ pub struct CityModel {
     pub lots: Vec<Lot>,
     pub routes: Vec<Route>,
     pub rules: RulesFile,
-    reader_by_id: HashMap<String, ReaderIdx>,
-    segment_by_id: HashMap<String, SegmentIdx>,
-    camera_by_id: HashMap<String, u32>,
-    lot_by_id: HashMap<String, u32>,
-    route_by_id: HashMap<String, u32>,
-    segment_by_ends: HashMap<(ReaderIdx, ReaderIdx), SegmentIdx>,
+    reader_by_id: FastMap<String, ReaderIdx>,
+    segment_by_id: FastMap<String, SegmentIdx>,
+    camera_by_id: FastMap<String, u32>,
+    lot_by_id: FastMap<String, u32>,
+    route_by_id: FastMap<String, u32>,
+    segment_by_ends: FastMap<(ReaderIdx, ReaderIdx), SegmentIdx>,
     /// Per segment: its (from, to) gantries, asked for on every read.
     segment_ends: Vec<(ReaderIdx, ReaderIdx)>,
     outgoing: Vec<Vec<SegmentIdx>>,
@@ -67,7 +67,7 @@ type Restrictions = Vec<Vec<(usize, Vec<HourRange>)>>;
 
 /// The zone restrictions that apply on each segment and at each gantry standing
 /// inside a zone, with their hours parsed.
-fn restriction_places(rules: &RulesFile, segment_by_id: &HashMap<String, SegmentIdx>, ends: &[(ReaderIdx, ReaderIdx)], readers: usize) -> Result<(Restrictions, Restrictions), CityError> {
+fn restriction_places(rules: &RulesFile, segment_by_id: &FastMap<String, SegmentIdx>, ends: &[(ReaderIdx, ReaderIdx)], readers: usize) -> Result<(Restrictions, Restrictions), CityError> {
     let mut on_segment = vec![Vec::new(); ends.len()];
     let mut at_reader = vec![Vec::new(); readers];
     for (i, r) in rules.restrictions.iter().enumerate() {
@@ -103,8 +103,8 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T
     serde_json::from_str(&text).map_err(|e| CityError::Parse { path: path.display().to_string(), message: e.to_string() })
 }
 
-fn index<T>(items: &[T], id: impl Fn(&T) -> &str, what: &str) -> Result<HashMap<String, u32>, CityError> {
-    let mut map = HashMap::with_capacity(items.len());
+fn index<T>(items: &[T], id: impl Fn(&T) -> &str, what: &str) -> Result<FastMap<String, u32>, CityError> {
+    let mut map = map_with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         if map.insert(id(item).to_owned(), i as u32).is_some() {
             return Err(CityError::Invalid(format!("duplicate {what} id {}", id(item))));
@@ -138,9 +138,9 @@ impl CityModel {
         routes: Vec<Route>,
         rules: RulesFile,
     ) -> Result<CityModel, CityError> {
-        let reader_by_id: HashMap<String, ReaderIdx> =
+        let reader_by_id: FastMap<String, ReaderIdx> =
             index(&readers, |r| &r.reader_id, "reader")?.into_iter().map(|(k, v)| (k, ReaderIdx(v))).collect();
-        let segment_by_id: HashMap<String, SegmentIdx> =
+        let segment_by_id: FastMap<String, SegmentIdx> =
             index(&segments, |s| &s.segment_id, "segment")?.into_iter().map(|(k, v)| (k, SegmentIdx(v))).collect();
         let camera_by_id = index(&cameras, |c| &c.camera_id, "camera")?;
         let lot_by_id = index(&lots, |l| &l.lot_id, "lot")?;
@@ -153,7 +153,7 @@ impl CityModel {
             segment_by_id.get(id).copied().ok_or_else(|| CityError::Invalid(format!("{by} names unknown segment {id}")))
         };
 
-        let mut segment_by_ends = HashMap::with_capacity(segments.len());
+        let mut segment_by_ends = map_with_capacity(segments.len());
         let mut outgoing = vec![Vec::new(); readers.len()];
         for (i, s) in segments.iter().enumerate() {
             let (from, to) = (reader(&s.from_reader_id, &s.segment_id)?, reader(&s.to_reader_id, &s.segment_id)?);

@@ -17,7 +17,7 @@ use crate::matcher::Read;
 use crate::sweep::Horizon;
 use egret_model::city::parse_hours;
 use egret_model::time::{HourRange, local_minute_of_day};
-use egret_model::{CameraKind, CityModel, Plate, ReaderIdx, VehicleClass};
+use egret_model::{CameraKind, CityModel, FastMap, Plate, ReaderIdx, VehicleClass};
 
 /// An RFID read this close in time at either end of the camera's segment confirms
 /// the camera's plate.
@@ -268,7 +268,7 @@ impl GantryLog {
 /// Camera offences waiting for an RFID read of their plate.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Pending {
-    by_plate: std::collections::HashMap<Plate, Vec<CameraOffence>>,
+    by_plate: FastMap<Plate, Vec<CameraOffence>>,
     pub unconfirmed: u64,
 }
 

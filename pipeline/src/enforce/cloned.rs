@@ -9,7 +9,7 @@ use crate::matcher::Read;
 use egret_model::city::haversine_m;
 use egret_model::time::local_day;
 use egret_model::{CityModel, Plate};
-use std::collections::{HashMap, HashSet};
+use egret_model::{FastMap, FastSet};
 
 /// Two sightings this close are never called impossible travel (clock and
 /// position error).
@@ -23,9 +23,9 @@ const TAG_READS_KEPT: usize = 4;
 pub struct ClonedPlates {
     /// Plates read with more than one RFID tag: per tag, its recent read times. Only
     /// such plates (clones, and misreads that hit a real plate) are here.
-    multi_tag: HashMap<Plate, Vec<(u32, Vec<i64>)>>,
+    multi_tag: FastMap<Plate, Vec<(u32, Vec<i64>)>>,
     /// (plate, local day) already ticketed.
-    days: HashSet<(Plate, i64)>,
+    days: FastSet<(Plate, i64)>,
 }
 
 impl ClonedPlates {

@@ -6,9 +6,10 @@
 //! A wildcard index (the plate with one character replaced by `*`) finds those
 //! neighbours with a handful of lookups instead of a scan of every list.
 
-use egret_model::Plate;
+use egret_model::fast_hash::map_with_capacity;
+use egret_model::{FastMap, Plate};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A listed plate seen again within this long is the same hit, not a new one.
 pub const REALERT_AFTER_MS: i64 = 30 * 60_000;
@@ -49,19 +50,19 @@ pub struct Hotlists {
     /// The lists come from the hotlist board, which the pipeline follows, also after
     /// a restore: a checkpoint keeps only the recent hits.
     #[serde(skip)]
-    lists: BTreeMap<String, HashMap<Plate, Entry>>,
+    lists: BTreeMap<String, FastMap<Plate, Entry>>,
     /// Wildcard key → (list, listed plate).
     #[serde(skip)]
-    fuzzy: HashMap<[u8; 16], Vec<(String, Plate)>>,
+    fuzzy: FastMap<[u8; 16], Vec<(String, Plate)>>,
     /// (list, plate) → time of the last hit, to hold back repeats.
-    last_hit: HashMap<(String, Plate), i64>,
+    last_hit: FastMap<(String, Plate), i64>,
 }
 
 impl Hotlists {
     /// Replaces a whole list. Entries whose plate is not a plate are returned, not kept.
     pub fn set_list(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
         let mut bad = Vec::new();
-        let mut list = HashMap::with_capacity(entries.len());
+        let mut list = map_with_capacity(entries.len());
         for e in entries {
             match Plate::parse(&e.plate) {
                 Ok(p) => {
@@ -86,7 +87,7 @@ impl Hotlists {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lists.values().all(HashMap::is_empty)
+        self.lists.values().all(FastMap::is_empty)
     }
 
     fn reindex(&mut self) {

@@ -20,7 +20,7 @@ use cloned::ClonedPlates;
 use zones::ZoneRules;
 use egret_model::{CityModel, Plate, VehicleClass};
 use hotlist::Hotlists;
-use std::collections::HashMap;
+use egret_model::FastMap;
 use egret_model::time::local_day;
 use violation::{Evidence, PossibleHit, Sighting, Violation, ViolationKind, violation_id};
 
@@ -47,7 +47,7 @@ pub struct Enforcer {
     /// Section tickets over bridged drives, held until no late read can fill the
     /// gap (`hold_ms` of event time): a filled gap gives direct traversals, judged
     /// on their own, and the bridged ticket is dropped rather than issued twice.
-    held: HashMap<Plate, Vec<(Violation, i64, i64)>>,
+    held: FastMap<Plate, Vec<(Violation, i64, i64)>>,
     hold_ms: i64,
     #[serde(skip)]
     plate_reads_topic: String,
@@ -71,7 +71,7 @@ impl Enforcer {
             zones: ZoneRules::default(),
             cloned: ClonedPlates::default(),
             gantry_log: GantryLog::new(city.readers.len()),
-            held: HashMap::new(),
+            held: FastMap::default(),
             hold_ms,
             plate_reads_topic: egret_model::Topic::PlateReads.default_name().to_owned(),
             camera_topic: egret_model::Topic::CameraEvents.default_name().to_owned(),

@@ -18,7 +18,7 @@ use crate::matcher::{Read, Traversal};
 use egret_model::time::in_hours;
 use egret_model::time::local_day;
 use egret_model::{CityModel, Plate, SegmentIdx, VehicleClass};
-use std::collections::{HashMap, HashSet};
+use egret_model::{FastMap, FastSet};
 
 /// How long a pass inside a zone waits for a second read of its tag.
 pub const HOLD_LONE_READ_MS: i64 = 15 * 60_000;
@@ -35,18 +35,18 @@ struct Held {
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct ZoneRules {
     /// (rule, plate, local day) already ticketed.
-    daily: HashSet<(usize, Plate, i64)>,
+    daily: FastSet<(usize, Plate, i64)>,
     /// The plate each tag was last read with, and when.
-    tag_plates: HashMap<u32, (Plate, i64)>,
+    tag_plates: FastMap<u32, (Plate, i64)>,
     /// Tags seen with two plates recently: their lone reads prove nothing.
-    doubtful_tags: HashMap<u32, i64>,
+    doubtful_tags: FastMap<u32, i64>,
     /// `tag_plates` and `doubtful_tags` forget entries older than this; they hold a
     /// tag per vehicle, so they are swept once a minute (see `sweep`).
     #[serde(default)]
     tags_horizon: Horizon,
     /// Passes inside a zone waiting for a second read of their tag, by plate: every
     /// tagged read looks its plate's up, so a scan of them all would be paid per read.
-    held: HashMap<Plate, Vec<Held>>,
+    held: FastMap<Plate, Vec<Held>>,
 }
 
 /// Rule `i` keeps `class` out. Checked before any evidence is built: nearly every

@@ -16,7 +16,8 @@ use egret_model::time::{local_day, local_minute_of_day};
 use path::RoutePath;
 use predict::Predictor;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use egret_model::FastMap;
+use std::collections::BTreeMap;
 
 /// Arrivals are settled this long after they happened (a bus reports every 15 s).
 const SETTLE_MS: i64 = 20_000;
@@ -118,14 +119,14 @@ pub struct Transit {
     /// From the city model, rebuilt on restore.
     #[serde(skip)]
     paths: Vec<Vec<RoutePath>>,
-    tracks: HashMap<String, Track>,
+    tracks: FastMap<String, Track>,
     /// Arrivals not yet settled: (route, direction, stop) → arrivals.
     pending: BTreeMap<(u32, usize, usize), Vec<Arrival>>,
     /// The last settled arrival per stop.
-    last_settled: HashMap<(u32, usize, usize), Arrival>,
+    last_settled: FastMap<(u32, usize, usize), Arrival>,
     predictor: Predictor,
     /// Trip ids reported, with their latest report (ids repeat every day).
-    trips_seen: HashMap<String, i64>,
+    trips_seen: FastMap<String, i64>,
     first_report_ms: Option<i64>,
     newest_report_ms: i64,
     ghost_checked_until: i64,
@@ -144,11 +145,11 @@ impl Transit {
             .collect();
         Transit {
             paths,
-            tracks: HashMap::new(),
+            tracks: FastMap::default(),
             pending: BTreeMap::new(),
-            last_settled: HashMap::new(),
+            last_settled: FastMap::default(),
             predictor: Predictor::new(city),
-            trips_seen: HashMap::new(),
+            trips_seen: FastMap::default(),
             first_report_ms: None,
             newest_report_ms: i64::MIN,
             ghost_checked_until: i64::MIN,

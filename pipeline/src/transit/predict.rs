@@ -7,7 +7,7 @@
 use super::StopEta;
 use super::path::RoutePath;
 use egret_model::CityModel;
-use std::collections::HashMap;
+use egret_model::FastMap;
 
 /// Time a bus stands at a stop.
 const DWELL_S: f64 = 30.0;
@@ -27,7 +27,7 @@ pub struct Predictor {
     /// Per route: (model seconds at car speed, seconds actually driven) over legs.
     pace: Vec<(f64, f64)>,
     /// Per bus: its last settled stop arrival (route, direction, stop, time).
-    last_arrival: HashMap<String, (u32, usize, usize, i64)>,
+    last_arrival: FastMap<String, (u32, usize, usize, i64)>,
     free_flow: Vec<f64>,
     /// Each segment's kind of road (class, on the island or not), as an index.
     kind: Vec<usize>,
@@ -54,7 +54,7 @@ impl Predictor {
             .collect();
         Predictor {
             pace: vec![PACE_PRIOR; city.routes.len()],
-            last_arrival: HashMap::new(),
+            last_arrival: FastMap::default(),
             free_flow: city.segments.iter().map(|s| s.free_flow_kmh).collect(),
             kind,
             unmeasured_ratio: vec![None; kinds.len()],
