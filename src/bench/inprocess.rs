@@ -3,7 +3,7 @@
 //! `serde_json::Value` parse of the same bytes in the same run; and the memory a
 //! plate in flight costs, with millions of them waiting for an exit read.
 
-use super::measure::{Stopwatch, rss_bytes};
+use super::measure::{Stopwatch, per_cpu_second, rss_bytes};
 use super::workload::{self, START_MS};
 use egret_ingest::Record;
 use egret_model::CityModel;
@@ -18,6 +18,7 @@ pub struct Throughput {
     pub events: usize,
     pub cpu_s: f64,
     pub wall_s: f64,
+    /// NaN when the run used too little CPU to tell (`measure::MIN_CPU_SECONDS`).
     pub events_per_cpu_s: f64,
     /// `serde_json::Value` parses of the same bytes per CPU-second.
     pub baseline_per_cpu_s: f64,
@@ -40,7 +41,7 @@ pub fn throughput(city: &Arc<CityModel>, pipeline: PipelineConfig, records: &[Re
         let parsed = records.iter().filter(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).is_ok()).count();
         let (_, cpu) = watch.read();
         std::hint::black_box(parsed);
-        records.len() as f64 / cpu
+        per_cpu_second(records.len(), cpu)
     };
     let live = Arc::new(LiveState::new(city.clone()));
     let mut pipeline = Pipeline::new(city.clone(), event_clock(pipeline));
@@ -62,7 +63,7 @@ pub fn throughput(city: &Arc<CityModel>, pipeline: PipelineConfig, records: &[Re
         events: records.len(),
         cpu_s: cpu,
         wall_s: wall.as_secs_f64(),
-        events_per_cpu_s: records.len() as f64 / cpu,
+        events_per_cpu_s: per_cpu_second(records.len(), cpu),
         baseline_per_cpu_s: baseline,
         violations,
         windows,

@@ -12,7 +12,7 @@
 //! CPU-second beside one instance's, and the tickets of the two together beside
 //! the one's (the same ids, or scale-out loses or invents offences).
 
-use super::measure::Stopwatch;
+use super::measure::{Stopwatch, per_cpu_second};
 use crate::instance;
 use anyhow::Context;
 use egret_ingest::kafka::{KafkaConfig, KafkaSink};
@@ -94,7 +94,7 @@ impl GroupRun {
     }
 
     pub fn per_cpu_s(&self, events: usize) -> f64 {
-        events as f64 / self.cpu_s
+        per_cpu_second(events, self.cpu_s)
     }
 }
 
@@ -157,5 +157,5 @@ pub async fn compare(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &
     let one = run_group(city, &pipeline, &kafka, 1, expected, metrics).await?;
     eprintln!("bench: two instances in one consumer group…");
     let two = run_group(city, &pipeline, &kafka, 2, expected, metrics).await?;
-    Ok(Comparison { events: expected, raw_per_s: expected as f64 / raw_wall.as_secs_f64(), raw_per_cpu_s: expected as f64 / raw_cpu, one, two })
+    Ok(Comparison { events: expected, raw_per_s: expected as f64 / raw_wall.as_secs_f64(), raw_per_cpu_s: per_cpu_second(expected, raw_cpu), one, two })
 }

@@ -55,6 +55,15 @@ impl Stopwatch {
     }
 }
 
+/// CPU time is counted in 10 ms ticks: under half a second of it a rate could be
+/// off by more than 2%, and under one tick it would divide by zero.
+pub const MIN_CPU_SECONDS: f64 = 0.5;
+
+/// Events per CPU-second, or NaN when too little CPU was used to tell.
+pub fn per_cpu_second(events: usize, cpu_s: f64) -> f64 {
+    if cpu_s >= MIN_CPU_SECONDS { events as f64 / cpu_s } else { f64::NAN }
+}
+
 /// Latencies in microseconds, 1 µs to 10 min at 3 significant figures.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|e| panic!("histogram bounds are constants: {e}"))
@@ -137,6 +146,16 @@ mod tests {
         assert_eq!((even.median, even.runs), (2.5, 4), "NaN left out, even count averages the middle two");
         assert!((even.relative() - 0.6).abs() < 1e-12, "1.5 from 2.5");
         assert_eq!(Spread::of(&[f64::NAN]), None);
+    }
+
+    /// A run of 1,000 events used no CPU tick at all, and the bench called that
+    /// 18 quintillion events per CPU-second, target met.
+    #[test]
+    fn a_rate_over_too_little_cpu_time_is_no_rate() {
+        assert!(per_cpu_second(1_000, 0.0).is_nan());
+        assert!(per_cpu_second(1_000, MIN_CPU_SECONDS / 2.0).is_nan());
+        assert_eq!(per_cpu_second(1_000_000, 4.0), 250_000.0);
+        assert_eq!(Spread::of(&[per_cpu_second(1_000, 0.01)]), None, "so (a) reports no median");
     }
 
     #[test]
