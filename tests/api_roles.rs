@@ -387,7 +387,7 @@ fn entries(reply: &Reply) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_reads_pseudonyms_and_refusals_and_survives_a_restart() {
     let sc = scenario();
-    let dir = support::temp_dir("api-audit");
+    let dir = support::scratch_dir("api-audit");
     let audit_path = dir.join("audit.ndjson");
     let started_ms = egret_api::now_ms();
     let officer = token_as(Role::Police, "officer-7");

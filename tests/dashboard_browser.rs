@@ -10,6 +10,10 @@
 //! `.ci/run` calls first. Without them this test fails and names that script: a
 //! skipped browser test would pass unseen.
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
+use scratch::scratch_dir;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,13 +39,6 @@ fn egret() -> Command {
     Command::new(env!("CARGO_BIN_EXE_egret"))
 }
 
-/// A fresh, empty directory for this run.
-fn scratch_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("egret-dashboard-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
@@ -99,7 +96,7 @@ fn dashboard_works_in_a_real_browser_without_leaving_the_machine() {
     let playwright = browser_dir().join("node_modules/playwright-core/package.json");
     assert!(playwright.exists(), "{} is missing: {SETUP}", playwright.display());
 
-    let work = scratch_dir();
+    let work = scratch_dir("dashboard");
     let state_dir = work.join("state");
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);

@@ -17,15 +17,18 @@
 //! make it. `docker compose config -q`, `kubectl kustomize` and `promtool check rules`
 //! run where those tools exist, and the output says when one was skipped.
 
+#[path = "support/scratch.rs"]
+mod scratch;
 mod venv;
 
+use scratch::scratch_dir;
 use venv::python;
 use egret_ingest::kafka::{DERIVED_TOPICS, KafkaConfig};
 use egret_model::Topic;
 use egret_pipeline::DLQ_TOPIC;
 use egret_pipeline::repartition::REPARTITION_TOPIC;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn repo() -> &'static Path {
@@ -33,12 +36,6 @@ fn repo() -> &'static Path {
 }
 
 
-fn scratch_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("egret-deploy-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 /// The flags of `egret <command>` (with whether each takes a value) and the
 /// environment variables it reads, from the built binary's own help.
@@ -106,7 +103,7 @@ fn run_checker(root: &Path, expect: &Value, scratch: &Path) -> (bool, String) {
 #[test]
 fn deploy_manifests_hold_against_the_schemas_and_the_code() {
     let expect = expectations();
-    let scratch = scratch_dir("ok");
+    let scratch = scratch_dir("deploy-ok");
     let (ok, stdout) = run_checker(repo(), &expect, &scratch);
     println!("{stdout}");
     assert!(ok, "tests/deploy/check.py found problems in deploy/ (listed above)");
@@ -158,7 +155,7 @@ fn edit(root: &Path, file: &str, from: &str, to: &str) {
 #[test]
 fn the_checker_finds_mistakes_put_into_a_copy() {
     let expect = expectations();
-    let scratch = scratch_dir("broken");
+    let scratch = scratch_dir("deploy-broken");
     let root = scratch.join("repo");
     copy_repo(&root);
     // Each mistake, and words of the problem the checker must report for it.

@@ -9,8 +9,11 @@
 //! this test fails and says how to make it: a skipped check would pass unseen.
 //! The fetched feeds are kept when it fails, or always with `EGRET_GTFS_KEEP` set.
 
+#[path = "support/scratch.rs"]
+mod scratch;
 mod venv;
 
+use scratch::scratch_dir;
 use venv::python;
 use egret::drive::{self, DriveOptions};
 use egret_api::AppState;
@@ -20,20 +23,13 @@ use egret_model::Topic;
 use egret_pipeline::runner::{self, Outputs};
 use egret_pipeline::{ClockMode, LiveState, Pipeline, PipelineConfig};
 use egret_simulator::{SimConfig, Simulator};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 const START: i64 = 1_795_995_900_000; // Monday 2026-11-30 07:45 CST
 
 
-/// A fresh directory for the fetched feeds, kept when the test fails.
-fn scratch_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("egret-gtfs-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gtfs_feeds_pass_the_official_bindings_and_validators() {
@@ -68,7 +64,7 @@ async fn gtfs_feeds_pass_the_official_bindings_and_validators() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(egret_api::serve(listener, AppState::new(live.clone(), None), std::future::pending()));
-    let dir = scratch_dir();
+    let dir = scratch_dir("gtfs");
     let fetch = |path: &'static str, content_type: &'static str, file: String| {
         let dir = dir.clone();
         async move {

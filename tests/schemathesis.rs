@@ -53,7 +53,7 @@ fn schemathesis_finds_no_failure_as_public_or_police() {
     let env = support::live_env();
     let base_url = env.client.url("");
     let base_url = base_url.trim_end_matches('/');
-    let work_dir = support::temp_dir("schemathesis");
+    let work_dir = support::scratch_dir("schemathesis");
 
     let mut failed = Vec::new();
     for (who, token) in [("public", support::token(Role::Public)), ("police", support::token(Role::Police))] {

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod scratch;
+
+pub use scratch::scratch_dir;
 use egret::drive::{self, DriveOptions, Pace};
 use egret_api::auth::{Role, TokenKey};
 use egret_api::guard::RateLimit;
@@ -103,13 +106,6 @@ pub fn config(rate: RateLimit, audit_path: Option<PathBuf>, hotlists_path: Optio
     }
 }
 
-/// A fresh, empty directory under the system's temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("egret-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 /// One HTTP answer.
 #[derive(Debug)]
@@ -318,7 +314,7 @@ async fn run_scenario(seed: u64, duration_ms: i64) -> Scenario {
     let log = EmbeddedLog::new(4, 50_000);
     let mut source = log.subscribe(&input_topics(), Duration::from_millis(50));
     let live = Arc::new(LiveState::new(city.clone()));
-    let history_dir = temp_dir(&format!("scenario-{seed}-history"));
+    let history_dir = scratch_dir(&format!("scenario-{seed}-history"));
     let archive = Arc::new(HistoryArchive::open(&history_dir, city.clone()).expect("history archive"));
     live.set_archive(archive.clone());
     let mut pipeline = Pipeline::new(city.clone(), PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
@@ -389,7 +385,7 @@ pub fn live_env() -> &'static LiveEnv {
 
 async fn start_live_env() -> LiveEnv {
     let city = egret::load_city(None).expect("city data");
-    let dir = temp_dir("api-live");
+    let dir = scratch_dir("api-live");
     let (hotlists_path, audit_path) = (dir.join("hotlists.json"), dir.join("audit.ndjson"));
     let live = Arc::new(LiveState::new(city.clone()));
     let log = EmbeddedLog::new(4, 50_000);
