@@ -14,6 +14,13 @@ use egret_simulator::{Noise, SimConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The pipeline allocates and frees many small blocks per record (records,
+/// keys, payloads, evidence); mimalloc serves them from thread-local pages
+/// where glibc's malloc spent 12–20% of the pipeline thread (BENCHMARKS.md,
+/// session 15).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Monday 2026-11-30 07:45 in Xiamen (UTC+8): the start of the standard scenarios,
 /// so they cover the morning rush.
 const SCENARIO_START_MS: i64 = 1_795_995_900_000;

@@ -55,9 +55,9 @@ impl Stopwatch {
     }
 }
 
-/// CPU time is counted in 10 ms ticks: under half a second of it a rate could be
-/// off by more than 2%, and under one tick it would divide by zero.
-pub const MIN_CPU_SECONDS: f64 = 0.5;
+/// CPU time is counted in 10 ms ticks: under a tenth of a second of it a rate
+/// could be off by more than 10%, and under one tick it would divide by zero.
+pub const MIN_CPU_SECONDS: f64 = 0.1;
 
 /// Events per CPU-second, or NaN when too little CPU was used to tell.
 pub fn per_cpu_second(events: usize, cpu_s: f64) -> f64 {
