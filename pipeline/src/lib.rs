@@ -28,6 +28,7 @@ pub mod transit;
 pub mod update;
 pub mod watermark;
 pub mod window;
+mod wire;
 
 pub use live::LiveState;
 pub use pipeline::{BatchOutput, ClockMode, DeadLetter, Pipeline, PipelineConfig, Stats};

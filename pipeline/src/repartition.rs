@@ -30,7 +30,7 @@ pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
 
 /// One message on the repartition topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
+#[serde(tag = "k", rename_all = "snake_case", try_from = "crate::wire::FlatInternal")]
 pub enum Internal {
     Data {
         p: u64,
@@ -51,7 +51,10 @@ pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let payload = serde_json::to_vec(&Internal::Data { p: producer, u: u.clone(), o: out.origins.get(i).copied() }).unwrap_or_default();
+            // Room for the largest update but a bus report's, so the buffer is not grown.
+            // Writing plain numbers and strings to a Vec cannot fail.
+            let mut payload = Vec::with_capacity(128);
+            let _ = serde_json::to_writer(&mut payload, &Internal::Data { p: producer, u: u.clone(), o: out.origins.get(i).copied() });
             OutRecord::new(REPARTITION_TOPIC, Some(Bytes::copy_from_slice(u.key(city).as_bytes())), payload)
         })
         .collect();

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(tag = "t", rename_all = "snake_case", try_from = "crate::wire::FlatUpdate")]
 #[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// `segment` is the index in the city model both stages load; the speed follows

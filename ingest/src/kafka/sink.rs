@@ -44,13 +44,24 @@ impl Sink for KafkaSink {
 
     async fn start_send(&self, records: Vec<OutRecord>) -> Result<Acked, IngestError> {
         let mut pending = Vec::with_capacity(records.len());
-        let topics: Vec<String> = records.iter().map(|r| format!("{}{}", self.namespace, r.topic)).collect();
-        for (r, topic) in records.iter().zip(&topics) {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+        // A batch goes to a handful of topics: name each once, not once a record.
+        let mut names: Vec<(&str, String)> = Vec::new();
+        for r in &records {
+            if !names.iter().any(|(short, _)| *short == r.topic) {
+                names.push((&r.topic, format!("{}{}", self.namespace, r.topic)));
             }
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&r.payload[..]).headers(headers);
+        }
+        for r in &records {
+            let topic = names.iter().find(|(short, _)| *short == r.topic).map_or("", |(_, full)| full.as_str());
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&r.payload[..]);
+            // librdkafka allocates a header list even for none.
+            if !r.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header { key: k, value: Some(v) });
+                }
+                record = record.headers(headers);
+            }
             if let Some(key) = &r.key {
                 record = record.key(&key[..]);
             }
