@@ -7,8 +7,9 @@ use std::process::Command;
 
 #[test]
 fn bench_prints_every_figure_beside_its_target() {
+    // Enough events for (a) to use a tenth of a CPU-second, the least it rates.
     let mut command = Command::new(env!("CARGO_BIN_EXE_egret"));
-    command.args(["bench", "--events", "20000", "--plates", "20000", "--api-seconds", "2", "--api-pace", "x5", "--api-demand", "400", "--api-connections", "4", "--repeat", "2"]);
+    command.args(["bench", "--events", "100000", "--plates", "20000", "--api-seconds", "2", "--api-pace", "x5", "--api-demand", "400", "--api-connections", "4", "--repeat", "2"]);
     if let Ok(brokers) = std::env::var("EGRET_KAFKA") {
         // Low demand: the latency run's three-minute warm-up is then 15K events.
         command.args(["--kafka", &brokers, "--kafka-events", "5000", "--demand", "400", "--latency-rate", "2000", "--latency-seconds", "15"]);
@@ -32,5 +33,5 @@ fn bench_prints_every_figure_beside_its_target() {
         assert!(row("(f)").contains("tickets "), "{}", row("(f)"));
         assert!(row("(c) violation").contains("tickets issued were pushed"), "{}", row("(c) violation"));
     }
-    assert!(stdout.contains("reproduce: egret bench --events 20000") && stdout.contains("--repeat 2"), "{stdout}");
+    assert!(stdout.contains("reproduce: egret bench --events 100000") && stdout.contains("--repeat 2"), "{stdout}");
 }
