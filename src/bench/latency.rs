@@ -152,15 +152,21 @@ impl Heard {
     }
 
     /// Resolves the reads of a segment up to the end of the window the update shows.
+    /// Reads wait in hand-off order, not event-time order (a late delivery, a
+    /// skewed clock): one of a later window must not hold back those behind it,
+    /// or they would wait for the next window's update (up to 3.25 s before).
     fn segment(&mut self, update: &Value, arrived: Instant, window_ms: i64, unreflected: &mut HashMap<String, VecDeque<(Instant, i64)>>) -> anyhow::Result<()> {
         let (Some(id), Some(start)) = (update["segment_id"].as_str(), update["window_start_ms"].as_i64()) else { return Ok(()) };
         let Some(queue) = unreflected.get_mut(id) else { return Ok(()) };
-        while let Some(&(at, ts)) = queue.front() {
-            if ts >= start + window_ms || at > arrived {
-                break;
+        let mut i = 0;
+        // Those handed off after this push arrived (and all behind them) wait on.
+        while let Some(&(at, ts)) = queue.get(i).filter(|(at, _)| *at <= arrived) {
+            if ts >= start + window_ms {
+                i += 1;
+                continue;
             }
             self.segment_updates.record(arrived.saturating_duration_since(at).as_micros().max(1) as u64)?;
-            queue.pop_front();
+            queue.remove(i);
         }
         Ok(())
     }
@@ -264,4 +270,26 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     let issued = live.violations(|_| true).len();
     let unreflected = lock(&notes.unreflected).values().map(VecDeque::len).sum();
     Ok(Latency { violations: heard.violations, unmatched: heard.unmatched, segment_updates: heard.segment_updates, unreflected, sent_per_s, issued, phases })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_of_a_later_window_does_not_hold_back_the_reads_behind_it() {
+        let mut heard = Heard { violations: latency_histogram(), unmatched: 0, segment_updates: latency_histogram() };
+        let t0 = Instant::now();
+        let (minute, next_minute) = (60_000, 120_000);
+        // Handed off in this order: a read of the next minute, then one of this minute.
+        let mut unreflected = HashMap::from([("S1".to_owned(), VecDeque::from([(t0, next_minute + 5), (t0, minute + 5)]))]);
+        let update = json!({"segment_id": "S1", "window_start_ms": minute});
+        heard.segment(&update, t0 + Duration::from_millis(20), 60_000, &mut unreflected).expect("record");
+        assert_eq!(heard.segment_updates.len(), 1, "this minute's read is shown by this minute's update");
+        assert_eq!(unreflected["S1"], VecDeque::from([(t0, next_minute + 5)]), "the next minute's waits for its own");
+        // A read handed off after an update arrived is not shown by it.
+        unreflected.get_mut("S1").expect("queue").push_back((t0 + Duration::from_secs(1), minute + 6));
+        heard.segment(&update, t0 + Duration::from_millis(30), 60_000, &mut unreflected).expect("record");
+        assert_eq!((heard.segment_updates.len(), unreflected["S1"].len()), (1, 2));
+    }
 }
