@@ -155,18 +155,22 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
     }
     const A_FIGURE: &str = "(a) full pipeline from JSON bytes, in-process";
     const A_TARGET: &str = "≥ 1,000,000 events/CPU-s";
-    if let (Some(rate), Some(baseline)) = (Spread::of(&rates), Spread::of(&baselines)) {
+    if let Some(rate) = Spread::of(&rates) {
+        // The bare parse takes a fraction of the pipeline's time: it can be too
+        // short to rate when the pipeline is not.
+        let against_baseline = match Spread::of(&baselines) {
+            Some(baseline) => format!("{:.2}× a bare serde_json parse ({}/CPU-s)", rate.median / baseline.median, thousands(baseline.median)),
+            None => "the bare serde_json parse was too short to rate".into(),
+        };
         figures.push(Figure {
             name: A_FIGURE,
             measured: format!(
-                "{} events/CPU-s, median of {} runs ({}–{}, ±{:.0}%); {:.2}× a bare serde_json parse ({}/CPU-s)",
+                "{} events/CPU-s, median of {} runs ({}–{}, ±{:.0}%); {against_baseline}",
                 thousands(rate.median),
                 rate.runs,
                 thousands(rate.min),
                 thousands(rate.max),
                 rate.relative() * 100.0,
-                rate.median / baseline.median,
-                thousands(baseline.median)
             ),
             target: A_TARGET,
             met: Some(rate.median >= 1_000_000.0),
@@ -228,13 +232,13 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
             });
             let efficiency = two.per_cpu_s(n) / one.per_cpu_s(n);
             let same = one.violation_ids == two.violation_ids;
+            let change = if efficiency.is_finite() { format!("{:+.0}%", (efficiency - 1.0) * 100.0) } else { "too little CPU to rate".into() };
             figures.push(Figure {
                 name: F_FIGURE,
                 measured: format!(
-                    "{} vs {} events/CPU-s ({:+.0}%), {} vs {} events/s wall; tickets {} ({} by one, {} by two)",
+                    "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two)",
                     thousands(two.per_cpu_s(n)),
                     thousands(one.per_cpu_s(n)),
-                    (efficiency - 1.0) * 100.0,
                     thousands(two.per_s(n)),
                     thousands(one.per_s(n)),
                     if same { "identical" } else { "DIFFER" },
@@ -242,7 +246,9 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                     two.violation_ids.len()
                 ),
                 target: F_TARGET,
-                met: Some(efficiency >= 0.9 && same),
+                // Different tickets fail the figure whatever the rate; an unrated
+                // run with the same tickets has not been judged.
+                met: if !same { Some(false) } else if efficiency.is_finite() { Some(efficiency >= 0.9) } else { None },
             });
         }
         _ => {
