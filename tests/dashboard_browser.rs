@@ -39,7 +39,6 @@ fn egret() -> Command {
     Command::new(env!("CARGO_BIN_EXE_egret"))
 }
 
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }

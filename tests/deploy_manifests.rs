@@ -35,8 +35,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-
-
 /// The flags of `egret <command>` (with whether each takes a value) and the
 /// environment variables it reads, from the built binary's own help.
 fn cli(command: &str) -> (serde_json::Map<String, Value>, Vec<String>) {

@@ -29,8 +29,6 @@ use std::time::Duration;
 
 const START: i64 = 1_795_995_900_000; // Monday 2026-11-30 07:45 CST
 
-
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gtfs_feeds_pass_the_official_bindings_and_validators() {
     let python = python();

@@ -47,12 +47,12 @@ impl Sink for KafkaSink {
         // A batch goes to a handful of topics: name each once, not once a record.
         let mut names: Vec<(&str, String)> = Vec::new();
         for r in &records {
-            if !names.iter().any(|(short, _)| *short == r.topic) {
+            let known = names.iter().position(|(short, _)| *short == r.topic);
+            let at = known.unwrap_or_else(|| {
                 names.push((&r.topic, format!("{}{}", self.namespace, r.topic)));
-            }
-        }
-        for r in &records {
-            let topic = names.iter().find(|(short, _)| *short == r.topic).map_or("", |(_, full)| full.as_str());
+                names.len() - 1
+            });
+            let topic = names[at].1.as_str();
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&r.payload[..]);
             // librdkafka allocates a header list even for none.
             if !r.headers.is_empty() {
