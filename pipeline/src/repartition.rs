@@ -1,10 +1,15 @@
 //! Two stages across instances: stage 1 writes its updates to the internal
-//! repartition topic keyed by segment or lot, followed by a watermark mark to every
-//! partition; stage 2 reads that topic in its own consumer group, so each segment and
-//! lot has exactly one owner, and takes as its watermark the minimum over partitions
-//! of the minimum over producers of their latest marks (as Flink does between
-//! operators). A producer whose input ended sends a final mark of `i64::MAX`; one
-//! whose process stops (its input goes on, with a successor) says it leaves.
+//! repartition topic, on the partition of their segment, lot or route, followed by
+//! a watermark mark to every partition; stage 2 reads that topic in its own consumer
+//! group, so each segment and lot has exactly one owner, and takes as its watermark
+//! the minimum over partitions of the minimum over producers of their latest marks
+//! (as Flink does between operators). A producer whose input ended sends a final
+//! mark of `i64::MAX`; one whose process stops (its input goes on, with a
+//! successor) says it leaves.
+//!
+//! A batch's updates for one partition travel together in a few messages, the
+//! last carrying the mark: a message per update cost more in the producer, the
+//! broker and the consumer than the update's own work in stage 2.
 
 use crate::hotlist_board::BoardFollower;
 use crate::laps::Laps;
@@ -41,25 +46,74 @@ pub enum Internal {
     Mark { p: u64, wm: i64 },
     /// The producer's process stops; its input does not end (see `Marks::leave`).
     Leave { p: u64 },
+    /// Updates of one producer's batch for this partition, in order, as `Data`
+    /// would carry them one by one; the batch's last message for the partition
+    /// also carries its mark, applied after the updates.
+    Batch {
+        p: u64,
+        us: Vec<Entry>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wm: Option<i64>,
+    },
 }
 
-/// Stage 1's batch as repartition records: the updates keyed by segment or lot, then a
-/// mark on every partition (after the data, so a mark never overtakes it).
+/// One update of a `Batch`, with its origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub u: Update,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub o: Option<Origin>,
+}
+
+/// Most updates in one repartition message: about 100 bytes each keeps a message
+/// far below Kafka's default limit of 1 MB, whatever the batch.
+pub const UPDATES_PER_MESSAGE: usize = 1_000;
+
+/// `Internal::Batch` as written, borrowing the updates.
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    k: &'static str,
+    p: u64,
+    us: Vec<EntryOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wm: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    u: &'a Update,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    o: Option<Origin>,
+}
+
+/// Stage 1's batch as repartition records: each partition's updates (on the
+/// partition their key hashes to, as the producer's `fnv1a` partitioner would put
+/// them) in messages of at most `UPDATES_PER_MESSAGE`, the last one carrying the
+/// mark; a partition without updates gets the mark alone. A mark never overtakes
+/// data: it is read after the updates beside it and before those behind it.
 pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
-    let mut records: Vec<OutRecord> = out
-        .updates
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            // Room for the largest update but a bus report's, so the buffer is not grown.
-            // Writing plain numbers and strings to a Vec cannot fail.
-            let mut payload = Vec::with_capacity(128);
-            let _ = serde_json::to_writer(&mut payload, &Internal::Data { p: producer, u: u.clone(), o: out.origins.get(i).copied() });
-            OutRecord::new(REPARTITION_TOPIC, Some(Bytes::copy_from_slice(u.key(city).as_bytes())), payload)
-        })
-        .collect();
-    let mark = Bytes::from(serde_json::to_vec(&Internal::Mark { p: producer, wm: out.watermark_ms }).unwrap_or_default());
-    records.extend((0..partitions).map(|p| OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, mark.clone()) }));
+    let partitions = partitions.max(1);
+    let mut by_partition: Vec<Vec<EntryOut<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
+    for (i, u) in out.updates.iter().enumerate() {
+        let p = egret_ingest::partition_for(Some(u.key(city).as_bytes()), partitions, 0);
+        by_partition[p as usize].push(EntryOut { u, o: out.origins.get(i).copied() });
+    }
+    let mut records = Vec::new();
+    for (p, mut entries) in (0u32..).zip(by_partition) {
+        loop {
+            let rest = entries.split_off(entries.len().min(UPDATES_PER_MESSAGE));
+            let last = rest.is_empty();
+            let message = BatchOut { k: "batch", p: producer, us: entries, wm: last.then_some(out.watermark_ms) };
+            // Room for about 90 bytes an update; writing numbers and strings to a Vec cannot fail.
+            let mut payload = Vec::with_capacity(64 + 96 * message.us.len());
+            let _ = serde_json::to_writer(&mut payload, &message);
+            records.push(OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, payload) });
+            if last {
+                break;
+            }
+            entries = rest;
+        }
+    }
     records
 }
 
@@ -263,6 +317,19 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     }
 }
 
+/// One update read from `record`: kept unless implausible (only Egret writes this
+/// topic, so that is a bug, logged) or applied already (a replay of stage 1 after
+/// its restore).
+fn take(record: &egret_ingest::Record, producer: u64, Entry { u, o }: Entry, marks: &mut Marks, applied: &mut Applied, updates: &mut Vec<Update>, now: Instant) {
+    if !u.is_plausible() {
+        return tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", record.partition, record.offset);
+    }
+    marks.saw_data(record.partition, producer, now);
+    if o.is_none_or(|o| applied.first_time(record.partition, o)) {
+        updates.push(u);
+    }
+}
+
 /// Stage 2's checkpointed state: the stage and what it has applied.
 pub type Stage2Saved = (crate::stage2::Stage2State, Applied);
 
@@ -309,14 +376,15 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         let mut updates = Vec::with_capacity(records.len());
         for r in &records {
             match serde_json::from_slice::<Internal>(&r.payload) {
-                Ok(Internal::Data { p, u, o }) if u.is_plausible() => {
-                    marks.saw_data(r.partition, p, now);
-                    // A replay of stage 1 after its restore: applied already.
-                    if o.is_none_or(|o| applied.first_time(r.partition, o)) {
-                        updates.push(u);
+                Ok(Internal::Data { p, u, o }) => take(r, p, Entry { u, o }, &mut marks, applied, &mut updates, now),
+                Ok(Internal::Batch { p, us, wm }) => {
+                    for entry in us {
+                        take(r, p, entry, &mut marks, applied, &mut updates, now);
+                    }
+                    if let Some(wm) = wm {
+                        marks.observe(r.partition, p, wm, now);
                     }
                 }
-                Ok(Internal::Data { u, .. }) => tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", r.partition, r.offset),
                 Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm, now),
                 Ok(Internal::Leave { p }) => marks.leave(r.partition, p),
                 // Only Egret writes this topic: a bad record is a bug, not input.
@@ -403,6 +471,60 @@ mod tests {
         let u = Update::Traversal { segment: 3, enter_ms: 1, exit_ms: 90_001 };
         let bytes = serde_json::to_vec(&Internal::Data { p: 42, u: u.clone(), o: Some(Origin(1, 2, 3, 4)) }).expect("encode");
         assert_eq!(serde_json::from_slice::<Internal>(&bytes).expect("decode"), Internal::Data { p: 42, u, o: Some(Origin(1, 2, 3, 4)) });
+    }
+
+    /// Decodes what `encode` wrote, per partition in the order written.
+    fn read_back(records: &[OutRecord]) -> BTreeMap<u32, Vec<Internal>> {
+        let mut read: BTreeMap<u32, Vec<Internal>> = BTreeMap::new();
+        for r in records {
+            assert_eq!((r.topic.as_str(), r.key.is_none()), (REPARTITION_TOPIC, true));
+            let partition = r.partition.expect("an explicit partition");
+            read.entry(partition).or_default().push(serde_json::from_slice(&r.payload).expect("an Internal"));
+        }
+        read
+    }
+
+    #[test]
+    fn a_batch_goes_out_per_partition_in_order_and_ends_with_its_mark() {
+        let city = crate::repo_city();
+        let partitions = 4;
+        // More updates of one segment than a message holds, and one of every other segment.
+        let busy = 3 * UPDATES_PER_MESSAGE + 7;
+        let mut updates: Vec<Update> = (0..busy).map(|i| Update::Entered { segment: 0, ts_ms: 1_700_000_000_000 + i as i64 }).collect();
+        updates.extend((1..city.segments.len() as u32).map(|s| Update::Traversal { segment: s, enter_ms: 1_700_000_000_000, exit_ms: 1_700_000_060_000 }));
+        let origins = (0..updates.len()).map(|i| Origin(0, 1, i as u64, 0)).collect();
+        let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 1_700_000_001_000, ..Default::default() };
+        let read = read_back(&encode(&city, 42, &out, partitions));
+        assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3], "every partition is marked");
+        let mut seen = Vec::new();
+        for (partition, messages) in &read {
+            for (i, m) in messages.iter().enumerate() {
+                let Internal::Batch { p, us, wm } = m else { panic!("{m:?}") };
+                let last = i + 1 == messages.len();
+                assert_eq!((*p, *wm), (42, last.then_some(out.watermark_ms)), "only the last message marks");
+                assert!(us.len() <= UPDATES_PER_MESSAGE && (last || us.len() == UPDATES_PER_MESSAGE));
+                for e in us {
+                    let key = e.u.key(&city).as_bytes();
+                    assert_eq!(egret_ingest::partition_for(Some(key), partitions, 0), *partition, "where the keyed producer puts it");
+                    seen.push((e.o.expect("origin"), e.u.clone()));
+                }
+            }
+        }
+        // Per partition in the order made: sorting by origin restores the batch.
+        seen.sort_by_key(|(o, _)| *o);
+        assert_eq!(seen.into_iter().map(|(_, u)| u).collect::<Vec<_>>(), updates);
+        let segment0 = egret_ingest::partition_for(Some(city.segments[0].segment_id.as_bytes()), partitions, 0);
+        assert_eq!(read[&segment0].len(), 4, "{busy} updates of one segment in four messages");
+    }
+
+    #[test]
+    fn a_batch_without_updates_is_a_mark_on_every_partition() {
+        let city = crate::repo_city();
+        let out = Stage1Output { watermark_ms: 5, ..Default::default() };
+        let read = read_back(&encode(&city, 7, &out, 3));
+        for p in 0..3 {
+            assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5) }]);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! in any key order; the variant is then checked for the fields it needs. The wire
 //! format does not change: what `Serialize` writes reads back the same.
 
-use crate::repartition::Internal;
+use crate::repartition::{Entry, Internal};
 use crate::update::{Origin, Update};
 use serde::Deserialize;
 
@@ -20,6 +20,7 @@ enum InternalKind {
     Data,
     Mark,
     Leave,
+    Batch,
 }
 
 /// Every field of every `Internal` variant.
@@ -30,6 +31,7 @@ pub(crate) struct FlatInternal {
     u: Option<Update>,
     o: Option<Origin>,
     wm: Option<i64>,
+    us: Option<Vec<Entry>>,
 }
 
 impl TryFrom<FlatInternal> for Internal {
@@ -40,6 +42,7 @@ impl TryFrom<FlatInternal> for Internal {
             InternalKind::Data => Internal::Data { p: f.p, u: f.u.ok_or("data without its update `u`")?, o: f.o },
             InternalKind::Mark => Internal::Mark { p: f.p, wm: f.wm.ok_or("mark without its watermark `wm`")? },
             InternalKind::Leave => Internal::Leave { p: f.p },
+            InternalKind::Batch => Internal::Batch { p: f.p, us: f.us.ok_or("batch without its updates `us`")?, wm: f.wm },
         })
     }
 }
@@ -135,6 +138,9 @@ mod tests {
         messages.push(Internal::Data { p: 1, u: Update::Entered { segment: 0, ts_ms: 2 }, o: None });
         messages.push(Internal::Mark { p: 9, wm: i64::MAX });
         messages.push(Internal::Leave { p: 9 });
+        let entries = every_update().into_iter().map(|u| Entry { u, o: Some(Origin(1, 2, 3, 4)) });
+        messages.push(Internal::Batch { p: 3, us: entries.chain([Entry { u: Update::Left { segment: 1, enter_ms: 2 }, o: None }]).collect(), wm: Some(7) });
+        messages.push(Internal::Batch { p: 3, us: Vec::new(), wm: None });
         for m in messages {
             let json = serde_json::to_string(&m).expect("encode");
             assert_eq!(serde_json::from_str::<Internal>(&json).expect("decode"), m, "{json}");
@@ -157,6 +163,8 @@ mod tests {
             (r#"{"k":"data","p":1,"u":{"t":"teleport","segment":2}}"#, "unknown variant `teleport`"),
             (r#"{"k":"nudge","p":1}"#, "unknown variant `nudge`"),
             (r#"{"k":"leave"}"#, "missing field `p`"),
+            (r#"{"k":"batch","p":1,"wm":2}"#, "batch without its updates `us`"),
+            (r#"{"k":"batch","p":1,"us":[{"o":[1,2,3,4]}]}"#, "missing field `u`"),
         ] {
             let e = serde_json::from_str::<Internal>(json).expect_err(json).to_string();
             assert!(e.contains(reason), "{json}: {e}");

@@ -72,8 +72,14 @@ impl ClonedPlates {
         let read_twice = |times: &Vec<i64>| times.iter().filter(|t| newest - **t <= CLONE_WINDOW_MS).count() >= 2;
         let tag_count = tags.len();
         let two_tags = tags.iter().filter(|(_, times)| read_twice(times)).count() >= 2;
-        let (groups, fastest_kmh) = travel_groups(city, recent, rule.max_plausible_kmh);
-        let impossible = groups.iter().filter(|size| **size >= 2).count() >= 2;
+        // Two groups of at least two reads need four reads: fewer, and the search
+        // (a great-circle distance per pair, after every read) is skipped.
+        let (impossible, fastest_kmh) = if recent.len() >= 4 {
+            let (groups, fastest_kmh) = travel_groups(city, recent, rule.max_plausible_kmh);
+            (groups.iter().filter(|size| **size >= 2).count() >= 2, fastest_kmh)
+        } else {
+            (false, 0.0)
+        };
         if !two_tags && !impossible {
             return;
         }
