@@ -19,7 +19,7 @@ pub const RECENT_READS: usize = 4;
 /// Reads of one plate at one gantry this close together are the same passage.
 const SAME_PASSAGE_MS: i64 = 10_000;
 /// Speeds outside this range are not traffic: clock faults, a stop, a misread.
-const PLAUSIBLE_KMH: std::ops::RangeInclusive<f64> = 2.0..=250.0;
+pub const PLAUSIBLE_KMH: std::ops::RangeInclusive<f64> = 2.0..=250.0;
 
 /// A vehicle's measured drive over one segment.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -17,7 +17,8 @@
 //! (its plate's previous read was at the segment's other end) waits until a
 //! pushed update of that segment shows a window at or after the read's minute;
 //! its provisional-update latency is that push's arrival minus the read's
-//! hand-off. A read whose traversal the pipeline rejects (a stop on the way) is
+//! hand-off. Reads the pipeline would not count (a bus, another tag, an
+//! implausible speed) are not timed; one it refuses all the same (a late read) is
 //! resolved by the next update of its window, so this errs on the slow side.
 
 use super::laps::LapRecorder;
@@ -54,18 +55,28 @@ struct Notes {
 }
 
 
-/// For each record, the segment whose traversal it completes, if any: its plate
-/// was last read at the segment's from-gantry.
+/// For each record, the segment whose traversal it completes, if the pipeline
+/// would count it: its plate was last read, with the same tag, at the segment's
+/// from-gantry, at a plausible speed (`matcher::PLAUSIBLE_KMH`), and it is not a
+/// bus (buses dwell at stops: their drives are not the traffic's speed). A read
+/// the pipeline does not count changes no window, and would wait for the next
+/// drive's update (seconds).
 fn completed_segments(city: &CityModel, records: &[Record]) -> Vec<Option<String>> {
-    let by_ends: HashMap<(&str, &str), &str> = city.segments.iter().map(|s| ((s.from_reader_id.as_str(), s.to_reader_id.as_str()), s.segment_id.as_str())).collect();
-    let mut last_reader: HashMap<String, String> = HashMap::new();
+    let by_ends: HashMap<(&str, &str), (&str, u32)> =
+        city.segments.iter().map(|s| ((s.from_reader_id.as_str(), s.to_reader_id.as_str()), (s.segment_id.as_str(), s.length_m))).collect();
+    // Per plate: the reader, tag and time of its last read.
+    let mut last: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
     records
         .iter()
         .map(|r| {
             let v: Value = serde_json::from_slice(&r.payload).ok()?;
-            let (plate, reader) = (v.get("plate")?.as_str()?, v.get("reader_id")?.as_str()?);
-            let previous = last_reader.insert(plate.to_owned(), reader.to_owned())?;
-            by_ends.get(&(previous.as_str(), reader)).map(|s| (*s).to_owned())
+            let (plate, reader, ts) = (v.get("plate")?.as_str()?, v.get("reader_id")?.as_str()?, v.get("ts_ms")?.as_i64()?);
+            let tag = v.get("tag_id").and_then(Value::as_str).map(str::to_owned);
+            let (previous, previous_tag, previous_ts) = last.insert(plate.to_owned(), (reader.to_owned(), tag.clone(), ts))?;
+            let (segment, length_m) = by_ends.get(&(previous.as_str(), reader))?;
+            let kmh = f64::from(*length_m) / ((ts - previous_ts) as f64 / 1000.0) * 3.6;
+            let bus = v.get("vehicle_class").and_then(Value::as_str) == Some("bus");
+            (!bus && previous_tag == tag && egret_pipeline::matcher::PLAUSIBLE_KMH.contains(&kmh)).then(|| (*segment).to_owned())
         })
         .collect()
 }
@@ -275,6 +286,32 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(reader: &str, plate: &str, tag: &str, class: &str, ts_ms: i64) -> Record {
+        let payload = json!({"event_id": format!("{reader}-{ts_ms}"), "reader_id": reader, "plate": plate, "tag_id": tag, "vehicle_class": class, "ts_ms": ts_ms});
+        Record { topic: "egret.plate-reads".into(), partition: 0, offset: 0, key: None, payload: payload.to_string().into_bytes().into(), headers: Vec::new(), timestamp_ms: Some(ts_ms) }
+    }
+
+    #[test]
+    fn only_reads_the_pipeline_would_count_are_timed() {
+        let city = crate::load_city(None).expect("the repo's city data");
+        let s = &city.segments[0];
+        let (from, to, id) = (s.from_reader_id.as_str(), s.to_reader_id.as_str(), s.segment_id.clone());
+        // The segment at 60 km/h, and at 20 times that.
+        let (t0, drive, dash) = (1_795_995_900_000, i64::from(s.length_m) * 60, i64::from(s.length_m) * 3);
+        let records = [
+            read(from, "闽D10001", "E1", "car", t0),
+            read(to, "闽D10001", "E1", "car", t0 + drive),
+            read(from, "闽D10002", "E2", "bus", t0),
+            read(to, "闽D10002", "E2", "bus", t0 + drive),
+            read(from, "闽D10003", "E3", "car", t0),
+            read(to, "闽D10003", "E4", "car", t0 + drive),
+            read(from, "闽D10004", "E5", "car", t0),
+            read(to, "闽D10004", "E5", "car", t0 + dash),
+        ];
+        let completed = completed_segments(&city, &records);
+        assert_eq!(completed, vec![None, Some(id), None, None, None, None, None, None], "a car; not a bus, another tag, 1,200 km/h");
+    }
 
     #[test]
     fn a_read_of_a_later_window_does_not_hold_back_the_reads_behind_it() {
