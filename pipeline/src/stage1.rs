@@ -211,7 +211,7 @@ impl Stage1 {
                     };
                     self.state.watermarks.observe(topic as u32, record.partition, progress, now);
                     let first = out.updates.len();
-                    self.route(event, clock, record, &mut out);
+                    self.route(&city, event, clock, record, &mut out);
                     let made = out.updates.len() - first;
                     out.origins.extend((0..made).map(|sub| Origin(topic as u8, record.partition, record.offset, sub as u16)));
                 }
@@ -327,8 +327,9 @@ impl Stage1 {
         Ok(event)
     }
 
-    fn route(&mut self, event: Decoded, clock: DeviceTime, record: &Record, out: &mut Stage1Output) {
-        let city = self.city.clone();
+    /// `city` is `self.city`, passed in: a clone of the `Arc` per event cost an
+    /// atomic increment and decrement each time.
+    fn route(&mut self, city: &CityModel, event: Decoded, clock: DeviceTime, record: &Record, out: &mut Stage1Output) {
         let read = match event {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
