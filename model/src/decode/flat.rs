@@ -54,8 +54,7 @@ impl<'a> Scanner<'a> {
     fn plain_string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = self.bytes()[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let end = start + len;
+        let end = start + first_special(&self.bytes()[start..])?;
         if self.bytes()[end] != b'"' {
             return None;
         }
@@ -106,6 +105,29 @@ impl<'a> Scanner<'a> {
             _ => None,
         }
     }
+}
+
+/// Where the first quote, backslash or control character is in `bytes`: eight
+/// bytes a step (a byte-by-byte search was half of this reader's instructions).
+/// In each step the lowest flagged byte is exact: the borrows of the subtractions
+/// only ever flag bytes above a true match.
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let flags = zero_byte(w ^ (b'"' as u64 * ONES)) | zero_byte(w ^ (b'\\' as u64 * ONES)) | (w.wrapping_sub(0x20 * ONES) & !w & HIGHS);
+        if flags != 0 {
+            return Some(at + flags.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|i| at + i)
 }
 
 /// Sets a field seen for the first time; a second one is serde's to refuse.
@@ -236,6 +258,13 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// Eight bytes a step finds what a byte-by-byte search finds.
+        #[test]
+        fn the_word_search_finds_the_first_special_byte(bytes in prop::collection::vec(prop_oneof![1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 40 => 0x20u8..=0xff], 0..64)) {
+            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(first_special(&bytes), expected);
+        }
 
         /// Whatever the fast path reads, serde reads the same.
         #[test]
