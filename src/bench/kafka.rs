@@ -6,7 +6,10 @@
 //! The pipeline's clock stops when stage 1 has consumed every input record, read
 //! off its `egret_events_consumed_total` counter: stage 2 finishes its share a
 //! moment later, on the same cores, so its CPU is in the CPU figure but not the
-//! wall one. Every reader starts from a new consumer group, so each pays a join.
+//! wall one. Every reader starts from a new consumer group, and each clock starts
+//! at the reader's first record: joining the group takes 0 to 3 s (the broker's
+//! `group.initial.rebalance.delay.ms`), more than the raw consume itself, and
+//! timed with it made the raw rate vary tenfold between runs.
 //!
 //! Then two instances share a new group over the same topics: their rate per
 //! CPU-second beside one instance's, and the tickets of the two together beside
@@ -43,7 +46,6 @@ pub(crate) async fn produce(kafka: &KafkaConfig, records: &[Record]) -> anyhow::
 
 /// Counts `expected` messages of the input topics with a bare consumer.
 fn raw_consume(kafka: &KafkaConfig, expected: usize) -> anyhow::Result<(Duration, f64)> {
-    let watch = Stopwatch::start();
     let consumer: BaseConsumer = kafka
         .client()
         .set("group.id", format!("{}raw-baseline", kafka.namespace))
@@ -56,16 +58,18 @@ fn raw_consume(kafka: &KafkaConfig, expected: usize) -> anyhow::Result<(Duration
     consumer.subscribe(&names).context("subscribing the raw consumer")?;
     let (mut seen, mut bytes) = (0usize, 0usize);
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let mut watch = None;
     while seen < expected {
         anyhow::ensure!(std::time::Instant::now() < deadline, "the raw consumer saw {seen} of {expected} records in 10 minutes");
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.context("raw consume")?;
+            watch.get_or_insert_with(Stopwatch::start);
             bytes += rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
             seen += 1;
         }
     }
     std::hint::black_box(bytes);
-    Ok(watch.read())
+    Ok(watch.map_or((Duration::ZERO, 0.0), |w| w.read()))
 }
 
 /// Sum of a Prometheus counter over its labels, from the text exposition.
@@ -78,8 +82,11 @@ pub(crate) fn counter_total(text: &str, name: &str) -> f64 {
 
 /// What `instances` pipeline instances in one consumer group did with the topics.
 pub struct GroupRun {
-    /// Until stage 1 of the group had consumed every record.
+    /// From the first batch consumed until stage 1 of the group had consumed
+    /// every record.
     pub wall_s: f64,
+    /// Records consumed in that time (all but the first batch).
+    pub timed: usize,
     /// The process's CPU until then, plus two seconds for stage 2 to catch up.
     pub cpu_s: f64,
     /// Tickets issued by the whole group once the input ran dry, by id.
@@ -89,12 +96,12 @@ pub struct GroupRun {
 }
 
 impl GroupRun {
-    pub fn per_s(&self, events: usize) -> f64 {
-        events as f64 / self.wall_s
+    pub fn per_s(&self) -> f64 {
+        self.timed as f64 / self.wall_s
     }
 
-    pub fn per_cpu_s(&self, events: usize) -> f64 {
-        per_cpu_second(events, self.cpu_s)
+    pub fn per_cpu_s(&self) -> f64 {
+        per_cpu_second(self.timed, self.cpu_s)
     }
 }
 
@@ -104,7 +111,6 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     let group = KafkaConfig { group_id: format!("{}group-of-{instances}", kafka.namespace), ..kafka.clone() };
     let consumed_before = counter_total(&metrics.render(), "egret_events_consumed_total");
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watch = Stopwatch::start();
     let mut tasks = Vec::new();
     let mut lives = Vec::new();
     for _ in 0..instances {
@@ -114,10 +120,19 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
         tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, Some(Duration::from_secs(8)), None).await }));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    let (wall, cpu) = loop {
+    // Started at the first batch seen consumed (within 20 ms of it), less the
+    // records of that batch, as the raw consumer's clock starts at its first record.
+    let mut watch: Option<(Stopwatch, f64)> = None;
+    let (wall, cpu, counted) = loop {
         let consumed = counter_total(&metrics.render(), "egret_events_consumed_total") - consumed_before;
-        if consumed >= expected as f64 {
-            break watch.read();
+        if consumed > 0.0 && watch.is_none() {
+            watch = Some((Stopwatch::start(), consumed));
+        }
+        if consumed >= expected as f64
+            && let Some((started, before)) = &watch
+        {
+            let (wall, cpu) = started.read();
+            break (wall, cpu, expected - *before as usize);
         }
         anyhow::ensure!(tasks.iter().all(|t| !t.is_finished()), "an instance stopped after the group consumed {consumed} of {expected} records");
         anyhow::ensure!(std::time::Instant::now() < deadline, "the group consumed {consumed} of {expected} records in 10 minutes");
@@ -125,13 +140,13 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     };
     // Stage 2 catches up in the next moments; its CPU belongs to the figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, cpu_with_stage2) = watch.read();
+    let cpu_with_stage2 = watch.map_or(cpu, |(started, _)| started.read().1);
     let mut dead_letters = 0;
     for task in tasks {
         dead_letters += task.await??.stats.rejected.values().sum::<u64>();
     }
     let violation_ids = lives.iter().flat_map(|l| l.violations(|_| true)).map(|v| v.violation_id).collect();
-    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), violation_ids, dead_letters })
+    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), timed: counted, violation_ids, dead_letters })
 }
 
 /// The raw consumer's rates, then one instance, then two in one group.

@@ -214,15 +214,15 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
             let event_time = PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
             let k = kafka::compare(&city, event_time, brokers, &subset, metrics).await?;
             let (one, two, n) = (&k.one, &k.two, k.events);
-            let ratio = one.per_s(n) / k.raw_per_s;
+            let ratio = one.per_s() / k.raw_per_s;
             figures.push(Figure {
                 name: B_FIGURE,
                 measured: format!(
                     "{:.2}× ({} vs {} events/s wall; {} vs {} events/CPU-s; {} events, {} dead-lettered)",
                     ratio,
-                    thousands(one.per_s(n)),
+                    thousands(one.per_s()),
                     thousands(k.raw_per_s),
-                    thousands(one.per_cpu_s(n)),
+                    thousands(one.per_cpu_s()),
                     thousands(k.raw_per_cpu_s),
                     n,
                     one.dead_letters
@@ -230,17 +230,17 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                 target: B_TARGET,
                 met: Some(ratio >= 0.7),
             });
-            let efficiency = two.per_cpu_s(n) / one.per_cpu_s(n);
+            let efficiency = two.per_cpu_s() / one.per_cpu_s();
             let same = one.violation_ids == two.violation_ids;
             let change = if efficiency.is_finite() { format!("{:+.0}%", (efficiency - 1.0) * 100.0) } else { "too little CPU to rate".into() };
             figures.push(Figure {
                 name: F_FIGURE,
                 measured: format!(
                     "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two)",
-                    thousands(two.per_cpu_s(n)),
-                    thousands(one.per_cpu_s(n)),
-                    thousands(two.per_s(n)),
-                    thousands(one.per_s(n)),
+                    thousands(two.per_cpu_s()),
+                    thousands(one.per_cpu_s()),
+                    thousands(two.per_s()),
+                    thousands(one.per_s()),
                     if same { "identical" } else { "DIFFER" },
                     one.violation_ids.len(),
                     two.violation_ids.len()
