@@ -65,19 +65,13 @@ pub struct Entry {
     pub o: Option<Origin>,
 }
 
-/// Most updates in one repartition message: about 100 bytes each keeps a message
-/// far below Kafka's default limit of 1 MB, whatever the batch.
+/// Most updates in one repartition message.
 pub const UPDATES_PER_MESSAGE: usize = 1_000;
-
-/// `Internal::Batch` as written, borrowing the updates.
-#[derive(Serialize)]
-struct BatchOut<'a> {
-    k: &'static str,
-    p: u64,
-    us: Vec<EntryOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wm: Option<i64>,
-}
+/// A message is closed once its payload passes this size: a bus report carries its
+/// bus and trip ids, as long as an input message allows (16 KB), and a route's
+/// reports share a partition. Half of Kafka's default limit of 1 MB leaves room
+/// for the last update added and the record's framing.
+pub const MESSAGE_BYTES: usize = 512 * 1024;
 
 #[derive(Serialize)]
 struct EntryOut<'a> {
@@ -86,10 +80,38 @@ struct EntryOut<'a> {
     o: Option<Origin>,
 }
 
+/// Writes `Internal::Batch` messages of one partition's entries, as serde writes
+/// them, closing each at `UPDATES_PER_MESSAGE` updates or `MESSAGE_BYTES`; the
+/// last carries the mark `wm`.
+fn batch_messages(producer: u64, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u8>> {
+    let open = |payload: &mut Vec<u8>| payload.extend_from_slice(format!(r#"{{"k":"batch","p":{producer},"us":["#).as_bytes());
+    let mut messages = Vec::new();
+    let mut payload = Vec::with_capacity(64 + 96 * entries.len().min(UPDATES_PER_MESSAGE));
+    open(&mut payload);
+    let mut in_message = 0;
+    for entry in entries {
+        if in_message == UPDATES_PER_MESSAGE || payload.len() >= MESSAGE_BYTES {
+            payload.extend_from_slice(b"]}");
+            messages.push(std::mem::take(&mut payload));
+            open(&mut payload);
+            in_message = 0;
+        }
+        if in_message > 0 {
+            payload.push(b',');
+        }
+        // Writing plain numbers and strings to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut payload, entry);
+        in_message += 1;
+    }
+    payload.extend_from_slice(format!(r#"],"wm":{wm}}}"#).as_bytes());
+    messages.push(payload);
+    messages
+}
+
 /// Stage 1's batch as repartition records: each partition's updates (on the
 /// partition their key hashes to, as the producer's `fnv1a` partitioner would put
-/// them) in messages of at most `UPDATES_PER_MESSAGE`, the last one carrying the
-/// mark; a partition without updates gets the mark alone. A mark never overtakes
+/// them) in messages of at most `UPDATES_PER_MESSAGE` or `MESSAGE_BYTES`, the last
+/// one carrying the mark; a partition without updates gets the mark alone. A mark never overtakes
 /// data: it is read after the updates beside it and before those behind it.
 pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
     let partitions = partitions.max(1);
@@ -99,19 +121,9 @@ pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u
         by_partition[p as usize].push(EntryOut { u, o: out.origins.get(i).copied() });
     }
     let mut records = Vec::new();
-    for (p, mut entries) in (0u32..).zip(by_partition) {
-        loop {
-            let rest = entries.split_off(entries.len().min(UPDATES_PER_MESSAGE));
-            let last = rest.is_empty();
-            let message = BatchOut { k: "batch", p: producer, us: entries, wm: last.then_some(out.watermark_ms) };
-            // Room for about 90 bytes an update; writing numbers and strings to a Vec cannot fail.
-            let mut payload = Vec::with_capacity(64 + 96 * message.us.len());
-            let _ = serde_json::to_writer(&mut payload, &message);
+    for (p, entries) in (0u32..).zip(by_partition) {
+        for payload in batch_messages(producer, &entries, out.watermark_ms) {
             records.push(OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, payload) });
-            if last {
-                break;
-            }
-            entries = rest;
         }
     }
     records
@@ -373,7 +385,9 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             }
         };
         let now = Instant::now();
-        let mut updates = Vec::with_capacity(records.len());
+        // Applied message by message: one holds up to `UPDATES_PER_MESSAGE`, and a
+        // poll of many would otherwise gather them all at once.
+        let mut updates = Vec::new();
         for r in &records {
             match serde_json::from_slice::<Internal>(&r.payload) {
                 Ok(Internal::Data { p, u, o }) => take(r, p, Entry { u, o }, &mut marks, applied, &mut updates, now),
@@ -390,8 +404,9 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
             }
+            stage2.apply(&updates);
+            updates.clear();
         }
-        stage2.apply(&updates);
         let changed = stage2.advance(marks.watermark(now));
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
         laps.batch(records.len());
@@ -515,6 +530,29 @@ mod tests {
         assert_eq!(seen.into_iter().map(|(_, u)| u).collect::<Vec<_>>(), updates);
         let segment0 = egret_ingest::partition_for(Some(city.segments[0].segment_id.as_bytes()), partitions, 0);
         assert_eq!(read[&segment0].len(), 4, "{busy} updates of one segment in four messages");
+    }
+
+    #[test]
+    fn a_message_closes_at_its_byte_budget_whatever_its_updates_carry() {
+        let city = crate::repo_city();
+        // Bus ids as long as a 16 KB input message allows, all on one route's partition.
+        let bus_id = "B".repeat(15_000);
+        let updates: Vec<Update> = (0..100)
+            .map(|i| Update::BusReport { route: 0, bus_id: bus_id.clone(), trip_id: None, lat: 24.5, lon: 118.1, speed_kmh: None, ts_ms: 1_700_000_000_000 + i })
+            .collect();
+        let origins = (0..100).map(|i| Origin(1, 0, i, 0)).collect();
+        let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 9, ..Default::default() };
+        let records = encode(&city, 1, &out, 4);
+        assert!(records.iter().all(|r| r.payload.len() <= MESSAGE_BYTES + 16 * 1024), "under Kafka's 1 MB limit");
+        let route = egret_ingest::partition_for(Some(city.routes[0].route_id.as_bytes()), 4, 0);
+        let read = read_back(&records);
+        assert!(read[&route].len() >= 3, "{} messages for 1.5 MB of updates", read[&route].len());
+        let mut back = Vec::new();
+        for m in &read[&route] {
+            let Internal::Batch { us, .. } = m else { panic!("{m:?}") };
+            back.extend(us.iter().map(|e| e.u.clone()));
+        }
+        assert_eq!(back, updates, "every update, in order");
     }
 
     #[test]

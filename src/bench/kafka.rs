@@ -111,6 +111,7 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     let group = KafkaConfig { group_id: format!("{}group-of-{instances}", kafka.namespace), ..kafka.clone() };
     let consumed_before = counter_total(&metrics.render(), "egret_events_consumed_total");
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let spawned = Stopwatch::start();
     let mut tasks = Vec::new();
     let mut lives = Vec::new();
     for _ in 0..instances {
@@ -121,18 +122,22 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     // Started at the first batch seen consumed (within 20 ms of it), less the
-    // records of that batch, as the raw consumer's clock starts at its first record.
-    let mut watch: Option<(Stopwatch, f64)> = None;
-    let (wall, cpu, counted) = loop {
+    // records of that batch, as the raw consumer's clock starts at its first
+    // record. Should that first sight be most of the input, the clock started at
+    // the spawn: the join is then the lesser error.
+    let mut watch: Option<(Stopwatch, usize)> = None;
+    let (wall, cpu, counted, from_spawn) = loop {
         let consumed = counter_total(&metrics.render(), "egret_events_consumed_total") - consumed_before;
         if consumed > 0.0 && watch.is_none() {
-            watch = Some((Stopwatch::start(), consumed));
+            watch = Some((Stopwatch::start(), consumed as usize));
         }
         if consumed >= expected as f64
             && let Some((started, before)) = &watch
         {
-            let (wall, cpu) = started.read();
-            break (wall, cpu, expected - *before as usize);
+            let timed = expected.saturating_sub(*before);
+            let from_spawn = timed * 2 < expected;
+            let (wall, cpu) = if from_spawn { spawned.read() } else { started.read() };
+            break (wall, cpu, if from_spawn { expected } else { timed }, from_spawn);
         }
         anyhow::ensure!(tasks.iter().all(|t| !t.is_finished()), "an instance stopped after the group consumed {consumed} of {expected} records");
         anyhow::ensure!(std::time::Instant::now() < deadline, "the group consumed {consumed} of {expected} records in 10 minutes");
@@ -140,7 +145,10 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     };
     // Stage 2 catches up in the next moments; its CPU belongs to the figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu_with_stage2 = watch.map_or(cpu, |(started, _)| started.read().1);
+    let cpu_with_stage2 = match &watch {
+        Some((started, _)) if !from_spawn => started.read().1,
+        _ => spawned.read().1,
+    };
     let mut dead_letters = 0;
     for task in tasks {
         dead_letters += task.await??.stats.rejected.values().sum::<u64>();
