@@ -37,12 +37,15 @@ pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case", try_from = "crate::wire::FlatInternal")]
 pub enum Internal {
+    /// One update: what versions before `Batch` wrote, still read from the topic
+    /// they left behind (it keeps a day).
     Data {
         p: u64,
         u: Update,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         o: Option<Origin>,
     },
+    /// A mark alone, as versions before `Batch` wrote it.
     Mark { p: u64, wm: i64 },
     /// The producer's process stops; its input does not end (see `Marks::leave`).
     Leave { p: u64 },

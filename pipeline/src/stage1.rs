@@ -340,7 +340,7 @@ impl Stage1 {
                 }
                 let horizon = self.plate_horizon_ms();
                 let recent = c.plate.as_ref().and_then(|p| self.state.matcher.recent_since(p, horizon));
-                self.state.enforcer.on_camera(&city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
+                self.state.enforcer.on_camera(city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
             }
             Decoded::BusGps(g) => {
@@ -368,14 +368,14 @@ impl Stage1 {
         };
         if let Some((lot, entering)) = city.gate(read.reader) {
             self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
-            self.state.enforcer.on_gate_read(&city, read.plate, &kept, &mut out.tickets);
+            self.state.enforcer.on_gate_read(city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
         // Judged by this partition's own progress (see `admit`): the global watermark
         // also expires plates, but when it does depends on how partitions interleave.
         let judged_by = self.state.watermarks.for_partition(Topic::PlateReads as u32, record.partition);
         self.traversals.clear();
-        if !self.state.matcher.read(&city, read.plate, read.class, kept, judged_by.saturating_sub(self.config.plate_ttl_ms), &mut self.traversals) {
+        if !self.state.matcher.read(city, read.plate, read.class, kept, judged_by.saturating_sub(self.config.plate_ttl_ms), &mut self.traversals) {
             return;
         }
 
@@ -387,7 +387,7 @@ impl Stage1 {
         }
         self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
         let recent = self.state.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
-        self.state.enforcer.on_read(&city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
+        self.state.enforcer.on_read(city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
         // Buses dwell at stops: their times are not the traffic's. A bridged drive
         // over two segments says nothing exact about either one's speed.
         for t in self.traversals.iter().filter(|t| t.class != VehicleClass::Bus && t.via.is_none()) {

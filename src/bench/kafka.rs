@@ -126,29 +126,25 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     // record. Should that first sight be most of the input, the clock started at
     // the spawn: the join is then the lesser error.
     let mut watch: Option<(Stopwatch, usize)> = None;
-    let (wall, cpu, counted, from_spawn) = loop {
+    let (clock, counted) = loop {
         let consumed = counter_total(&metrics.render(), "egret_events_consumed_total") - consumed_before;
         if consumed > 0.0 && watch.is_none() {
             watch = Some((Stopwatch::start(), consumed as usize));
         }
         if consumed >= expected as f64
-            && let Some((started, before)) = &watch
+            && let Some((started, before)) = watch.take()
         {
-            let timed = expected.saturating_sub(*before);
-            let from_spawn = timed * 2 < expected;
-            let (wall, cpu) = if from_spawn { spawned.read() } else { started.read() };
-            break (wall, cpu, if from_spawn { expected } else { timed }, from_spawn);
+            let timed = expected.saturating_sub(before);
+            break if timed * 2 < expected { (spawned, expected) } else { (started, timed) };
         }
         anyhow::ensure!(tasks.iter().all(|t| !t.is_finished()), "an instance stopped after the group consumed {consumed} of {expected} records");
         anyhow::ensure!(std::time::Instant::now() < deadline, "the group consumed {consumed} of {expected} records in 10 minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let (wall, cpu) = clock.read();
     // Stage 2 catches up in the next moments; its CPU belongs to the figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu_with_stage2 = match &watch {
-        Some((started, _)) if !from_spawn => started.read().1,
-        _ => spawned.read().1,
-    };
+    let (_, cpu_with_stage2) = clock.read();
     let mut dead_letters = 0;
     for task in tasks {
         dead_letters += task.await??.stats.rejected.values().sum::<u64>();
