@@ -16,6 +16,7 @@ mod inflight;
 pub mod laps;
 pub mod live;
 pub mod matcher;
+pub mod ownership;
 pub mod parking;
 pub mod repartition;
 mod pipeline;

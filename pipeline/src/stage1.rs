@@ -10,6 +10,7 @@ use crate::dedup::Dedup;
 use crate::enforce::hotlist::HotlistEntry;
 use crate::enforce::{Enforcer, Tickets};
 use crate::matcher::{Matcher, Read, Traversal};
+use crate::ownership::Ownership;
 use crate::pipeline::{ClockMode, DeadLetter, PipelineConfig, Stats};
 use crate::update::{Origin, Update};
 use crate::watermark::Watermarks;
@@ -45,6 +46,8 @@ pub struct Stage1 {
     drained: Vec<(u32, u32)>,
     /// When per-plate state (matcher, tags, `entered`) was last swept.
     plate_sweep: crate::sweep::Horizon,
+    /// The partitions whose plates this instance keeps (see `ownership`).
+    ownership: Ownership,
 }
 
 /// Everything stage 1 remembers between batches: what a checkpoint saves.
@@ -101,7 +104,7 @@ impl Stage1 {
             newest_event_ms: None,
             stats: Stats::default(),
         };
-        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), plate_sweep: crate::sweep::Horizon::default(), city, config }
+        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), plate_sweep: crate::sweep::Horizon::default(), ownership: Ownership::default(), city, config }
     }
 
     /// Stage 1 as it was when `state` was saved, with the rules of `city` as loaded now.
@@ -111,6 +114,16 @@ impl Stage1 {
         stage.state.enforcer.take_city_parts_from(fresh.enforcer);
         stage.state.health.take_city_parts_from(fresh.health);
         stage
+    }
+
+    /// Keep only the plates of the partitions `ownership` gives this instance; the
+    /// state that spans partitions is still kept from every record.
+    pub fn set_ownership(&mut self, ownership: Ownership) {
+        self.ownership = ownership;
+    }
+
+    pub fn ownership(&self) -> Ownership {
+        self.ownership
     }
 
     /// What a checkpoint saves.
@@ -193,7 +206,8 @@ impl Stage1 {
         let mut consumed = [0u64; 4];
         for record in records {
             let Some(topic) = Topic::from_name(&record.topic) else { continue };
-            consumed[topic as usize] += 1;
+            let owned = self.ownership.owns(record.partition);
+            consumed[topic as usize] += u64::from(owned);
             let decoded = decoder.decode(topic, &record.payload).map(|e| self.correct_clock(e));
             match decoded.and_then(|(e, clock)| Ok((self.admit(e, topic as u32, record.partition)?, clock))) {
                 Ok((event, clock)) => {
@@ -211,14 +225,15 @@ impl Stage1 {
                     };
                     self.state.watermarks.observe(topic as u32, record.partition, progress, now);
                     let first = out.updates.len();
-                    self.route(&city, event, clock, record, &mut out);
+                    self.route(&city, event, clock, record, owned, &mut out);
                     let made = out.updates.len() - first;
                     out.origins.extend((0..made).map(|sub| Origin(topic as u8, record.partition, record.offset, sub as u16)));
                 }
-                Err(reject) => {
+                Err(reject) if owned => {
                     *self.state.stats.rejected.entry((topic, reject.reason)).or_default() += 1;
                     out.dead_letters.push(DeadLetter { record: record.clone(), reject });
                 }
+                Err(_) => {}
             }
         }
         // Metrics once per batch and topic, never per event.
@@ -328,12 +343,13 @@ impl Stage1 {
     }
 
     /// `city` is `self.city`, passed in: a clone of the `Arc` per event cost an
-    /// atomic increment and decrement each time.
-    fn route(&mut self, city: &CityModel, event: Decoded, clock: DeviceTime, record: &Record, out: &mut Stage1Output) {
+    /// atomic increment and decrement each time. `owned`: the record's partition is
+    /// this instance's; otherwise only the state that spans partitions is kept.
+    fn route(&mut self, city: &CityModel, event: Decoded, clock: DeviceTime, record: &Record, owned: bool, out: &mut Stage1Output) {
         let read = match event {
             Decoded::PlateRead(read) => read,
-            Decoded::ParkingCount(c) => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
-            Decoded::Camera(c) => {
+            Decoded::ParkingCount(c) if owned => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
+            Decoded::Camera(c) if owned => {
                 if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize)) {
                     self.state.stats.excluded += 1;
                     return;
@@ -343,20 +359,26 @@ impl Stage1 {
                 self.state.enforcer.on_camera(city, &c, clock.device_ts_ms, record.partition, record.offset, recent, &mut out.tickets);
                 return;
             }
-            Decoded::BusGps(g) => {
+            Decoded::BusGps(g) if owned => {
                 let (bus_id, trip_id) = (g.bus_id, g.trip_id);
                 let report = Update::BusReport { route: g.route, bus_id, trip_id, lat: g.lat, lon: g.lon, speed_kmh: g.speed_kmh, ts_ms: g.ts_ms };
                 return out.updates.push(report);
             }
+            // Another instance's lot, bus or camera event: nothing here spans partitions.
+            Decoded::ParkingCount(_) | Decoded::Camera(_) | Decoded::BusGps(_) => return,
         };
         self.state.health.read(read.reader, read.ts_ms);
         if !trusted(self.state.clocks.calibration(read.reader.0 as usize)) {
             // A clock this far off cannot be corrected: its reads prove nothing.
-            self.state.stats.excluded += 1;
+            self.state.stats.excluded += u64::from(owned);
             return;
         }
         let mut read = read;
-        read.plate = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms, read.ts_ms.saturating_sub(self.config.plate_ttl_ms));
+        let horizon = read.ts_ms.saturating_sub(self.config.plate_ttl_ms);
+        // A misread is keyed by what was read: corrected, it belongs with the plate's
+        // own reads, on the partition they arrive on, whichever instance owns that.
+        let (plate, plate_partition) = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms, horizon, record.partition);
+        read.plate = plate;
         let kept = Read {
             reader: read.reader,
             clock_delta_ms: (clock.device_ts_ms - read.ts_ms).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
@@ -366,7 +388,14 @@ impl Stage1 {
             uncertainty_ms: clock.uncertainty_ms.clamp(0, i64::from(u16::MAX)) as u16,
             tag: read.tag,
         };
-        if let Some((lot, entering)) = city.gate(read.reader) {
+        let gate = city.gate(read.reader);
+        if gate.is_none() {
+            self.state.enforcer.observe_read(read.plate, read.class, &kept);
+        }
+        if !self.ownership.owns(plate_partition) {
+            return;
+        }
+        if let Some((lot, entering)) = gate {
             self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
             self.state.enforcer.on_gate_read(city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });

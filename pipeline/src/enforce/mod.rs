@@ -110,7 +110,6 @@ impl Enforcer {
         }
         let topic = &self.plate_reads_topic;
         self.zones.on_read(city, plate, class, read, recent, |r| read_sighting(city, topic, r), out);
-        self.gantry_log.record(plate, class, *read);
         hotlist(&mut self.hotlists, plate, read.ts_ms, || read_sighting(city, topic, read), out);
         self.cloned.check(city, plate, read, recent, |r| read_sighting(city, topic, r), out);
         let confirmed = self.pending.take_confirmed(&plate, |o| self.cameras.confirming(o, std::slice::from_ref(read)).is_some());
@@ -118,6 +117,17 @@ impl Enforcer {
             let source = source_ref(&self.plate_reads_topic, u32::from(read.partition), read.offset);
             out.violations.extend(self.cameras.ticket(city, &o, class, read, source));
         }
+    }
+
+    /// A trusted read at a gantry, of any plate, before `on_read` if this instance
+    /// owns the plate: what every instance learns from every read (see `ownership`).
+    /// The one-character search of camera offences looks through the reads of all
+    /// plates, and a tag read with two plates casts doubt on both. A tag read twice
+    /// in one pass is observed twice, harmlessly: the search asks which plates were
+    /// seen, not how often, and the tag's plate is the same.
+    pub fn observe_read(&mut self, plate: Plate, class: VehicleClass, read: &Read) {
+        self.gantry_log.record(plate, class, *read);
+        self.zones.observe_tag(plate, read);
     }
 
     /// A read at a parking gate: a sighting, nothing more.

@@ -133,18 +133,30 @@ impl ZoneRules {
         }
     }
 
-    /// A read: checks held tickets against its tag, then the zones its gantry stands in.
-    /// `recent` are the plate's reads (this one among them).
+    /// A tagged read at a gantry, of any plate, before `on_read`: a tag read with two
+    /// plates casts doubt on both. Every instance observes every read (see
+    /// `ownership`): the tag's plates arrive on different partitions, and the held
+    /// passes it drops are there only on the instance that owns their plate.
+    pub fn observe_tag(&mut self, plate: Plate, read: &Read) {
+        if read.tag == 0 {
+            return;
+        }
+        let horizon = self.tags_horizon;
+        if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, ts)| *p != plate && horizon.keeps(*ts)) {
+            let other = *other;
+            self.take_held(other, |h| h.tag == read.tag);
+            self.doubtful_tags.insert(read.tag, read.ts_ms);
+        }
+        self.tag_plates.insert(read.tag, (plate, read.ts_ms));
+    }
+
+    /// A read of a plate this instance owns, once `observe_tag` has seen it: checks
+    /// held tickets against its tag, then the zones its gantry stands in. `recent`
+    /// are the plate's reads (this one among them).
     #[allow(clippy::too_many_arguments)]
     pub fn on_read(&mut self, city: &CityModel, plate: Plate, class: VehicleClass, read: &Read, recent: &[Read], sighting: impl Fn(&Read) -> Sighting, out: &mut Tickets) {
         let tz = city.rules.timezone_offset_minutes;
         if read.tag != 0 {
-            let horizon = self.tags_horizon;
-            if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, ts)| *p != plate && horizon.keeps(*ts)) {
-                let other = *other;
-                self.take_held(other, |h| h.tag == read.tag);
-                self.doubtful_tags.insert(read.tag, read.ts_ms);
-            }
             // The same tag and plate again: a held ticket is confirmed.
             let confirmed = self.take_held(plate, |h| h.tag == read.tag && (read.ts_ms - h.ticket.ts_ms).abs() <= HOLD_LONE_READ_MS);
             for mut h in confirmed.into_iter().rev() {
@@ -153,7 +165,6 @@ impl ZoneRules {
                 h.ticket.evidence.sightings.push(again);
                 self.issue(h.ticket, h.rule, plate, h.day, out);
             }
-            self.tag_plates.insert(read.tag, (plate, read.ts_ms));
         }
         // A lone read proves nothing without a tag to find again, or with a doubtful one.
         if read.tag == 0 || self.doubtful_tags.get(&read.tag).is_some_and(|ts| self.tags_horizon.keeps(*ts)) {
@@ -244,6 +255,7 @@ mod tests {
             let recent: Vec<Read> = earlier.iter().copied().chain([read]).collect();
             let city = &self.city;
             let plate = Plate::parse(plate).expect("plate");
+            self.zones.observe_tag(plate, &read);
             self.zones.on_read(city, plate, VehicleClass::Truck, &read, &recent, |r| super::super::read_sighting(city, "reads", r), &mut self.out);
             read
         }

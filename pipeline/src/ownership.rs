@@ -1,0 +1,106 @@
+//! Which input partitions an active instance does the keyed work of, when several
+//! active instances split the input (`egret run --instance 2/3`).
+//!
+//! Every instance reads every input partition, in the aligner's order, and keeps
+//! the state that spans partitions (device clocks, the tag registry, the gantry
+//! log, reader health, de-duplication, watermarks) from all of them, so that state
+//! is the same on every instance and the same as one instance's. The state of a
+//! plate (its reads, open drives, held and pending tickets) lives with the instance
+//! that owns the partition the plate arrives on, and only that instance writes the
+//! plate's updates, tickets and dead letters. The union of the instances' outputs
+//! is then one instance's outputs, whatever the split.
+//!
+//! Partition `p` of every input topic belongs to instance `p % count`: plate reads
+//! and camera events of one plate share a partition number when the topics have
+//! the same partition count and are keyed alike (contract-v1), so they meet on one
+//! instance.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// This instance's share of the input: instance `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ownership {
+    index: u32,
+    count: u32,
+}
+
+impl Default for Ownership {
+    /// One instance doing all the work.
+    fn default() -> Self {
+        Ownership { index: 0, count: 1 }
+    }
+}
+
+impl Ownership {
+    /// Instance `index` of `count`; `None` unless `index < count`.
+    pub fn new(index: u32, count: u32) -> Option<Self> {
+        (index < count).then_some(Ownership { index, count })
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether this instance does the keyed work of `partition` (of any topic).
+    pub fn owns(&self, partition: u32) -> bool {
+        partition % self.count == self.index
+    }
+
+    /// True for the one instance that owns everything.
+    pub fn is_whole(&self) -> bool {
+        self.count == 1
+    }
+}
+
+impl fmt::Display for Ownership {
+    /// As `--instance` takes it: one-based, "2/3" for the second of three.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+impl FromStr for Ownership {
+    type Err = String;
+
+    /// "K/N": instance K (1 to N) of N.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = || format!("expected K/N, instance K (1 to N) of N active instances, as in 2/3; got {s:?}");
+        let (k, n) = s.split_once('/').ok_or_else(usage)?;
+        let (k, n): (u32, u32) = (k.trim().parse().map_err(|_| usage())?, n.trim().parse().map_err(|_| usage())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(usage());
+        }
+        Ok(Ownership { index: k - 1, count: n })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_has_exactly_one_owner() {
+        for count in 1..=5 {
+            for partition in 0..24 {
+                let owners = (0..count).filter(|&i| Ownership::new(i, count).is_some_and(|o| o.owns(partition))).count();
+                assert_eq!(owners, 1, "partition {partition} of {count} instances");
+            }
+        }
+    }
+
+    #[test]
+    fn the_flag_is_one_based_and_checked() {
+        assert_eq!("2/3".parse::<Ownership>(), Ok(Ownership { index: 1, count: 3 }));
+        assert_eq!("1/1".parse::<Ownership>(), Ok(Ownership::default()));
+        assert_eq!(Ownership { index: 1, count: 3 }.to_string(), "2/3");
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "-1/2", ""] {
+            let refused = bad.parse::<Ownership>().expect_err(bad);
+            assert!(refused.contains("K/N"), "{refused}");
+        }
+    }
+}

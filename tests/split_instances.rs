@@ -1,0 +1,144 @@
+//! Active instances that split the input (`egret run --instance K/N`) must
+//! together produce exactly what one instance produces: the same tickets, dead
+//! letters and stage-2 updates, none twice, none lost. Each instance reads every
+//! record and keeps the state that spans partitions (clocks, tags, the gantry log)
+//! from all of them, and the state of the plates of its own partitions only. A
+//! part of that state kept by the wrong instance, or not kept by all, shows up
+//! here as a difference on noisy traffic: skewed clocks, misread plates (keyed
+//! by the misread, so on another partition than the plate's own reads),
+//! duplicates, late and malformed events.
+
+use egret::bench::workload;
+use egret_ingest::{Record, partition_for};
+use egret_model::CityModel;
+use egret_pipeline::ownership::Ownership;
+use egret_pipeline::stage1::Stage1;
+use egret_pipeline::stage2::Stage2;
+use egret_pipeline::{ClockMode, PipelineConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+const BATCH: usize = 1024;
+const PARTITIONS: u32 = 6;
+
+/// Processing time must decide nothing: no partition goes idle.
+fn config() -> PipelineConfig {
+    PipelineConfig { clock: ClockMode::Event, idle_timeout_ms: 24 * 3_600_000, ..PipelineConfig::default() }
+}
+
+/// The records as a keyed producer spreads them over `PARTITIONS` partitions of
+/// each topic, in the same order.
+fn partitioned(records: Vec<Record>) -> Vec<Record> {
+    let mut next: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.partition = partition_for(r.key.as_deref(), PARTITIONS, i as u64);
+            let offset = next.entry((r.topic.to_string(), r.partition)).or_default();
+            r.offset = *offset;
+            *offset += 1;
+            r
+        })
+        .collect()
+}
+
+/// Everything the instances wrote, in an order that does not depend on which
+/// instance wrote what.
+#[derive(Debug, Default, PartialEq)]
+struct Written {
+    tickets: Vec<String>,
+    dead_letters: Vec<String>,
+    /// Each stage-2 update with the record it came from.
+    updates: Vec<String>,
+    /// Stage 2's windows, lots and incidents over the updates of all instances.
+    derived: Vec<String>,
+    consumed: u64,
+    rejected: u64,
+    traversals: u64,
+    excluded: u64,
+    /// Misread plates corrected to their tag's plate, as every instance counts them.
+    corrected: Vec<u64>,
+}
+
+fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
+    let mut stage1s: Vec<Stage1> = (0..instances)
+        .map(|i| {
+            let mut stage = Stage1::new(city.clone(), config());
+            stage.set_ownership(Ownership::new(i, instances).expect("index below count"));
+            stage
+        })
+        .collect();
+    let mut stage2 = Stage2::new(city, config());
+    let mut w = Written::default();
+    for batch in records.chunks(BATCH) {
+        let mut watermarks = Vec::new();
+        for stage in &mut stage1s {
+            let out = stage.process(batch, Instant::now());
+            w.tickets.extend(out.tickets.violations.iter().map(json));
+            w.tickets.extend(out.tickets.possible_hits.iter().map(json));
+            w.dead_letters.extend(out.dead_letters.iter().map(|d| format!("{}/{}@{} {:?}", d.record.topic, d.record.partition, d.record.offset, d.reject)));
+            w.updates.extend(out.updates.iter().zip(&out.origins).map(|(u, o)| format!("{o:?} {}", json(u))));
+            stage2.apply(&out.updates);
+            watermarks.push(out.watermark_ms);
+        }
+        assert!(watermarks.windows(2).all(|p| p[0] == p[1]), "every instance has the one watermark: {watermarks:?}");
+        let changed = stage2.advance(watermarks[0]);
+        w.derived.extend(changed.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
+        w.derived.extend(changed.lots.iter().map(json));
+        w.derived.extend(changed.incidents.iter().map(json));
+    }
+    for stage in &mut stage1s {
+        let out = stage.finish();
+        w.tickets.extend(out.tickets.violations.iter().map(json));
+        let stats = stage.stats();
+        w.consumed += stats.consumed.values().sum::<u64>();
+        w.rejected += stats.rejected.values().sum::<u64>();
+        w.traversals += stats.traversals;
+        w.excluded += stats.excluded;
+        w.corrected.push(stage.plates_corrected());
+    }
+    w.corrected.dedup();
+    let done = stage2.finish();
+    w.derived.extend(done.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
+    w.derived.extend(done.lots.iter().map(json));
+    for list in [&mut w.tickets, &mut w.dead_letters, &mut w.updates, &mut w.derived] {
+        list.sort();
+    }
+    w
+}
+
+fn json<T: serde::Serialize>(output: &T) -> String {
+    serde_json::to_string(output).expect("json")
+}
+
+fn assert_same(one: &Written, split: &Written, instances: u32) {
+    let lists = [("tickets", &one.tickets, &split.tickets), ("dead letters", &one.dead_letters, &split.dead_letters), ("updates", &one.updates, &split.updates), ("stage 2", &one.derived, &split.derived)];
+    for (what, a, b) in lists {
+        let missing: Vec<&String> = a.iter().filter(|x| !b.contains(x)).take(3).collect();
+        let extra: Vec<&String> = b.iter().filter(|x| !a.contains(x)).take(3).collect();
+        assert!(a == b, "{instances} instances: {what}: {} vs {} of one instance; missing {missing:#?}, extra {extra:#?}", b.len(), a.len());
+    }
+    assert_eq!(one, split, "{instances} instances: the totals");
+}
+
+/// Noisy traffic with a misread in every five plates: plenty of corrections and
+/// camera plates found by the one-character search, which both look across
+/// partitions.
+#[test]
+fn instances_splitting_noisy_input_write_exactly_what_one_instance_writes() {
+    let city = egret::load_city(None).expect("city model");
+    let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
+    let one = run(&city, &records, 1);
+    let searched = one.tickets.iter().filter(|t| t.contains("the camera read")).count();
+    assert!(searched >= 2, "the scenario has camera plates found by the one-character search: {searched}");
+    assert!(one.corrected[0] > 5, "the scenario has misread plates: {:?}", one.corrected);
+    assert!(one.tickets.len() > 20, "the scenario issues tickets: {}", one.tickets.len());
+    assert!(one.dead_letters.len() > 100, "the scenario has bad input: {}", one.dead_letters.len());
+    assert!(one.derived.iter().any(|l| l.contains("\"is_final\":true")), "the scenario closes windows");
+    assert_eq!(one.consumed, records.len() as u64);
+    for instances in [2, 3] {
+        assert_same(&one, &run(&city, &records, instances), instances);
+    }
+}
