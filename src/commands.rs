@@ -124,7 +124,7 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
 /// Where `egret run` reads from.
 pub enum Input<'a> {
     Files(&'a Path),
-    Kafka { config: KafkaConfig, exit_when_idle: Option<Duration>, checkpoints: Option<instance::CheckpointOptions> },
+    Kafka { config: KafkaConfig, options: instance::RunOptions },
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
@@ -178,12 +178,16 @@ pub async fn run(
             let (ended, pipeline, _) = serve::run_pipeline(source, outputs, pipeline, &live, stop.clone()).await?;
             (ended, pipeline.stats(), pipeline.corrections())
         }
-        Input::Kafka { config, exit_when_idle, checkpoints } => {
-            instance::status_line(&format!("serving http://{addr} while consuming from Kafka at {} (group {})", config.brokers, config.group_id));
-            if let Some(c) = &checkpoints {
+        Input::Kafka { config, options } => {
+            let group = instance::group_of(&config.group_id, options.ownership);
+            instance::status_line(&format!("serving http://{addr} while consuming from Kafka at {} (group {group})", config.brokers));
+            if !options.ownership.is_whole() {
+                instance::status_line(&format!("instance {} of active instances splitting the input: reads all of it, keeps its share", options.ownership));
+            }
+            if let Some(c) = &options.checkpoints {
                 instance::status_line(&format!("checkpoints every {:?} in {}", c.interval, c.dir.display()));
             }
-            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), exit_when_idle, checkpoints.as_ref()).await?;
+            let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), &options).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

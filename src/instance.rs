@@ -1,12 +1,16 @@
 //! One `egret run --kafka` instance: stage 1 consuming the input topics in the
 //! consumer group, stage 2 consuming the repartition topic in `<group>-stage2`,
 //! both in this process. Instances sharing a checkpoint directory are one active
-//! instance and its standbys (see `take_over`).
+//! instance and its standbys (see `take_over`). Active instances that split the
+//! input (`--instance K/N`) each read all of it in a group of their own,
+//! `<group>.K-of-N`, and keep their share (see `egret_pipeline::ownership`).
 
 use egret_ingest::EndWhenIdle;
 use egret_ingest::kafka::{self, Commits, KafkaConfig, KafkaSink, KafkaSource};
 use egret_pipeline::checkpoint::{self, CheckpointError, Checkpointer, CheckpointStore, DirStore};
-use egret_pipeline::repartition::{Applied, Stage1Outputs, Stage2Saved};
+use egret_pipeline::marks::Applied;
+use egret_pipeline::ownership::Ownership;
+use egret_pipeline::repartition::{Stage1Outputs, Stage2Saved};
 use egret_pipeline::stage1::Stage1State;
 use std::path::PathBuf;
 use egret_model::{CityModel, Topic};
@@ -45,6 +49,41 @@ pub struct CheckpointOptions {
     /// Locked by the active instance; standbys wait on it (see `take_over`).
     pub dir: PathBuf,
     pub interval: Duration,
+}
+
+/// How an instance runs, besides what it computes.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Treat the input as finished once it has been idle this long (then every
+    /// window is made final, as at the end of a replay).
+    pub exit_when_idle: Option<Duration>,
+    pub checkpoints: Option<CheckpointOptions>,
+    /// This instance's share of the input, when active instances split it.
+    pub ownership: Ownership,
+}
+
+/// The consumer group of instance `ownership` in `group`: its own when active
+/// instances split the input, since each reads all of it.
+pub fn group_of(group: &str, ownership: Ownership) -> String {
+    match ownership.is_whole() {
+        true => group.to_owned(),
+        false => format!("{group}.{}-of-{}", ownership.index() + 1, ownership.count()),
+    }
+}
+
+/// What a checkpoint must have been saved under to be restored: the city model,
+/// the settings and, when instances split the input, which share.
+fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership) -> String {
+    #[derive(serde::Serialize)]
+    struct Split<'a> {
+        #[serde(flatten)]
+        pipeline: &'a PipelineConfig,
+        instance: String,
+    }
+    match ownership.is_whole() {
+        true => checkpoint::fingerprint(city, pipeline),
+        false => checkpoint::fingerprint(city, &Split { pipeline, instance: ownership.to_string() }),
+    }
 }
 
 /// Both stages, restored from their checkpoints where there are some.
@@ -99,11 +138,11 @@ pub(crate) fn status_line(line: &str) {
 /// How often a standby tries the lock: the longest it leaves the input unattended.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
 
-fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<(&CheckpointOptions, DirStore)>) -> anyhow::Result<Stages> {
+fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, ownership: Ownership, options: Option<(&CheckpointOptions, DirStore)>) -> anyhow::Result<Stages> {
     let fresh = || Stages { stage1: Stage1::new(city.clone(), pipeline.clone()), stage2: Stage2::new(city, pipeline.clone()), applied: Applied::default(), checkpoints: None };
     let Some((options, store)) = options else { return Ok(fresh()) };
     let store: Arc<dyn CheckpointStore + Sync> = Arc::new(store);
-    let fingerprint = checkpoint::fingerprint(city, pipeline);
+    let fingerprint = fingerprint(city, pipeline, ownership);
     let (first, saved1) = Checkpointer::open::<Stage1State>(store.clone(), "stage1.cbor", fingerprint.clone(), options.interval)?;
     let (second, saved2) = Checkpointer::open::<Stage2Saved>(store, "stage2.cbor", fingerprint, options.interval)?;
     let mut stages = fresh();
@@ -122,16 +161,17 @@ fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: Option<(&C
 }
 
 /// Runs both stages until `stop` flips, or until the input has been idle for
-/// `exit_when_idle` (then every window is made final, as at the end of a replay).
+/// `options.exit_when_idle`.
 pub async fn run(
     city: Arc<CityModel>,
     pipeline: PipelineConfig,
     config: &KafkaConfig,
     live: Arc<LiveState>,
     stop: watch::Receiver<bool>,
-    exit_when_idle: Option<Duration>,
-    checkpoints: Option<&CheckpointOptions>,
+    options: &RunOptions,
 ) -> anyhow::Result<InstanceReport> {
+    let RunOptions { exit_when_idle, ref checkpoints, ownership } = *options;
+    let config = &KafkaConfig { group_id: group_of(&config.group_id, ownership), ..config.clone() };
     let store = match checkpoints {
         Some(options) => match take_over(&options.dir, stop.clone()).await? {
             Some(store) => Some((options, store)),
@@ -140,7 +180,9 @@ pub async fn run(
         None => None,
     };
     ensure_all_topics(config).await?;
-    let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, store)?;
+    let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
+    stage1.set_ownership(ownership);
+    stage2.set_ownership(ownership);
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = Arc::new(KafkaSink::new(config)?);

@@ -132,12 +132,20 @@ enum Command {
         /// Consumer group; instances in one group share the partitions.
         #[arg(long, default_value = "egret")]
         group: String,
+        /// With --kafka: this instance is instance K of N active instances splitting
+        /// the input, as in 2/3. Each reads all of it in a group of its own
+        /// (<group>.K-of-N) and keeps the plates, segments, lots and routes of the
+        /// partitions p with p mod N = K-1; together they write exactly what one
+        /// instance would. Every instance of a deployment must be given the same N.
+        #[arg(long, env = "EGRET_INSTANCE", default_value = "1/1")]
+        instance: egret_pipeline::ownership::Ownership,
         /// With --kafka: treat the input as finished after this long with nothing new.
         #[arg(long, value_parser = egret::parse_duration_ms)]
         exit_when_idle: Option<i64>,
         /// With --kafka: where this instance saves its state with the offsets it
         /// reflects, and restores it from on start (default:
-        /// <state-dir>/checkpoints/<namespace><group>). One directory per instance.
+        /// <state-dir>/checkpoints/<namespace><group>, with .K-of-N after it for
+        /// --instance K/N). One directory per instance.
         #[arg(long, env = "EGRET_CHECKPOINT_DIR")]
         checkpoint_dir: Option<PathBuf>,
         /// With --kafka: how often to checkpoint.
@@ -437,7 +445,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists } => {
+        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -447,12 +455,12 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
                     let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {
-                        dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{group}", cli.namespace))),
+                        dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{}", cli.namespace, egret::instance::group_of(&group, instance)))),
                         interval: Duration::from_millis(checkpoint_interval.max(1) as u64),
                     });
                     let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));
                     let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
-                    Input::Kafka { config, exit_when_idle, checkpoints }
+                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance } }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

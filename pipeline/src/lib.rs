@@ -15,6 +15,7 @@ pub mod incident;
 mod inflight;
 pub mod laps;
 pub mod live;
+pub mod marks;
 pub mod matcher;
 pub mod ownership;
 pub mod parking;

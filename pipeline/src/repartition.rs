@@ -1,11 +1,11 @@
 //! Two stages across instances: stage 1 writes its updates to the internal
 //! repartition topic, on the partition of their segment, lot or route, followed by
 //! a watermark mark to every partition; stage 2 reads that topic in its own consumer
-//! group, so each segment and lot has exactly one owner, and takes as its watermark
-//! the minimum over partitions of the minimum over producers of their latest marks
-//! (as Flink does between operators). A producer whose input ended sends a final
-//! mark of `i64::MAX`; one whose process stops (its input goes on, with a
-//! successor) says it leaves.
+//! group and keeps the partitions its instance owns (`ownership`), so each segment
+//! and lot has exactly one owner, and takes as its watermark the minimum over
+//! partitions of the minimum over stage-1 instances of their latest marks (as
+//! Flink does between operators; see `marks`). A producer whose input ended sends
+//! a final mark of `i64::MAX`.
 //!
 //! A batch's updates for one partition travel together in a few messages, the
 //! last carrying the mark: a message per update cost more in the producer, the
@@ -21,14 +21,12 @@ use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
-use bytes::Bytes;
+use crate::marks::{Applied, Marks};
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
-use egret_model::FastMap;
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The internal topic between the stages.
 pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
@@ -47,7 +45,8 @@ pub enum Internal {
     },
     /// A mark alone, as versions before `Batch` wrote it.
     Mark { p: u64, wm: i64 },
-    /// The producer's process stops; its input does not end (see `Marks::leave`).
+    /// The producer's process stops; its input does not end. What versions before
+    /// marks were kept per instance wrote; read and ignored (see `Marks`).
     Leave { p: u64 },
     /// Updates of one producer's batch for this partition, in order, as `Data`
     /// would carry them one by one; the batch's last message for the partition
@@ -57,7 +56,15 @@ pub enum Internal {
         us: Vec<Entry>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wm: Option<i64>,
+        /// The producer's index among instances splitting the input (`ownership`);
+        /// absent for the first, and in what older versions wrote.
+        #[serde(default, skip_serializing_if = "is_first")]
+        i: u32,
     },
+}
+
+fn is_first(instance: &u32) -> bool {
+    *instance == 0
 }
 
 /// One update of a `Batch`, with its origin.
@@ -86,8 +93,12 @@ struct EntryOut<'a> {
 /// Writes `Internal::Batch` messages of one partition's entries, as serde writes
 /// them, closing each at `UPDATES_PER_MESSAGE` updates or `MESSAGE_BYTES`; the
 /// last carries the mark `wm`.
-fn batch_messages(producer: u64, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u8>> {
-    let open = |payload: &mut Vec<u8>| payload.extend_from_slice(format!(r#"{{"k":"batch","p":{producer},"us":["#).as_bytes());
+fn batch_messages(producer: u64, instance: u32, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u8>> {
+    let head = match instance {
+        0 => format!(r#"{{"k":"batch","p":{producer},"us":["#),
+        i => format!(r#"{{"k":"batch","p":{producer},"i":{i},"us":["#),
+    };
+    let open = |payload: &mut Vec<u8>| payload.extend_from_slice(head.as_bytes());
     let mut messages = Vec::new();
     let mut payload = Vec::with_capacity(64 + 96 * entries.len().min(UPDATES_PER_MESSAGE));
     open(&mut payload);
@@ -116,7 +127,8 @@ fn batch_messages(producer: u64, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u
 /// them) in messages of at most `UPDATES_PER_MESSAGE` or `MESSAGE_BYTES`, the last
 /// one carrying the mark; a partition without updates gets the mark alone. A mark never overtakes
 /// data: it is read after the updates beside it and before those behind it.
-pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
+/// `instance` is the producer's index among instances splitting the input.
+pub fn encode(city: &CityModel, producer: u64, instance: u32, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
     let partitions = partitions.max(1);
     let mut by_partition: Vec<Vec<EntryOut<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
     for (i, u) in out.updates.iter().enumerate() {
@@ -125,99 +137,13 @@ pub fn encode(city: &CityModel, producer: u64, out: &Stage1Output, partitions: u
     }
     let mut records = Vec::new();
     for (p, entries) in (0u32..).zip(by_partition) {
-        for payload in batch_messages(producer, &entries, out.watermark_ms) {
+        for payload in batch_messages(producer, instance, &entries, out.watermark_ms) {
             records.push(OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, payload) });
         }
     }
     records
 }
 
-/// A producer silent this long on a partition no longer holds it back: it stopped
-/// (crashed, or its input went quiet) and will mark again before it sends data.
-pub const STALE_PRODUCER: Duration = Duration::from_secs(30);
-
-/// Stage 2's watermark from the marks it has read.
-#[derive(Debug, Default)]
-pub struct Marks {
-    /// Per partition, per producer: latest mark and when it was last heard from.
-    latest: BTreeMap<u32, FastMap<u64, (i64, Instant)>>,
-    /// Per partition, the highest mark of producers that left it.
-    left: BTreeMap<u32, i64>,
-    assigned: Vec<u32>,
-}
-
-/// The records by which a stopping producer leaves every partition.
-pub fn leave(producer: u64, partitions: u32) -> Vec<OutRecord> {
-    let leave = Bytes::from(serde_json::to_vec(&Internal::Leave { p: producer }).unwrap_or_default());
-    (0..partitions).map(|p| OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, leave.clone()) }).collect()
-}
-
-impl Marks {
-    pub fn observe(&mut self, partition: u32, producer: u64, watermark: i64, now: Instant) {
-        let entry = self.latest.entry(partition).or_default().entry(producer).or_insert((i64::MIN, now));
-        *entry = (entry.0.max(watermark), now);
-    }
-
-    /// Data from a producer not yet heard from holds its partition until it marks.
-    pub fn saw_data(&mut self, partition: u32, producer: u64, now: Instant) {
-        let entry = self.latest.entry(partition).or_default().entry(producer).or_insert((i64::MIN, now));
-        entry.1 = now;
-    }
-
-    /// A producer that stops no longer holds its partition back, but neither does its
-    /// leaving finish the partition: until another producer marks it, the partition
-    /// stays where the leaver's marks brought it. (A final mark of `i64::MAX` here
-    /// would make every window final before the successor, restored from the
-    /// leaver's checkpoint, has re-sent what came after it.)
-    pub fn leave(&mut self, partition: u32, producer: u64) {
-        if let Some((mark, _)) = self.latest.get_mut(&partition).and_then(|m| m.remove(&producer)) {
-            let floor = self.left.entry(partition).or_insert(i64::MIN);
-            *floor = (*floor).max(mark);
-        }
-    }
-
-    pub fn set_assignment(&mut self, partitions: Vec<u32>) {
-        if !partitions.is_empty() {
-            self.assigned = partitions;
-        }
-    }
-
-    /// The minimum over assigned partitions of the minimum over their live producers
-    /// (where none is live, the mark the last leaver left); `i64::MIN` while nothing
-    /// is known.
-    pub fn watermark(&self, now: Instant) -> i64 {
-        let live_mark = |p: &u32| {
-            let live = self.latest.get(p).and_then(|m| m.values().filter(|(_, heard)| now.saturating_duration_since(*heard) < STALE_PRODUCER).map(|(wm, _)| *wm).min());
-            live.or_else(|| self.left.get(p).copied())
-        };
-        self.assigned.iter().filter_map(live_mark).min().unwrap_or(i64::MIN)
-    }
-}
-
-/// Per repartition partition and input partition, the origin of the last update
-/// applied: stage 2's de-duplication of stage 1's replays (see `Origin`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Applied {
-    /// (repartition partition, input topic, input partition) → (offset, sub).
-    latest: FastMap<(u32, u8, u32), (u64, u16)>,
-}
-
-impl Applied {
-    /// True the first time an update of this origin arrives on `partition`.
-    pub fn first_time(&mut self, partition: u32, Origin(topic, input_partition, offset, sub): Origin) -> bool {
-        match self.latest.entry((partition, topic, input_partition)) {
-            std::collections::hash_map::Entry::Occupied(seen) if (offset, sub) <= *seen.get() => false,
-            std::collections::hash_map::Entry::Occupied(mut seen) => {
-                seen.insert((offset, sub));
-                true
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((offset, sub));
-                true
-            }
-        }
-    }
-}
 
 /// Saves a checkpoint when one is due, then commits the offsets it holds.
 async fn checkpoint_if_due<S: Source, T: Serialize>(
@@ -262,6 +188,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     let Stage1Outputs { repartition, dead_letters, producer, partitions } = *outputs;
+    let instance = stage1.ownership().index();
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
@@ -270,8 +197,6 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     loop {
         hotlists.sync(live.hotlists(), stage1);
         let Some(polled) = poll_or_shutdown(source, &mut shutdown).await? else {
-            // This producer id ends with the process: tell stage 2 not to wait for it.
-            repartition.send(leave(producer, partitions)).await?;
             in_flight.settle_all(source).await?;
             checkpoint_if_due(source, &mut in_flight, checkpoints, stage1.state(), true).await?;
             return Ok(Ended::Shutdown);
@@ -297,7 +222,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 // Tickets held until no late read could change them go out now.
                 live.apply_tickets(&out.tickets);
                 let mut last = crate::runner::ticket_records(&out.tickets);
-                last.extend(encode(stage1.city(), producer, &out, partitions));
+                last.extend(encode(stage1.city(), producer, instance, &out, partitions));
                 repartition.send(last).await?;
                 return Ok(Ended::InputEnd);
             }
@@ -313,7 +238,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         let mut to_send = crate::runner::ticket_records(&out.tickets);
         // While idle the watermark rarely moves: mark only when it did, or with data.
         if !out.updates.is_empty() || out.watermark_ms != marked {
-            to_send.extend(encode(stage1.city(), producer, &out, partitions));
+            to_send.extend(encode(stage1.city(), producer, instance, &out, partitions));
             marked = out.watermark_ms;
         }
         if !to_send.is_empty() {
@@ -335,12 +260,11 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
 /// One update read from `record`: kept unless implausible (only Egret writes this
 /// topic, so that is a bug, logged) or applied already (a replay of stage 1 after
 /// its restore).
-fn take(record: &egret_ingest::Record, producer: u64, Entry { u, o }: Entry, marks: &mut Marks, applied: &mut Applied, updates: &mut Vec<Update>, now: Instant) {
+fn take(record: &egret_ingest::Record, instance: u32, Entry { u, o }: Entry, applied: &mut Applied, updates: &mut Vec<Update>) {
     if !u.is_plausible() {
         return tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", record.partition, record.offset);
     }
-    marks.saw_data(record.partition, producer, now);
-    if o.is_none_or(|o| applied.first_time(record.partition, o)) {
+    if o.is_none_or(|o| applied.first_time(record.partition, instance, o)) {
         updates.push(u);
     }
 }
@@ -359,7 +283,8 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
-    let mut marks = Marks::default();
+    let ownership = stage2.ownership();
+    let mut marks = Marks::new(ownership.count());
     let mut laps = Laps::start("2");
     let mut in_flight = InFlight::default();
     loop {
@@ -369,7 +294,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             return Ok(Ended::Shutdown);
         };
         laps.lap("poll");
-        marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).collect());
+        marks.set_assignment(source.assignment().into_iter().map(|(_, p)| p).filter(|p| ownership.owns(*p)).collect());
         let records = match polled {
             Poll::Records(mut records) => {
                 if let Some(c) = checkpoints.as_deref() {
@@ -387,30 +312,32 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 return Ok(Ended::InputEnd);
             }
         };
-        let now = Instant::now();
         // Applied message by message: one holds up to `UPDATES_PER_MESSAGE`, and a
-        // poll of many would otherwise gather them all at once.
+        // poll of many would otherwise gather them all at once. Another instance's
+        // partitions are passed over unread (their offsets are committed all the same).
         let mut updates = Vec::new();
-        for r in &records {
+        for r in records.iter().filter(|r| ownership.owns(r.partition)) {
             match serde_json::from_slice::<Internal>(&r.payload) {
-                Ok(Internal::Data { p, u, o }) => take(r, p, Entry { u, o }, &mut marks, applied, &mut updates, now),
-                Ok(Internal::Batch { p, us, wm }) => {
+                // What versions before `Batch` wrote: all from the one instance.
+                Ok(Internal::Data { u, o, .. }) => take(r, 0, Entry { u, o }, applied, &mut updates),
+                Ok(Internal::Mark { wm, .. }) => marks.observe(r.partition, 0, wm),
+                Ok(Internal::Batch { us, wm, i, .. }) => {
                     for entry in us {
-                        take(r, p, entry, &mut marks, applied, &mut updates, now);
+                        take(r, i, entry, applied, &mut updates);
                     }
                     if let Some(wm) = wm {
-                        marks.observe(r.partition, p, wm, now);
+                        marks.observe(r.partition, i, wm);
                     }
                 }
-                Ok(Internal::Mark { p, wm }) => marks.observe(r.partition, p, wm, now),
-                Ok(Internal::Leave { p }) => marks.leave(r.partition, p),
+                // An instance that stops holds its partitions at its last mark (`Marks`).
+                Ok(Internal::Leave { .. }) => {}
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
             }
             stage2.apply(&updates);
             updates.clear();
         }
-        let changed = stage2.advance(marks.watermark(now));
+        let changed = stage2.advance(marks.watermark());
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
         laps.batch(records.len());
         laps.lap("process");
@@ -430,59 +357,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_slowest_producer_on_the_slowest_partition_sets_the_watermark() {
-        let t = Instant::now();
-        let mut m = Marks::default();
-        m.set_assignment(vec![0, 1]);
-        assert_eq!(m.watermark(t), i64::MIN);
-        m.observe(0, 7, 100, t);
-        m.observe(1, 7, 120, t);
-        assert_eq!(m.watermark(t), 100);
-        m.saw_data(0, 9, t);
-        assert_eq!(m.watermark(t), i64::MIN, "a new producer holds its partition until it marks");
-        m.observe(0, 9, 150, t);
-        m.observe(0, 7, 130, t);
-        assert_eq!(m.watermark(t), 120);
-        m.observe(0, 7, i64::MAX, t);
-        m.observe(1, 7, i64::MAX, t);
-        m.observe(1, 9, i64::MAX, t);
-        m.observe(0, 9, i64::MAX, t);
-        assert_eq!(m.watermark(t), i64::MAX, "every producer finished");
-    }
-
-    #[test]
-    fn a_producer_that_leaves_holds_its_partitions_at_its_last_mark_until_a_successor_marks() {
-        let t = Instant::now();
-        let mut m = Marks::default();
-        m.set_assignment(vec![0, 1]);
-        m.observe(0, 7, 100, t);
-        m.observe(1, 7, 120, t);
-        m.leave(0, 7);
-        m.leave(1, 7);
-        assert_eq!(m.watermark(t), 100, "left, not finished: the windows after its marks are still open");
-        m.saw_data(0, 9, t);
-        assert_eq!(m.watermark(t), i64::MIN, "the successor holds the partition it sends to until it marks");
-        m.observe(0, 9, 90, t);
-        assert_eq!(m.watermark(t), 90, "the successor, restored from an older checkpoint, marks from where it is");
-        m.observe(1, 9, 130, t);
-        m.observe(0, 9, 140, t);
-        assert_eq!(m.watermark(t), 130);
-    }
-
-    #[test]
-    fn a_producer_that_went_silent_stops_holding_the_watermark() {
-        let t = Instant::now();
-        let mut m = Marks::default();
-        m.set_assignment(vec![0]);
-        m.observe(0, 1, 100, t);
-        m.observe(0, 2, 500, t);
-        assert_eq!(m.watermark(t), 100);
-        let later = t + STALE_PRODUCER + Duration::from_secs(1);
-        m.observe(0, 2, 600, later);
-        assert_eq!(m.watermark(later), 600, "producer 1 crashed long ago");
-    }
+    use std::collections::BTreeMap;
 
     #[test]
     fn internal_messages_round_trip_exactly() {
@@ -512,14 +387,15 @@ mod tests {
         updates.extend((1..city.segments.len() as u32).map(|s| Update::Traversal { segment: s, enter_ms: 1_700_000_000_000, exit_ms: 1_700_000_060_000 }));
         let origins = (0..updates.len()).map(|i| Origin(0, 1, i as u64, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 1_700_000_001_000, ..Default::default() };
-        let read = read_back(&encode(&city, 42, &out, partitions));
+        let read = read_back(&encode(&city, 42, 2, &out, partitions));
         assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3], "every partition is marked");
         let mut seen = Vec::new();
         for (partition, messages) in &read {
             for (i, m) in messages.iter().enumerate() {
-                let Internal::Batch { p, us, wm } = m else { panic!("{m:?}") };
+                let Internal::Batch { p, us, wm, i: instance } = m else { panic!("{m:?}") };
                 let last = i + 1 == messages.len();
                 assert_eq!((*p, *wm), (42, last.then_some(out.watermark_ms)), "only the last message marks");
+                assert_eq!(*instance, 2, "every message names the instance that wrote it");
                 assert!(us.len() <= UPDATES_PER_MESSAGE && (last || us.len() == UPDATES_PER_MESSAGE));
                 for e in us {
                     let key = e.u.key(&city).as_bytes();
@@ -545,7 +421,7 @@ mod tests {
             .collect();
         let origins = (0..100).map(|i| Origin(1, 0, i, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 9, ..Default::default() };
-        let records = encode(&city, 1, &out, 4);
+        let records = encode(&city, 1, 0, &out, 4);
         assert!(records.iter().all(|r| r.payload.len() <= MESSAGE_BYTES + 16 * 1024), "under Kafka's 1 MB limit");
         let route = egret_ingest::partition_for(Some(city.routes[0].route_id.as_bytes()), 4, 0);
         let read = read_back(&records);
@@ -562,22 +438,11 @@ mod tests {
     fn a_batch_without_updates_is_a_mark_on_every_partition() {
         let city = crate::repo_city();
         let out = Stage1Output { watermark_ms: 5, ..Default::default() };
-        let read = read_back(&encode(&city, 7, &out, 3));
+        let read = read_back(&encode(&city, 7, 0, &out, 3));
         for p in 0..3 {
-            assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5) }]);
+            assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0 }]);
         }
-    }
-
-    #[test]
-    fn an_update_is_applied_once_per_origin_whatever_replays_it() {
-        let mut applied = Applied::default();
-        assert!(applied.first_time(0, Origin(0, 3, 0, 0)), "offset 0 is an offset like any other");
-        assert!(applied.first_time(0, Origin(0, 3, 0, 1)));
-        assert!(applied.first_time(0, Origin(0, 3, 7, 0)));
-        assert!(!applied.first_time(0, Origin(0, 3, 0, 1)), "a replay of an earlier record");
-        assert!(!applied.first_time(0, Origin(0, 3, 7, 0)), "the same update again");
-        assert!(applied.first_time(1, Origin(0, 3, 7, 0)), "another repartition partition keeps its own count");
-        assert!(applied.first_time(0, Origin(1, 3, 7, 0)), "another input topic too");
-        assert!(applied.first_time(0, Origin(0, 3, 8, 0)));
+        let first = String::from_utf8(encode(&city, 7, 0, &out, 1)[0].payload.to_vec()).expect("utf-8");
+        assert!(!first.contains("\"i\""), "the first instance writes what versions before the split wrote: {first}");
     }
 }

@@ -17,6 +17,8 @@ pub struct Stage2 {
     lengths: Vec<u32>,
     city: Arc<CityModel>,
     state: Stage2State,
+    /// The repartition partitions this instance keeps (see `ownership`).
+    ownership: crate::ownership::Ownership,
 }
 
 /// Everything stage 2 remembers between batches: what a checkpoint saves.
@@ -59,7 +61,17 @@ impl Stage2 {
             late_traversals: 0,
             windows_closed: 0,
         };
-        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state }
+        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default() }
+    }
+
+    /// Keep only the segments, lots and routes of the repartition partitions
+    /// `ownership` gives this instance: its runner reads no others.
+    pub fn set_ownership(&mut self, ownership: crate::ownership::Ownership) {
+        self.ownership = ownership;
+    }
+
+    pub fn ownership(&self) -> crate::ownership::Ownership {
+        self.ownership
     }
 
     /// Stage 2 as it was when `state` was saved, with the model of `city` as loaded now.

@@ -118,7 +118,7 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
         let live = Arc::new(LiveState::new(city.clone()));
         lives.push(live.clone());
         let (city, pipeline, group, stop) = (city.clone(), pipeline.clone(), group.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, Some(Duration::from_secs(8)), None).await }));
+        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, &instance::RunOptions { exit_when_idle: Some(Duration::from_secs(8)), ..Default::default() }).await }));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     // Started at the first batch seen consumed (within 20 ms of it), less the

@@ -232,7 +232,7 @@ pub async fn run(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &str,
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let pipeline_task = {
         let (city, kafka, live, stop) = (city.clone(), kafka.clone(), live.clone(), stop.clone());
-        tokio::spawn(async move { instance::run(city, pipeline, &kafka, live, stop, None, None).await })
+        tokio::spawn(async move { instance::run(city, pipeline, &kafka, live, stop, &instance::RunOptions::default()).await })
     };
 
     let unlimited = NonZeroU32::new(1_000_000).unwrap_or(NonZeroU32::MIN);

@@ -100,7 +100,7 @@ pub async fn run_kafka(city: Arc<CityModel>, pipeline: PipelineConfig, config: S
     }
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..pipeline };
-    let report = instance::run(city, pipeline, &kafka, live, stop, Some(Duration::from_secs(5)), None).await?;
+    let report = instance::run(city, pipeline, &kafka, live, stop, &instance::RunOptions { exit_when_idle: Some(Duration::from_secs(5)), ..Default::default() }).await?;
     let reader = KafkaConfig { group_id: format!("{namespace}eval-reader"), ..kafka.clone() };
     let mut records = Vec::new();
     for topic in [runner::VIOLATIONS_TOPIC, runner::SEGMENT_SPEEDS_TOPIC, runner::PARKING_TOPIC, runner::INCIDENTS_TOPIC, runner::BUS_STATUS_TOPIC, runner::HEADWAYS_TOPIC] {
