@@ -14,7 +14,7 @@ use egret_pipeline::repartition::{Stage1Outputs, Stage2Saved};
 use egret_pipeline::stage1::Stage1State;
 use std::path::PathBuf;
 use egret_model::{CityModel, Topic};
-use egret_pipeline::repartition::{self, REPARTITION_TOPIC};
+use egret_pipeline::repartition::{self, repartition_topic};
 use egret_pipeline::runner::{Ended, Outputs};
 use egret_pipeline::stage1::Stage1;
 use egret_pipeline::stage2::Stage2;
@@ -33,12 +33,13 @@ pub struct InstanceReport {
     pub corrections: u64,
 }
 
-/// Creates every topic an instance reads or writes, when missing.
+/// Creates every topic an instance of `config.group_id` reads or writes, when missing.
 pub async fn ensure_all_topics(config: &KafkaConfig) -> anyhow::Result<()> {
+    let repartition = repartition_topic(&config.group_id);
     let mut topics: Vec<(&str, bool)> = Topic::ALL.iter().map(|t| (t.default_name(), false)).collect();
     topics.extend(kafka::DERIVED_TOPICS);
     topics.push((DLQ_TOPIC, false));
-    topics.push((REPARTITION_TOPIC, false));
+    topics.push((&repartition, false));
     kafka::ensure_topics(config, &topics).await?;
     Ok(())
 }
@@ -69,6 +70,18 @@ pub fn group_of(group: &str, ownership: Ownership) -> String {
         true => group.to_owned(),
         false => format!("{group}.{}-of-{}", ownership.index() + 1, ownership.count()),
     }
+}
+
+/// The group names the deployment's repartition topic (`repartition_topic`), so it
+/// must be a name a topic can have.
+fn check_group(group: &str) -> anyhow::Result<()> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    anyhow::ensure!(
+        !group.is_empty() && group.len() <= 200 && group.chars().all(fits),
+        "consumer group {group:?}: use 1 to 200 ASCII letters, digits, '.', '_' or '-' (it names the topic {})",
+        repartition_topic(group)
+    );
+    Ok(())
 }
 
 /// What a checkpoint must have been saved under to be restored: the city model,
@@ -171,6 +184,9 @@ pub async fn run(
     options: &RunOptions,
 ) -> anyhow::Result<InstanceReport> {
     let RunOptions { exit_when_idle, ref checkpoints, ownership } = *options;
+    check_group(&config.group_id)?;
+    let repartition = repartition_topic(&config.group_id);
+    let base = config;
     let config = &KafkaConfig { group_id: group_of(&config.group_id, ownership), ..config.clone() };
     let store = match checkpoints {
         Some(options) => match take_over(&options.dir, stop.clone()).await? {
@@ -179,7 +195,7 @@ pub async fn run(
         },
         None => None,
     };
-    ensure_all_topics(config).await?;
+    ensure_all_topics(base).await?;
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
     stage1.set_ownership(ownership);
     stage2.set_ownership(ownership);
@@ -191,7 +207,7 @@ pub async fn run(
     let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe_with(config, &inputs, commits).await?, idle_polls);
     let stage2_config = KafkaConfig { group_id: format!("{}-stage2", config.group_id), ..config.clone() };
     // Stage 2 waits for stage 1's final marks before it can call its input idle.
-    let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe_with(&stage2_config, &[REPARTITION_TOPIC], commits).await?, idle_polls.saturating_mul(2));
+    let mut stage2_source = EndWhenIdle::new(KafkaSource::subscribe_with(&stage2_config, &[repartition.as_str()], commits).await?, idle_polls.saturating_mul(2));
     let producer = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     // Police hotlists come from `live.hotlists()`, which stage 1 follows.
     // A stage that fails (an error or a panic) stops the other, as when both were one
@@ -211,7 +227,7 @@ pub async fn run(
     let first = threads.spawn({
         let (sink, live, shutdown) = (sink.clone(), live.clone(), wait(stop.clone(), aborted.clone()));
         async move {
-            let outputs = Stage1Outputs { repartition: &*sink, dead_letters: &*sink, producer, partitions };
+            let outputs = Stage1Outputs { repartition: &*sink, topic: &repartition, dead_letters: &*sink, producer, partitions };
             let ended = repartition::run_stage1(&mut stage1_source, &outputs, &mut stage1, &live, first_checkpoints.as_mut(), shutdown).await;
             (ended, stage1_source, stage1)
         }

@@ -26,7 +26,7 @@ use venv::python;
 use egret_ingest::kafka::{DERIVED_TOPICS, KafkaConfig};
 use egret_model::Topic;
 use egret_pipeline::DLQ_TOPIC;
-use egret_pipeline::repartition::REPARTITION_TOPIC;
+use egret_pipeline::repartition::repartition_topic;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
@@ -67,7 +67,8 @@ fn expectations() -> Value {
             "inputs": Topic::ALL.iter().map(|t| t.default_name()).collect::<Vec<_>>(),
             "derived": DERIVED_TOPICS.iter().map(|(name, compacted)| json!([name, compacted])).collect::<Vec<_>>(),
             "dlq": DLQ_TOPIC,
-            "repartition": REPARTITION_TOPIC,
+            // The manifests run the pipeline in the consumer group `egret`.
+            "repartition": repartition_topic("egret"),
             // Stage 1 marks exactly this many repartition partitions.
             "repartition_partitions": KafkaConfig::new("").partitions,
         },
@@ -158,7 +159,7 @@ fn the_checker_finds_mistakes_put_into_a_copy() {
     copy_repo(&root);
     // Each mistake, and words of the problem the checker must report for it.
     let mistakes: [(&str, &str, &str, &str); 9] = [
-        ("deploy/compose/topics.conf", "egret.internal.stage2   4 ", "egret.internal.stage2   8 ", "egret.internal.stage2 has 8 partitions"),
+        ("deploy/compose/topics.conf", "egret.internal.stage2.egret   4 ", "egret.internal.stage2.egret   8 ", "egret.internal.stage2.egret has 8 partitions"),
         ("deploy/k8s/topics.yaml", "cleanup.policy: compact", "cleanup.policy: delete", "egret.segment-speeds: cleanup.policy=delete"),
         ("deploy/compose/compose.yaml", "    - --group\n    - egret\n", "    - --groups\n    - egret\n", "--groups is not a flag"),
         ("deploy/k8s/api.yaml", "            - serve\n", "            - run\n", "must start with `serve`"),

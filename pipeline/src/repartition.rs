@@ -28,8 +28,13 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Instant;
 
-/// The internal topic between the stages.
-pub const REPARTITION_TOPIC: &str = "egret.internal.stage2";
+/// The internal topic between the stages of the pipeline instances of consumer
+/// group `group`: a deployment's own, as Kafka Streams names its repartition
+/// topics after the application, so that two deployments in one cluster (or a
+/// benchmark's runs) never read each other's updates and marks.
+pub fn repartition_topic(group: &str) -> String {
+    format!("egret.internal.stage2.{group}")
+}
 
 /// One message on the repartition topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +133,7 @@ fn batch_messages(producer: u64, instance: u32, entries: &[EntryOut<'_>], wm: i6
 /// one carrying the mark; a partition without updates gets the mark alone. A mark never overtakes
 /// data: it is read after the updates beside it and before those behind it.
 /// `instance` is the producer's index among instances splitting the input.
-pub fn encode(city: &CityModel, producer: u64, instance: u32, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
+pub fn encode(city: &CityModel, topic: &str, producer: u64, instance: u32, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
     let partitions = partitions.max(1);
     let mut by_partition: Vec<Vec<EntryOut<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
     for (i, u) in out.updates.iter().enumerate() {
@@ -138,7 +143,7 @@ pub fn encode(city: &CityModel, producer: u64, instance: u32, out: &Stage1Output
     let mut records = Vec::new();
     for (p, entries) in (0u32..).zip(by_partition) {
         for payload in batch_messages(producer, instance, &entries, out.watermark_ms) {
-            records.push(OutRecord { partition: Some(p), ..OutRecord::new(REPARTITION_TOPIC, None, payload) });
+            records.push(OutRecord { partition: Some(p), ..OutRecord::new(topic, None, payload) });
         }
     }
     records
@@ -166,8 +171,10 @@ async fn checkpoint_if_due<S: Source, T: Serialize>(
 
 /// Where stage 1 writes, and who it is.
 pub struct Stage1Outputs<'a, K: Sink, D: Sink> {
-    /// The repartition topic, which also takes the tickets.
+    /// The producer of the repartition topic, which also takes the tickets.
     pub repartition: &'a K,
+    /// The name of the repartition topic (`repartition_topic`).
+    pub topic: &'a str,
     pub dead_letters: &'a D,
     /// This run's producer id in the marks.
     pub producer: u64,
@@ -187,7 +194,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
-    let Stage1Outputs { repartition, dead_letters, producer, partitions } = *outputs;
+    let Stage1Outputs { repartition, topic, dead_letters, producer, partitions } = *outputs;
     let instance = stage1.ownership().index();
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
@@ -222,7 +229,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 // Tickets held until no late read could change them go out now.
                 live.apply_tickets(&out.tickets);
                 let mut last = crate::runner::ticket_records(&out.tickets);
-                last.extend(encode(stage1.city(), producer, instance, &out, partitions));
+                last.extend(encode(stage1.city(), topic, producer, instance, &out, partitions));
                 repartition.send(last).await?;
                 return Ok(Ended::InputEnd);
             }
@@ -238,7 +245,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         let mut to_send = crate::runner::ticket_records(&out.tickets);
         // While idle the watermark rarely moves: mark only when it did, or with data.
         if !out.updates.is_empty() || out.watermark_ms != marked {
-            to_send.extend(encode(stage1.city(), producer, instance, &out, partitions));
+            to_send.extend(encode(stage1.city(), topic, producer, instance, &out, partitions));
             marked = out.watermark_ms;
         }
         if !to_send.is_empty() {
@@ -262,7 +269,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
 /// its restore).
 fn take(record: &egret_ingest::Record, instance: u32, Entry { u, o }: Entry, applied: &mut Applied, updates: &mut Vec<Update>) {
     if !u.is_plausible() {
-        return tracing::error!("implausible update on {REPARTITION_TOPIC}/{}@{}: {u:?}", record.partition, record.offset);
+        return tracing::error!("implausible update on {}/{}@{}: {u:?}", record.topic, record.partition, record.offset);
     }
     if o.is_none_or(|o| applied.first_time(record.partition, instance, o)) {
         updates.push(u);
@@ -332,7 +339,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 // An instance that stops holds its partitions at its last mark (`Marks`).
                 Ok(Internal::Leave { .. }) => {}
                 // Only Egret writes this topic: a bad record is a bug, not input.
-                Err(e) => tracing::error!("unreadable record on {REPARTITION_TOPIC}/{}@{}: {e}", r.partition, r.offset),
+                Err(e) => tracing::error!("unreadable record on {}/{}@{}: {e}", r.topic, r.partition, r.offset),
             }
             stage2.apply(&updates);
             updates.clear();
@@ -370,7 +377,7 @@ mod tests {
     fn read_back(records: &[OutRecord]) -> BTreeMap<u32, Vec<Internal>> {
         let mut read: BTreeMap<u32, Vec<Internal>> = BTreeMap::new();
         for r in records {
-            assert_eq!((r.topic.as_str(), r.key.is_none()), (REPARTITION_TOPIC, true));
+            assert_eq!((r.topic.as_str(), r.key.is_none()), ("egret.internal.stage2.test", true));
             let partition = r.partition.expect("an explicit partition");
             read.entry(partition).or_default().push(serde_json::from_slice(&r.payload).expect("an Internal"));
         }
@@ -387,7 +394,7 @@ mod tests {
         updates.extend((1..city.segments.len() as u32).map(|s| Update::Traversal { segment: s, enter_ms: 1_700_000_000_000, exit_ms: 1_700_000_060_000 }));
         let origins = (0..updates.len()).map(|i| Origin(0, 1, i as u64, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 1_700_000_001_000, ..Default::default() };
-        let read = read_back(&encode(&city, 42, 2, &out, partitions));
+        let read = read_back(&encode(&city, "egret.internal.stage2.test", 42, 2, &out, partitions));
         assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3], "every partition is marked");
         let mut seen = Vec::new();
         for (partition, messages) in &read {
@@ -421,7 +428,7 @@ mod tests {
             .collect();
         let origins = (0..100).map(|i| Origin(1, 0, i, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 9, ..Default::default() };
-        let records = encode(&city, 1, 0, &out, 4);
+        let records = encode(&city, "egret.internal.stage2.test", 1, 0, &out, 4);
         assert!(records.iter().all(|r| r.payload.len() <= MESSAGE_BYTES + 16 * 1024), "under Kafka's 1 MB limit");
         let route = egret_ingest::partition_for(Some(city.routes[0].route_id.as_bytes()), 4, 0);
         let read = read_back(&records);
@@ -438,11 +445,11 @@ mod tests {
     fn a_batch_without_updates_is_a_mark_on_every_partition() {
         let city = crate::repo_city();
         let out = Stage1Output { watermark_ms: 5, ..Default::default() };
-        let read = read_back(&encode(&city, 7, 0, &out, 3));
+        let read = read_back(&encode(&city, "egret.internal.stage2.test", 7, 0, &out, 3));
         for p in 0..3 {
             assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0 }]);
         }
-        let first = String::from_utf8(encode(&city, 7, 0, &out, 1)[0].payload.to_vec()).expect("utf-8");
+        let first = String::from_utf8(encode(&city, "egret.internal.stage2.test", 7, 0, &out, 1)[0].payload.to_vec()).expect("utf-8");
         assert!(!first.contains("\"i\""), "the first instance writes what versions before the split wrote: {first}");
     }
 }
