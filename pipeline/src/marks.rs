@@ -69,6 +69,49 @@ impl Marks {
     }
 }
 
+/// Which process speaks for each stage-1 instance, per repartition partition, to
+/// catch two processes running as one instance: two `egret run` on different
+/// checkpoint directories with the same `--instance` (or none) in one group. Each
+/// then holds part of the input while stage 2 takes their marks for one
+/// instance's, and windows close before one of them has sent its updates. In one
+/// partition a successor only follows its predecessor (a standby starts once the
+/// active process has gone), so a process heard from again after another took
+/// over is a second one.
+#[derive(Debug, Default)]
+pub struct Speakers {
+    /// (partition, instance) → the process heard last, and those it replaced.
+    heard: FastMap<(u32, u32), (u64, Vec<u64>)>,
+    conflicts: u64,
+}
+
+impl Speakers {
+    /// Process `producer` wrote as `instance` on `partition`; false when another
+    /// process is speaking as the same instance at the same time.
+    pub fn heard(&mut self, partition: u32, instance: u32, producer: u64) -> bool {
+        let (last, replaced) = self.heard.entry((partition, instance)).or_insert((producer, Vec::new()));
+        if *last == producer {
+            return true;
+        }
+        if replaced.contains(&producer) {
+            self.conflicts += 1;
+            // Both go on: keep answering false for whichever is not the newest.
+            std::mem::swap(last, replaced.iter_mut().find(|p| **p == producer).expect("just found"));
+            return false;
+        }
+        replaced.push(std::mem::replace(last, producer));
+        // A takeover a day keeps this short; the oldest predecessors are long gone.
+        if replaced.len() > 64 {
+            replaced.remove(0);
+        }
+        true
+    }
+
+    /// Messages heard from a second process speaking as an instance.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts
+    }
+}
+
 /// Per repartition partition, stage-1 instance and input partition, the origin of
 /// the last update applied: stage 2's de-duplication of stage 1's replays (see
 /// `Origin`). Per instance, because two instances may both send updates of one
@@ -165,6 +208,19 @@ mod tests {
         assert!(applied.first_time(0, 1, Origin(0, 3, 5, 0)), "another instance keeps its own count");
         assert!(!applied.first_time(0, 1, Origin(0, 3, 5, 0)));
         assert!(!applied.first_time(0, 0, Origin(0, 3, 8, 0)), "the first instance's count is unchanged");
+    }
+
+    #[test]
+    fn two_processes_speaking_as_one_instance_are_caught_and_a_takeover_is_not() {
+        let mut s = Speakers::default();
+        assert!(s.heard(0, 0, 7) && s.heard(0, 0, 7));
+        assert!(s.heard(0, 0, 9), "a standby took over");
+        assert!(s.heard(1, 0, 7), "the old process's last batch on another partition");
+        assert!(s.heard(1, 0, 9));
+        assert!(s.heard(0, 1, 7), "another instance");
+        assert!(!s.heard(0, 0, 7), "the one it replaced is back: two processes as instance 1");
+        assert!(!s.heard(0, 0, 9), "and the other goes on");
+        assert_eq!(s.conflicts(), 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
-use crate::marks::{Applied, Marks};
+use crate::marks::{Applied, Marks, Speakers};
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
@@ -292,6 +292,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     tokio::pin!(shutdown);
     let ownership = stage2.ownership();
     let mut marks = Marks::new(ownership.count());
+    let mut speakers = Speakers::default();
     let mut laps = Laps::start("2");
     let mut in_flight = InFlight::default();
     loop {
@@ -328,7 +329,17 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 // What versions before `Batch` wrote: all from the one instance.
                 Ok(Internal::Data { u, o, .. }) => take(r, 0, Entry { u, o }, applied, &mut updates),
                 Ok(Internal::Mark { wm, .. }) => marks.observe(r.partition, 0, wm),
-                Ok(Internal::Batch { us, wm, i, .. }) => {
+                Ok(Internal::Batch { p, us, wm, i }) => {
+                    if !speakers.heard(r.partition, i, p) {
+                        metrics::counter!("egret_instance_conflicts_total").increment(1);
+                        if speakers.conflicts() == 1 {
+                            tracing::error!(
+                                "two processes are running as instance {} of {}: give each active `egret run` its own --instance K/N (standbys share their active's checkpoint directory); windows may close before the updates of one arrive",
+                                i + 1,
+                                ownership.count()
+                            );
+                        }
+                    }
                     for entry in us {
                         take(r, i, entry, applied, &mut updates);
                     }

@@ -11,9 +11,11 @@
 //! `group.initial.rebalance.delay.ms`), more than the raw consume itself, and
 //! timed with it made the raw rate vary tenfold between runs.
 //!
-//! Then two instances share a new group over the same topics: their rate per
-//! CPU-second beside one instance's, and the tickets of the two together beside
-//! the one's (the same ids, or scale-out loses or invents offences).
+//! Then two instances split the same topics (`--instance 1/2` and `2/2`, a new
+//! deployment): their rate per CPU-second beside one instance's, and the tickets
+//! and final windows of the two together beside the one's (the same, or scale-out
+//! loses or invents offences). Each of the two reads every record and keeps the
+//! state that spans partitions from all of them, so the decoding is paid twice.
 
 use super::measure::{Stopwatch, per_cpu_second};
 use crate::instance;
@@ -21,7 +23,8 @@ use anyhow::Context;
 use egret_ingest::kafka::{KafkaConfig, KafkaSink};
 use egret_ingest::{OutRecord, Record, Sink};
 use egret_model::{CityModel, Topic};
-use egret_pipeline::{LiveState, PipelineConfig};
+use egret_pipeline::ownership::Ownership;
+use egret_pipeline::{LiveState, PipelineConfig, SegmentWindow};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::BTreeSet;
@@ -91,6 +94,8 @@ pub struct GroupRun {
     pub cpu_s: f64,
     /// Tickets issued by the whole group once the input ran dry, by id.
     pub violation_ids: BTreeSet<String>,
+    /// What the final windows of the whole group measured, one line each, sorted.
+    pub windows: Vec<String>,
     /// Records the group dead-lettered: near zero, or the rate measures rejection.
     pub dead_letters: u64,
 }
@@ -105,8 +110,9 @@ impl GroupRun {
     }
 }
 
-/// Runs `instances` pipeline instances of a new consumer group over the topics,
-/// each with its own live state, until the input has been idle for a while.
+/// Runs `instances` pipeline instances splitting the input (`egret run --instance
+/// K/N`) of a new deployment over the topics, each with its own live state, until
+/// the input has been idle for a while.
 async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &KafkaConfig, instances: usize, expected: usize, metrics: &PrometheusHandle) -> anyhow::Result<GroupRun> {
     let group = KafkaConfig { group_id: format!("{}group-of-{instances}", kafka.namespace), ..kafka.clone() };
     let consumed_before = counter_total(&metrics.render(), "egret_events_consumed_total");
@@ -114,11 +120,13 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     let spawned = Stopwatch::start();
     let mut tasks = Vec::new();
     let mut lives = Vec::new();
-    for _ in 0..instances {
+    for index in 0..instances as u32 {
         let live = Arc::new(LiveState::new(city.clone()));
         lives.push(live.clone());
         let (city, pipeline, group, stop) = (city.clone(), pipeline.clone(), group.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, &instance::RunOptions { exit_when_idle: Some(Duration::from_secs(8)), ..Default::default() }).await }));
+        let ownership = Ownership::new(index, instances as u32).context("an instance index below the count")?;
+        let options = instance::RunOptions { exit_when_idle: Some(Duration::from_secs(8)), ownership, ..Default::default() };
+        tasks.push(tokio::spawn(async move { instance::run(city, pipeline, &group, live, stop, &options).await }));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     // Started at the first batch seen consumed (within 20 ms of it), less the
@@ -150,7 +158,13 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
         dead_letters += task.await??.stats.rejected.values().sum::<u64>();
     }
     let violation_ids = lives.iter().flat_map(|l| l.violations(|_| true)).map(|v| v.violation_id).collect();
-    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), timed: counted, violation_ids, dead_letters })
+    // What a window measured; not its `revision`, which counts the provisional
+    // publications before it, one per batch that changed it, and batches follow
+    // the timing of polls.
+    let measured = |w: SegmentWindow| format!("{} {} {} {} {} {} {:?}", w.segment.0, w.window_start_ms, w.sample_count, w.mean_speed_kmh, w.median_speed_kmh, w.travel_time_s, w.median_5min_kmh);
+    let mut windows: Vec<String> = lives.iter().flat_map(|l| l.all_history()).map(measured).collect();
+    windows.sort();
+    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), timed: counted, violation_ids, windows, dead_letters })
 }
 
 /// The raw consumer's rates, then one instance, then two in one group.

@@ -231,23 +231,27 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                 met: Some(ratio >= 0.7),
             });
             let efficiency = two.per_cpu_s() / one.per_cpu_s();
-            let same = one.violation_ids == two.violation_ids;
+            let same_tickets = one.violation_ids == two.violation_ids;
+            let same = same_tickets && one.windows == two.windows;
             let change = if efficiency.is_finite() { format!("{:+.0}%", (efficiency - 1.0) * 100.0) } else { "too little CPU to rate".into() };
             figures.push(Figure {
                 name: F_FIGURE,
                 measured: format!(
-                    "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two)",
+                    "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two), final windows {} ({} and {})",
                     thousands(two.per_cpu_s()),
                     thousands(one.per_cpu_s()),
                     thousands(two.per_s()),
                     thousands(one.per_s()),
-                    if same { "identical" } else { "DIFFER" },
+                    if same_tickets { "identical" } else { "DIFFER" },
                     one.violation_ids.len(),
-                    two.violation_ids.len()
+                    two.violation_ids.len(),
+                    if one.windows == two.windows { "identical" } else { "DIFFER" },
+                    one.windows.len(),
+                    two.windows.len()
                 ),
                 target: F_TARGET,
-                // Different tickets fail the figure whatever the rate; an unrated
-                // run with the same tickets has not been judged.
+                // Different outputs fail the figure whatever the rate; an unrated
+                // run with the same outputs has not been judged.
                 met: if !same { Some(false) } else if efficiency.is_finite() { Some(efficiency >= 0.9) } else { None },
             });
         }
