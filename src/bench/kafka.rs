@@ -188,7 +188,7 @@ pub async fn compare(city: &Arc<CityModel>, pipeline: PipelineConfig, brokers: &
     let (raw_wall, raw_cpu) = tokio::task::spawn_blocking(move || raw_consume(&raw_kafka, expected)).await??;
     eprintln!("bench: one pipeline instance consumes the same topics…");
     let one = run_group(city, &pipeline, &kafka, 1, expected, metrics).await?;
-    eprintln!("bench: two instances in one consumer group…");
+    eprintln!("bench: two instances splitting the input (--instance 1/2 and 2/2)…");
     let two = run_group(city, &pipeline, &kafka, 2, expected, metrics).await?;
     Ok(Comparison { events: expected, raw_per_s: expected as f64 / raw_wall.as_secs_f64(), raw_per_cpu_s: per_cpu_second(expected, raw_cpu), one, two })
 }
