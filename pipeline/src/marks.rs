@@ -119,14 +119,16 @@ impl Speakers {
 /// in its own order.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
-    /// (repartition partition, input topic, input partition) → (offset, sub), of
-    /// the first instance: the only one before instances split the input, whose
-    /// checkpoints this still reads.
-    latest: FastMap<(u32, u8, u32), (u64, u16)>,
+    /// The last origin applied of the first instance: the only one before
+    /// instances split the input, whose checkpoints this still reads.
+    latest: LastApplied,
     /// The same for each other instance, by its index.
     #[serde(default)]
-    others: BTreeMap<u32, FastMap<(u32, u8, u32), (u64, u16)>>,
+    others: BTreeMap<u32, LastApplied>,
 }
+
+/// (repartition partition, input topic, input partition) → (offset, sub).
+type LastApplied = FastMap<(u32, u8, u32), (u64, u16)>;
 
 impl Applied {
     /// True the first time an update of this origin from stage-1 `instance`
