@@ -198,7 +198,7 @@ pub async fn run(
     ensure_all_topics(base).await?;
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
     stage1.set_ownership(ownership);
-    stage2.set_ownership(ownership);
+    stage2.set_ownership(ownership, config.partitions as u32);
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = Arc::new(KafkaSink::new(config)?);
@@ -297,5 +297,22 @@ pub async fn read_topic(config: &KafkaConfig, topic: &str) -> anyhow::Result<Vec
             Poll::Idle => {}
             Poll::End => return Ok(all),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_names_its_share_and_one_instances_reads_as_before() {
+        let city = crate::load_city(None).expect("city model");
+        let pipeline = PipelineConfig::default();
+        let share = |i| Ownership::new(i, 2).expect("a share");
+        let (first, second) = (fingerprint(&city, &pipeline, share(0)), fingerprint(&city, &pipeline, share(1)));
+        assert_ne!(first, second, "instance 2/2 refuses the checkpoint of 1/2");
+        assert!(first.contains(r#""instance":"1/2""#), "the refusal shows which share it was: {first}");
+        let whole = fingerprint(&city, &pipeline, Ownership::default());
+        assert_eq!(whole, checkpoint::fingerprint(&city, &pipeline), "one instance restores what versions before the split saved");
     }
 }

@@ -450,6 +450,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
             };
+            anyhow::ensure!(kafka.is_some() || instance.is_whole(), "--instance {instance} splits Kafka input between active instances: it needs --kafka");
             let input = match (&input, &kafka) {
                 (Some(dir), None) => Input::Files(dir),
                 (None, Some(brokers)) => {

@@ -9,7 +9,9 @@
 //! duplicates, late and malformed events.
 
 use egret::bench::workload;
+use egret_ingest::kafka::KafkaConfig;
 use egret_ingest::{Record, partition_for};
+use egret_pipeline::update::Update;
 use egret_model::CityModel;
 use egret_pipeline::ownership::Ownership;
 use egret_pipeline::stage1::Stage1;
@@ -52,8 +54,11 @@ struct Written {
     dead_letters: Vec<String>,
     /// Each stage-2 update with the record it came from.
     updates: Vec<String>,
-    /// Stage 2's windows, lots and incidents over the updates of all instances.
+    /// The windows and lots of every instance's stage 2.
     derived: Vec<String>,
+    /// Incidents, and headway events and trips that never ran, of every instance's stage 2.
+    incidents: Vec<String>,
+    transit: Vec<String>,
     consumed: u64,
     rejected: u64,
     traversals: u64,
@@ -70,7 +75,16 @@ fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
             stage
         })
         .collect();
-    let mut stage2 = Stage2::new(city, config());
+    // Stage 2 of each instance, keeping the repartition partitions it owns.
+    let partitions = KafkaConfig::new("").partitions as u32;
+    let mut stage2s: Vec<Stage2> = (0..instances)
+        .map(|i| {
+            let mut stage = Stage2::new(city, config());
+            stage.set_ownership(Ownership::new(i, instances).expect("index below count"), partitions);
+            stage
+        })
+        .collect();
+    let owner = |u: &Update| (partition_for(Some(u.key(city).as_bytes()), partitions, 0) % instances) as usize;
     let mut w = Written::default();
     for batch in records.chunks(BATCH) {
         let mut watermarks = Vec::new();
@@ -80,14 +94,19 @@ fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
             w.tickets.extend(out.tickets.possible_hits.iter().map(json));
             w.dead_letters.extend(out.dead_letters.iter().map(|d| format!("{}/{}@{} {:?}", d.record.topic, d.record.partition, d.record.offset, d.reject)));
             w.updates.extend(out.updates.iter().zip(&out.origins).map(|(u, o)| format!("{o:?} {}", json(u))));
-            stage2.apply(&out.updates);
+            for (i, stage2) in stage2s.iter_mut().enumerate() {
+                stage2.apply(&out.updates.iter().filter(|u| owner(u) == i).cloned().collect::<Vec<_>>());
+            }
             watermarks.push(out.watermark_ms);
         }
         assert!(watermarks.windows(2).all(|p| p[0] == p[1]), "every instance has the one watermark: {watermarks:?}");
-        let changed = stage2.advance(watermarks[0]);
-        w.derived.extend(changed.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
-        w.derived.extend(changed.lots.iter().map(json));
-        w.derived.extend(changed.incidents.iter().map(json));
+        for stage2 in &mut stage2s {
+            let changed = stage2.advance(watermarks[0]);
+            w.derived.extend(changed.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
+            w.derived.extend(changed.lots.iter().map(json));
+            w.incidents.extend(changed.incidents.iter().map(json));
+            w.transit.extend(changed.transit.events.iter().map(json));
+        }
     }
     for stage in &mut stage1s {
         let out = stage.finish();
@@ -100,10 +119,13 @@ fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
         w.corrected.push(stage.plates_corrected());
     }
     w.corrected.dedup();
-    let done = stage2.finish();
-    w.derived.extend(done.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
-    w.derived.extend(done.lots.iter().map(json));
-    for list in [&mut w.tickets, &mut w.dead_letters, &mut w.updates, &mut w.derived] {
+    for stage2 in &mut stage2s {
+        let done = stage2.finish();
+        w.derived.extend(done.windows.iter().map(|x| format!("{} {}", x.segment.0, json(x))));
+        w.derived.extend(done.lots.iter().map(json));
+        w.transit.extend(done.transit.events.iter().map(json));
+    }
+    for list in [&mut w.tickets, &mut w.dead_letters, &mut w.updates, &mut w.derived, &mut w.incidents, &mut w.transit] {
         list.sort();
     }
     w
@@ -114,7 +136,14 @@ fn json<T: serde::Serialize>(output: &T) -> String {
 }
 
 fn assert_same(one: &Written, split: &Written, instances: u32) {
-    let lists = [("tickets", &one.tickets, &split.tickets), ("dead letters", &one.dead_letters, &split.dead_letters), ("updates", &one.updates, &split.updates), ("stage 2", &one.derived, &split.derived)];
+    let lists = [
+        ("tickets", &one.tickets, &split.tickets),
+        ("dead letters", &one.dead_letters, &split.dead_letters),
+        ("updates", &one.updates, &split.updates),
+        ("windows and lots", &one.derived, &split.derived),
+        ("incidents", &one.incidents, &split.incidents),
+        ("headway events and ghost trips", &one.transit, &split.transit),
+    ];
     for (what, a, b) in lists {
         let missing: Vec<&String> = a.iter().filter(|x| !b.contains(x)).take(3).collect();
         let extra: Vec<&String> = b.iter().filter(|x| !a.contains(x)).take(3).collect();
@@ -138,6 +167,7 @@ fn instances_splitting_noisy_input_write_exactly_what_one_instance_writes() {
     assert!(one.dead_letters.len() > 100, "the scenario has bad input: {}", one.dead_letters.len());
     assert!(one.derived.iter().any(|l| l.contains("\"is_final\":true")), "the scenario closes windows");
     assert_eq!(one.consumed, records.len() as u64);
+    assert!(!one.incidents.is_empty() && one.transit.len() > 100, "the scenario has incidents and headway events: {} and {}", one.incidents.len(), one.transit.len());
     for instances in [2, 3] {
         assert_same(&one, &run(&city, &records, instances), instances);
     }

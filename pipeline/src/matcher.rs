@@ -17,7 +17,7 @@ use egret_model::FastMap;
 
 pub const RECENT_READS: usize = 4;
 /// Reads of one plate at one gantry this close together are the same passage.
-const SAME_PASSAGE_MS: i64 = 10_000;
+pub(crate) const SAME_PASSAGE_MS: i64 = 10_000;
 /// Speeds outside this range are not traffic: clock faults, a stop, a misread.
 pub const PLAUSIBLE_KMH: std::ops::RangeInclusive<f64> = 2.0..=250.0;
 

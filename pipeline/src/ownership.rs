@@ -7,8 +7,9 @@
 //! is the same on every instance and the same as one instance's. The state of a
 //! plate (its reads, open drives, held and pending tickets) lives with the instance
 //! that owns the partition the plate arrives on, and only that instance writes the
-//! plate's updates, tickets and dead letters. The union of the instances' outputs
-//! is then one instance's outputs, whatever the split.
+//! plate's updates, tickets and dead letters. The union of the instances' stage-1
+//! outputs is then one instance's, whatever the split; so are stage 2's windows
+//! and lots (deploy/SCALE-OUT.md lists what of stage 2 still differs).
 //!
 //! Partition `p` of every input topic belongs to instance `p % count`: plate reads
 //! and camera events of one plate share a partition number when the topics have

@@ -22,11 +22,12 @@ use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
 use crate::marks::{Applied, Marks, Speakers};
+use crate::ownership::Ownership;
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
 use egret_model::CityModel;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The internal topic between the stages of the pipeline instances of consumer
 /// group `group`: a deployment's own, as Kafka Streams names its repartition
@@ -65,11 +66,20 @@ pub enum Internal {
         /// absent for the first, and in what older versions wrote.
         #[serde(default, skip_serializing_if = "is_first")]
         i: u32,
+        /// How many instances split the input; absent for one. Stage 2 passes over
+        /// batches of another split: left on the topic from before the deployment
+        /// changed N, they are replayed by the new split itself.
+        #[serde(skip_serializing_if = "is_one")]
+        n: u32,
     },
 }
 
 fn is_first(instance: &u32) -> bool {
     *instance == 0
+}
+
+fn is_one(count: &u32) -> bool {
+    *count == 1
 }
 
 /// One update of a `Batch`, with its origin.
@@ -98,10 +108,11 @@ struct EntryOut<'a> {
 /// Writes `Internal::Batch` messages of one partition's entries, as serde writes
 /// them, closing each at `UPDATES_PER_MESSAGE` updates or `MESSAGE_BYTES`; the
 /// last carries the mark `wm`.
-fn batch_messages(producer: u64, instance: u32, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u8>> {
-    let head = match instance {
-        0 => format!(r#"{{"k":"batch","p":{producer},"us":["#),
-        i => format!(r#"{{"k":"batch","p":{producer},"i":{i},"us":["#),
+fn batch_messages(producer: u64, ownership: Ownership, entries: &[EntryOut<'_>], wm: i64) -> Vec<Vec<u8>> {
+    let head = match (ownership.index(), ownership.count()) {
+        (_, 1) => format!(r#"{{"k":"batch","p":{producer},"us":["#),
+        (0, n) => format!(r#"{{"k":"batch","p":{producer},"n":{n},"us":["#),
+        (i, n) => format!(r#"{{"k":"batch","p":{producer},"i":{i},"n":{n},"us":["#),
     };
     let open = |payload: &mut Vec<u8>| payload.extend_from_slice(head.as_bytes());
     let mut messages = Vec::new();
@@ -132,8 +143,8 @@ fn batch_messages(producer: u64, instance: u32, entries: &[EntryOut<'_>], wm: i6
 /// them) in messages of at most `UPDATES_PER_MESSAGE` or `MESSAGE_BYTES`, the last
 /// one carrying the mark; a partition without updates gets the mark alone. A mark never overtakes
 /// data: it is read after the updates beside it and before those behind it.
-/// `instance` is the producer's index among instances splitting the input.
-pub fn encode(city: &CityModel, topic: &str, producer: u64, instance: u32, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
+/// `ownership` is the producer's share when instances split the input.
+pub fn encode(city: &CityModel, topic: &str, producer: u64, ownership: Ownership, out: &Stage1Output, partitions: u32) -> Vec<OutRecord> {
     let partitions = partitions.max(1);
     let mut by_partition: Vec<Vec<EntryOut<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
     for (i, u) in out.updates.iter().enumerate() {
@@ -142,7 +153,7 @@ pub fn encode(city: &CityModel, topic: &str, producer: u64, instance: u32, out: 
     }
     let mut records = Vec::new();
     for (p, entries) in (0u32..).zip(by_partition) {
-        for payload in batch_messages(producer, instance, &entries, out.watermark_ms) {
+        for payload in batch_messages(producer, ownership, &entries, out.watermark_ms) {
             records.push(OutRecord { partition: Some(p), ..OutRecord::new(topic, None, payload) });
         }
     }
@@ -195,7 +206,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
     let Stage1Outputs { repartition, topic, dead_letters, producer, partitions } = *outputs;
-    let instance = stage1.ownership().index();
+    let ownership = stage1.ownership();
     stage1.set_idle_reported(source.reports_idle());
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
@@ -229,7 +240,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 // Tickets held until no late read could change them go out now.
                 live.apply_tickets(&out.tickets);
                 let mut last = crate::runner::ticket_records(&out.tickets);
-                last.extend(encode(stage1.city(), topic, producer, instance, &out, partitions));
+                last.extend(encode(stage1.city(), topic, producer, ownership, &out, partitions));
                 repartition.send(last).await?;
                 return Ok(Ended::InputEnd);
             }
@@ -245,7 +256,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         let mut to_send = crate::runner::ticket_records(&out.tickets);
         // While idle the watermark rarely moves: mark only when it did, or with data.
         if !out.updates.is_empty() || out.watermark_ms != marked {
-            to_send.extend(encode(stage1.city(), topic, producer, instance, &out, partitions));
+            to_send.extend(encode(stage1.city(), topic, producer, ownership, &out, partitions));
             marked = out.watermark_ms;
         }
         if !to_send.is_empty() {
@@ -276,6 +287,25 @@ fn take(record: &egret_ingest::Record, instance: u32, Entry { u, o }: Entry, app
     }
 }
 
+/// How long stage 2 of a split waits, once its input has ended, for the final
+/// marks of every instance.
+const FINAL_MARKS_PATIENCE: Duration = Duration::from_secs(60);
+
+/// At the end of a finite input, stage 2 of a split waits (up to
+/// `FINAL_MARKS_PATIENCE`) until every instance has sent its final mark: one that
+/// started later, or whose standby is taking over, still has updates to send, and
+/// finishing now would close their windows without them.
+fn awaiting_final_marks(marks: &Marks, ownership: Ownership, ended_at: &mut Option<Instant>) -> bool {
+    if ownership.is_whole() || marks.watermark() == i64::MAX {
+        return false;
+    }
+    if ended_at.get_or_insert_with(Instant::now).elapsed() < FINAL_MARKS_PATIENCE {
+        return true;
+    }
+    tracing::warn!("the input ended, but not every one of the {} instances has sent its final mark within {FINAL_MARKS_PATIENCE:?}: finishing without them", ownership.count());
+    false
+}
+
 /// Stage 2's checkpointed state: the stage and what it has applied.
 pub type Stage2Saved = (crate::stage2::Stage2State, Applied);
 
@@ -293,6 +323,8 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     let ownership = stage2.ownership();
     let mut marks = Marks::new(ownership.count());
     let mut speakers = Speakers::default();
+    let (mut passed_over, mut told_of_passing_over) = (0u64, false);
+    let mut ended_at = None;
     let mut laps = Laps::start("2");
     let mut in_flight = InFlight::default();
     loop {
@@ -311,6 +343,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 records
             }
             Poll::Idle => Vec::new(),
+            Poll::End if awaiting_final_marks(&marks, ownership, &mut ended_at) => Vec::new(),
             Poll::End => {
                 in_flight.settle_all(source).await?;
                 checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), true).await?;
@@ -326,10 +359,13 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         let mut updates = Vec::new();
         for r in records.iter().filter(|r| ownership.owns(r.partition)) {
             match serde_json::from_slice::<Internal>(&r.payload) {
-                // What versions before `Batch` wrote: all from the one instance.
+                // What versions before `Batch` wrote: all from one instance.
+                Ok(Internal::Data { .. } | Internal::Mark { .. }) if !ownership.is_whole() => passed_over += 1,
                 Ok(Internal::Data { u, o, .. }) => take(r, 0, Entry { u, o }, applied, &mut updates),
                 Ok(Internal::Mark { wm, .. }) => marks.observe(r.partition, 0, wm),
-                Ok(Internal::Batch { p, us, wm, i }) => {
+                // Left from a split into another N, or from an instance of none.
+                Ok(Internal::Batch { i, n, .. }) if n != ownership.count() || i >= n => passed_over += 1,
+                Ok(Internal::Batch { p, us, wm, i, .. }) => {
                     if !speakers.heard(r.partition, i, p) {
                         metrics::counter!("egret_instance_conflicts_total").increment(1);
                         if speakers.conflicts() == 1 {
@@ -354,6 +390,13 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             }
             stage2.apply(&updates);
             updates.clear();
+        }
+        if passed_over > 0 && !told_of_passing_over {
+            told_of_passing_over = true;
+            tracing::warn!(
+                "passing over repartition messages of a split other than into {} instances: left from before the deployment changed its number of instances",
+                ownership.count()
+            );
         }
         let changed = stage2.advance(marks.watermark());
         let out = BatchOutput { windows: changed.windows, lots: changed.lots, incidents: changed.incidents, transit: changed.transit, watermark_ms: stage2.watermark(), ..Default::default() };
@@ -405,15 +448,15 @@ mod tests {
         updates.extend((1..city.segments.len() as u32).map(|s| Update::Traversal { segment: s, enter_ms: 1_700_000_000_000, exit_ms: 1_700_000_060_000 }));
         let origins = (0..updates.len()).map(|i| Origin(0, 1, i as u64, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 1_700_000_001_000, ..Default::default() };
-        let read = read_back(&encode(&city, "egret.internal.stage2.test", 42, 2, &out, partitions));
+        let read = read_back(&encode(&city, "egret.internal.stage2.test", 42, Ownership::new(2, 3).expect("share"), &out, partitions));
         assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3], "every partition is marked");
         let mut seen = Vec::new();
         for (partition, messages) in &read {
             for (i, m) in messages.iter().enumerate() {
-                let Internal::Batch { p, us, wm, i: instance } = m else { panic!("{m:?}") };
+                let Internal::Batch { p, us, wm, i: instance, n } = m else { panic!("{m:?}") };
                 let last = i + 1 == messages.len();
                 assert_eq!((*p, *wm), (42, last.then_some(out.watermark_ms)), "only the last message marks");
-                assert_eq!(*instance, 2, "every message names the instance that wrote it");
+                assert_eq!((*instance, *n), (2, 3), "every message names the instance that wrote it, and the split");
                 assert!(us.len() <= UPDATES_PER_MESSAGE && (last || us.len() == UPDATES_PER_MESSAGE));
                 for e in us {
                     let key = e.u.key(&city).as_bytes();
@@ -439,7 +482,7 @@ mod tests {
             .collect();
         let origins = (0..100).map(|i| Origin(1, 0, i, 0)).collect();
         let out = Stage1Output { updates: updates.clone(), origins, watermark_ms: 9, ..Default::default() };
-        let records = encode(&city, "egret.internal.stage2.test", 1, 0, &out, 4);
+        let records = encode(&city, "egret.internal.stage2.test", 1, Ownership::default(), &out, 4);
         assert!(records.iter().all(|r| r.payload.len() <= MESSAGE_BYTES + 16 * 1024), "under Kafka's 1 MB limit");
         let route = egret_ingest::partition_for(Some(city.routes[0].route_id.as_bytes()), 4, 0);
         let read = read_back(&records);
@@ -456,11 +499,11 @@ mod tests {
     fn a_batch_without_updates_is_a_mark_on_every_partition() {
         let city = crate::repo_city();
         let out = Stage1Output { watermark_ms: 5, ..Default::default() };
-        let read = read_back(&encode(&city, "egret.internal.stage2.test", 7, 0, &out, 3));
+        let read = read_back(&encode(&city, "egret.internal.stage2.test", 7, Ownership::default(), &out, 3));
         for p in 0..3 {
-            assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0 }]);
+            assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0, n: 1 }]);
         }
-        let first = String::from_utf8(encode(&city, "egret.internal.stage2.test", 7, 0, &out, 1)[0].payload.to_vec()).expect("utf-8");
-        assert!(!first.contains("\"i\""), "the first instance writes what versions before the split wrote: {first}");
+        let first = String::from_utf8(encode(&city, "egret.internal.stage2.test", 7, Ownership::default(), &out, 1)[0].payload.to_vec()).expect("utf-8");
+        assert!(!first.contains("\"i\"") && !first.contains("\"n\""), "one instance writes what versions before the split wrote: {first}");
     }
 }

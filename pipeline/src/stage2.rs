@@ -65,9 +65,12 @@ impl Stage2 {
     }
 
     /// Keep only the segments, lots and routes of the repartition partitions
-    /// `ownership` gives this instance: its runner reads no others.
-    pub fn set_ownership(&mut self, ownership: crate::ownership::Ownership) {
+    /// `ownership` gives this instance, of the topic's `partitions`: its runner
+    /// reads no others, and trips of another instance's routes are not ghosts here.
+    pub fn set_ownership(&mut self, ownership: crate::ownership::Ownership, partitions: u32) {
         self.ownership = ownership;
+        let owns = |key: &str| ownership.owns(egret_ingest::partition_for(Some(key.as_bytes()), partitions, 0));
+        self.state.transit.set_owned_routes(self.city.routes.iter().map(|r| owns(&r.route_id)).collect());
     }
 
     pub fn ownership(&self) -> crate::ownership::Ownership {

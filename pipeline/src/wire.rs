@@ -33,6 +33,7 @@ pub(crate) struct FlatInternal {
     wm: Option<i64>,
     us: Option<Vec<Entry>>,
     i: Option<u32>,
+    n: Option<u32>,
 }
 
 impl TryFrom<FlatInternal> for Internal {
@@ -43,7 +44,7 @@ impl TryFrom<FlatInternal> for Internal {
             InternalKind::Data => Internal::Data { p: f.p, u: f.u.ok_or("data without its update `u`")?, o: f.o },
             InternalKind::Mark => Internal::Mark { p: f.p, wm: f.wm.ok_or("mark without its watermark `wm`")? },
             InternalKind::Leave => Internal::Leave { p: f.p },
-            InternalKind::Batch => Internal::Batch { p: f.p, us: f.us.ok_or("batch without its updates `us`")?, wm: f.wm, i: f.i.unwrap_or(0) },
+            InternalKind::Batch => Internal::Batch { p: f.p, us: f.us.ok_or("batch without its updates `us`")?, wm: f.wm, i: f.i.unwrap_or(0), n: f.n.unwrap_or(1) },
         })
     }
 }
@@ -140,8 +141,8 @@ mod tests {
         messages.push(Internal::Mark { p: 9, wm: i64::MAX });
         messages.push(Internal::Leave { p: 9 });
         let entries = every_update().into_iter().map(|u| Entry { u, o: Some(Origin(1, 2, 3, 4)) });
-        messages.push(Internal::Batch { p: 3, us: entries.chain([Entry { u: Update::Left { segment: 1, enter_ms: 2 }, o: None }]).collect(), wm: Some(7), i: 0 });
-        messages.push(Internal::Batch { p: 3, us: Vec::new(), wm: None, i: 2 });
+        messages.push(Internal::Batch { p: 3, us: entries.chain([Entry { u: Update::Left { segment: 1, enter_ms: 2 }, o: None }]).collect(), wm: Some(7), i: 0, n: 1 });
+        messages.push(Internal::Batch { p: 3, us: Vec::new(), wm: None, i: 2, n: 3 });
         for m in messages {
             let json = serde_json::to_string(&m).expect("encode");
             assert_eq!(serde_json::from_str::<Internal>(&json).expect("decode"), m, "{json}");

@@ -28,6 +28,8 @@ const MAX_PENDING_PER_PLATE: usize = 8;
 pub const FUZZY_WINDOW_MS: i64 = 5 * 60_000;
 /// Reads kept per gantry for that search.
 const GANTRY_LOG_KEPT: usize = 512;
+/// How many of a gantry's latest reads are searched for the same pass.
+const SAME_PASS_LOOKBACK: usize = 32;
 
 /// A camera trigger that would be an offence, waiting for its plate to be confirmed.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
@@ -243,6 +245,12 @@ impl GantryLog {
         // read goes before a forgotten one, but it is then about 20 minutes old. The
         // one-character search never looks that far back: it looks ±5 minutes around
         // an offence at least 6 minutes behind the watermark.
+        // A tag read twice in one pass is one sighting, as the matcher counts it: the
+        // repeat would only push out older reads (it follows within a few reads).
+        let same_pass = |(p, _, r): &(Plate, VehicleClass, Read)| *p == plate && r.tag == read.tag && (r.ts_ms - read.ts_ms).abs() < crate::matcher::SAME_PASSAGE_MS;
+        if log.iter().rev().take(SAME_PASS_LOOKBACK).any(same_pass) {
+            return;
+        }
         if log.len() == GANTRY_LOG_KEPT {
             log.pop_front();
         }
@@ -343,6 +351,17 @@ mod tests {
 
     fn record(log: &mut GantryLog, ts_ms: i64) {
         log.record(Plate::parse("闽D12345").expect("plate"), VehicleClass::Car, read(ts_ms));
+    }
+
+    #[test]
+    fn a_tag_read_twice_in_one_pass_is_logged_once() {
+        let mut log = GantryLog::new(1);
+        for ts in [10_000, 12_000, 19_999, 20_000] {
+            record(&mut log, ts);
+        }
+        assert_eq!(found(&log, 15_000), [10_000, 20_000], "the repeats within 10 s of a logged read are the same pass");
+        log.record(Plate::parse("闽D12346").expect("plate"), VehicleClass::Car, read(20_500));
+        assert_eq!(found(&log, 15_000), [10_000, 20_000, 20_500], "another plate is another vehicle");
     }
 
     #[test]

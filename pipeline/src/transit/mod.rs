@@ -131,12 +131,21 @@ pub struct Transit {
     newest_report_ms: i64,
     ghost_checked_until: i64,
     updated: Vec<String>,
+    /// Per route, whether this instance keeps it (see `ownership`): another
+    /// instance's routes report elsewhere, and their trips are not ghosts here.
+    #[serde(skip)]
+    owned_routes: Vec<bool>,
 }
 
 impl Transit {
     /// After a restore: the parts built from the city model come from `fresh`.
     pub(crate) fn take_city_parts_from(&mut self, fresh: Transit) {
-        self.paths = fresh.paths;
+        (self.paths, self.owned_routes) = (fresh.paths, fresh.owned_routes);
+    }
+
+    /// Keep to the routes `owned` picks (by index); all of them until told.
+    pub(crate) fn set_owned_routes(&mut self, owned: Vec<bool>) {
+        self.owned_routes = owned;
     }
 
     pub fn new(city: &CityModel) -> Self {
@@ -154,6 +163,7 @@ impl Transit {
             newest_report_ms: i64::MIN,
             ghost_checked_until: i64::MIN,
             updated: Vec::new(),
+            owned_routes: vec![true; city.routes.len()],
         }
     }
 
@@ -312,7 +322,7 @@ impl Transit {
         let tz = city.rules.timezone_offset_minutes;
         for day in local_day(from, tz)..=local_day(to, tz) {
             let midnight = day * 86_400_000 - i64::from(tz) * 60_000;
-            for r in &city.routes {
+            for (r, _) in city.routes.iter().zip(&self.owned_routes).filter(|(_, owned)| **owned) {
                 for minute in r.timetable.departure_minutes() {
                     let scheduled_ms = midnight + i64::from(minute) * 60_000;
                     if scheduled_ms < from || scheduled_ms >= to {
