@@ -141,6 +141,11 @@ fn assert_same(one: &Written, split: &Written, instances: u32) {
         ("dead letters", &one.dead_letters, &split.dead_letters),
         ("updates", &one.updates, &split.updates),
         ("windows and lots", &one.derived, &split.derived),
+        // Equal on this traffic, but not exact in general: an instance's incident
+        // prior pools the segments it keeps, and its search for trips that never
+        // ran is bounded by its own routes' reports (deploy/SCALE-OUT.md, "Stage
+        // 2's cross-partition parts"). A difference here after a change of the
+        // scenario may be that, not a bug: look before widening the assertion.
         ("incidents", &one.incidents, &split.incidents),
         ("headway events and ghost trips", &one.transit, &split.transit),
     ];

@@ -61,6 +61,11 @@ impl Marks {
         }
     }
 
+    /// Whether any partition is kept.
+    pub fn keeps_any(&self) -> bool {
+        !self.assigned.is_empty()
+    }
+
     /// The minimum over assigned partitions of the minimum over instances; `i64::MIN`
     /// while nothing is known.
     pub fn watermark(&self) -> i64 {

@@ -296,7 +296,9 @@ const FINAL_MARKS_PATIENCE: Duration = Duration::from_secs(60);
 /// started later, or whose standby is taking over, still has updates to send, and
 /// finishing now would close their windows without them.
 fn awaiting_final_marks(marks: &Marks, ownership: Ownership, ended_at: &mut Option<Instant>) -> bool {
-    if ownership.is_whole() || marks.watermark() == i64::MAX {
+    // An instance that keeps none of the partitions (N above their count) has
+    // nothing to wait for.
+    if ownership.is_whole() || !marks.keeps_any() || marks.watermark() == i64::MAX {
         return false;
     }
     if ended_at.get_or_insert_with(Instant::now).elapsed() < FINAL_MARKS_PATIENCE {
@@ -340,6 +342,8 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 if let Some(c) = checkpoints.as_deref() {
                     c.progress.skip_done(&mut records);
                 }
+                // Input again after an end: the next end waits afresh.
+                ended_at = None;
                 records
             }
             Poll::Idle => Vec::new(),
@@ -503,6 +507,8 @@ mod tests {
         for p in 0..3 {
             assert_eq!(read[&p], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0, n: 1 }]);
         }
+        let split = read_back(&encode(&city, "egret.internal.stage2.test", 7, Ownership::new(0, 2).expect("share"), &out, 1));
+        assert_eq!(split[&0], vec![Internal::Batch { p: 7, us: Vec::new(), wm: Some(5), i: 0, n: 2 }], "the first of a split names the split");
         let first = String::from_utf8(encode(&city, "egret.internal.stage2.test", 7, Ownership::default(), &out, 1)[0].payload.to_vec()).expect("utf-8");
         assert!(!first.contains("\"i\"") && !first.contains("\"n\""), "one instance writes what versions before the split wrote: {first}");
     }

@@ -123,8 +123,8 @@ impl Enforcer {
     /// owns the plate: what every instance learns from every read (see `ownership`).
     /// The one-character search of camera offences looks through the reads of all
     /// plates, and a tag read with two plates casts doubt on both. A tag read twice
-    /// in one pass is observed twice, harmlessly: the search asks which plates were
-    /// seen, not how often, and the tag's plate is the same.
+    /// in one pass goes into the gantry log once (`GantryLog::record`), as the
+    /// matcher counts it; for the tag's plates the repeat changes nothing.
     pub fn observe_read(&mut self, plate: Plate, class: VehicleClass, read: &Read) {
         self.gantry_log.record(plate, class, *read);
         self.zones.observe_tag(plate, read);
