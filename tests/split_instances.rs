@@ -11,6 +11,7 @@
 use egret::bench::workload;
 use egret_ingest::kafka::KafkaConfig;
 use egret_ingest::{Record, partition_for};
+use egret_pipeline::repartition::partition_of;
 use egret_pipeline::update::Update;
 use egret_model::CityModel;
 use egret_pipeline::ownership::Ownership;
@@ -84,7 +85,7 @@ fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
             stage
         })
         .collect();
-    let owner = |u: &Update| (partition_for(Some(u.key(city).as_bytes()), partitions, 0) % instances) as usize;
+    let owner = |u: &Update| (partition_of(u.key(city), partitions) % instances) as usize;
     let mut w = Written::default();
     for batch in records.chunks(BATCH) {
         let mut watermarks = Vec::new();

@@ -43,16 +43,11 @@ impl Marks {
         }
     }
 
+    /// `None` for an instance beyond the split (stage 2 passes over its batches
+    /// before they get here, and says so).
     fn entry(&mut self, partition: u32, instance: u32) -> Option<&mut i64> {
         let instances = self.instances;
-        let marks = self.latest.entry(partition).or_insert_with(|| vec![i64::MIN; instances]);
-        let found = marks.get_mut(instance as usize);
-        if found.is_none() {
-            // Only Egret writes this topic: a producer of another split is a mistake
-            // of deployment (instances must agree on N), not input.
-            tracing::error!("a mark from instance {} of a split into more than {instances}: ignored", instance + 1);
-        }
-        found
+        self.latest.entry(partition).or_insert_with(|| vec![i64::MIN; instances]).get_mut(instance as usize)
     }
 
     pub fn set_assignment(&mut self, partitions: Vec<u32>) {

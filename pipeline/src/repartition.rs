@@ -37,6 +37,13 @@ pub fn repartition_topic(group: &str) -> String {
     format!("egret.internal.stage2.{group}")
 }
 
+/// The repartition partition of a segment, lot or route id (`Update::key`), as the
+/// producer's `fnv1a` partitioner would choose it: where stage 1 sends its updates,
+/// and so which instance's stage 2 keeps it.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    egret_ingest::partition_for(Some(key.as_bytes()), partitions, 0)
+}
+
 /// One message on the repartition topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case", try_from = "crate::wire::FlatInternal")]
@@ -148,7 +155,7 @@ pub fn encode(city: &CityModel, topic: &str, producer: u64, ownership: Ownership
     let partitions = partitions.max(1);
     let mut by_partition: Vec<Vec<EntryOut<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
     for (i, u) in out.updates.iter().enumerate() {
-        let p = egret_ingest::partition_for(Some(u.key(city).as_bytes()), partitions, 0);
+        let p = partition_of(u.key(city), partitions);
         by_partition[p as usize].push(EntryOut { u, o: out.origins.get(i).copied() });
     }
     let mut records = Vec::new();
@@ -325,7 +332,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     let ownership = stage2.ownership();
     let mut marks = Marks::new(ownership.count());
     let mut speakers = Speakers::default();
-    let (mut passed_over, mut told_of_passing_over) = (0u64, false);
+    let (mut passing_over, mut told_of_passing_over) = (false, false);
     let mut ended_at = None;
     let mut laps = Laps::start("2");
     let mut in_flight = InFlight::default();
@@ -364,11 +371,11 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         for r in records.iter().filter(|r| ownership.owns(r.partition)) {
             match serde_json::from_slice::<Internal>(&r.payload) {
                 // What versions before `Batch` wrote: all from one instance.
-                Ok(Internal::Data { .. } | Internal::Mark { .. }) if !ownership.is_whole() => passed_over += 1,
+                Ok(Internal::Data { .. } | Internal::Mark { .. }) if !ownership.is_whole() => passing_over = true,
                 Ok(Internal::Data { u, o, .. }) => take(r, 0, Entry { u, o }, applied, &mut updates),
                 Ok(Internal::Mark { wm, .. }) => marks.observe(r.partition, 0, wm),
                 // Left from a split into another N, or from an instance of none.
-                Ok(Internal::Batch { i, n, .. }) if n != ownership.count() || i >= n => passed_over += 1,
+                Ok(Internal::Batch { i, n, .. }) if n != ownership.count() || i >= n => passing_over = true,
                 Ok(Internal::Batch { p, us, wm, i, .. }) => {
                     if !speakers.heard(r.partition, i, p) {
                         metrics::counter!("egret_instance_conflicts_total").increment(1);
@@ -395,7 +402,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
             stage2.apply(&updates);
             updates.clear();
         }
-        if passed_over > 0 && !told_of_passing_over {
+        if passing_over && !told_of_passing_over {
             told_of_passing_over = true;
             tracing::warn!(
                 "passing over repartition messages of a split other than into {} instances: left from before the deployment changed its number of instances",

@@ -69,8 +69,8 @@ impl Stage2 {
     /// reads no others, and trips of another instance's routes are not ghosts here.
     pub fn set_ownership(&mut self, ownership: crate::ownership::Ownership, partitions: u32) {
         self.ownership = ownership;
-        let owns = |key: &str| ownership.owns(egret_ingest::partition_for(Some(key.as_bytes()), partitions, 0));
-        self.state.transit.set_owned_routes(self.city.routes.iter().map(|r| owns(&r.route_id)).collect());
+        let owned = self.city.routes.iter().map(|r| ownership.owns(crate::repartition::partition_of(&r.route_id, partitions)));
+        self.state.transit.set_owned_routes(owned.collect());
     }
 
     pub fn ownership(&self) -> crate::ownership::Ownership {
