@@ -12,10 +12,15 @@
 //! broker holds). In live operation partitions are drained most of the time and
 //! records pass straight through, in arrival order.
 //!
-//! A partition that neither delivers nor reaches its end (its broker is down) holds
-//! the others back for at most `patience`; memory is bounded by `capacity`, past
-//! which the oldest record goes out whatever the empty partitions might still hold.
-//! Either lets the order depend on timing again, only then.
+//! A partition that runs ahead (its fetches come back faster, or it was fetched
+//! first) is paused once it holds its share of `capacity` and fetches again when it
+//! has released half of that (`flow`), as Kafka Streams pauses a partition whose
+//! buffer is full: in a backlog the merge waits for the slow partitions instead of
+//! letting the fast one overflow. A partition that neither delivers nor reaches its
+//! end (its broker is down) holds the others back for at most `patience`; memory is
+//! bounded by `capacity`, past which the oldest record goes out whatever the empty
+//! partitions might still hold. Either lets the order depend on timing again, only
+//! then, and `unaligned` counts the records so released.
 
 use crate::Record;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -23,6 +28,19 @@ use std::time::{Duration, Instant};
 
 /// A partition as the aligner names it: the caller's topic index, and the partition.
 pub type PartitionKey = (usize, u32);
+
+/// Partitions whose fetching should stop or start again (see `Aligner::flow`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub pause: Vec<PartitionKey>,
+    pub resume: Vec<PartitionKey>,
+}
+
+impl Flow {
+    pub fn is_empty(&self) -> bool {
+        self.pause.is_empty() && self.resume.is_empty()
+    }
+}
 
 pub struct Aligner {
     queues: BTreeMap<PartitionKey, VecDeque<Record>>,
@@ -51,6 +69,29 @@ impl Aligner {
     /// Records waiting for a slower partition.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// How many records a partition may hold before it is paused: half the
+    /// capacity shared by the `owned` partitions, so the paused ones (and what a
+    /// fetch brings past the share) leave the rest of it to the slow ones.
+    pub fn share(&self, owned: usize) -> usize {
+        (self.capacity / 2 / owned.max(1)).max(1)
+    }
+
+    /// Which partitions to pause and which to resume, given the `paused` ones:
+    /// pause an owned partition holding its `share`; resume a paused one holding
+    /// at most half of it, or no longer owned (a partition stays paused across a
+    /// rebalance in librdkafka, and its next owner may be this instance again).
+    pub fn flow(&self, owned: &[PartitionKey], paused: &HashSet<PartitionKey>) -> Flow {
+        let share = self.share(owned.len());
+        let held = |k: &PartitionKey| self.queues.get(k).map_or(0, VecDeque::len);
+        let mut flow = Flow {
+            pause: owned.iter().filter(|k| !paused.contains(*k) && held(k) >= share).copied().collect(),
+            resume: paused.iter().filter(|k| !owned.contains(*k) || held(k) <= share / 2).copied().collect(),
+        };
+        flow.pause.sort_unstable();
+        flow.resume.sort_unstable();
+        flow
     }
 
     /// Whether anything of this partition is still queued.
@@ -209,6 +250,28 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_holding_its_share_is_paused_and_resumed_at_half() {
+        let owned = [(0, 0), (0, 1)];
+        let mut a = Aligner::new(16, Duration::from_secs(3_600));
+        assert_eq!(a.share(owned.len()), 4);
+        for i in 0..4 {
+            a.push((0, 0), record(0, i, i as i64));
+        }
+        let mut paused = HashSet::new();
+        let flow = a.flow(&owned, &paused);
+        assert_eq!(flow, Flow { pause: vec![(0, 0)], resume: vec![] });
+        paused.extend(flow.pause);
+        // Partition 1 delivers and drains; partition 0 goes down to half its share.
+        let mut out = Vec::new();
+        a.release(&owned, &HashSet::from([(0, 1)]), Instant::now(), 1, &mut out);
+        assert_eq!(a.flow(&owned, &paused), Flow::default(), "3 held: still above half");
+        a.release(&owned, &HashSet::from([(0, 1)]), Instant::now(), 1, &mut out);
+        assert_eq!(a.flow(&owned, &paused), Flow { pause: vec![], resume: vec![(0, 0)] });
+        // A paused partition taken away is resumed, whatever it held.
+        assert_eq!(a.flow(&[(0, 1)], &paused), Flow { pause: vec![], resume: vec![(0, 0)] });
+    }
+
+    #[test]
     fn records_of_a_revoked_partition_are_dropped() {
         let mut a = Aligner::new(1_000, Duration::from_secs(5));
         let mut out = Vec::new();
@@ -262,6 +325,52 @@ mod tests {
             merged.sort_unstable();
             prop_assert_eq!(&straight, &merged.iter().map(|(_, p, o)| (*p, *o)).collect::<Vec<_>>());
             prop_assert_eq!(run(&mut fetch_order.into_iter(), &mut poll_sizes.into_iter()), straight);
+        }
+
+        /// With a capacity far below the backlog, and fetches that favour some
+        /// partitions (one runs ahead, or is fetched whole first), pausing the
+        /// partitions that hold their share keeps the order the records' alone:
+        /// nothing is released past a partition that might still come first.
+        #[test]
+        fn pausing_the_partitions_ahead_keeps_the_order_in_any_backlog(
+            partitions in proptest::collection::vec(proptest::collection::vec(0i64..1_000, 0..60), 1..5),
+            fetch_order in proptest::collection::vec(0usize..5, 0..600),
+            capacity in 4usize..24,
+        ) {
+            let partitions: Vec<Vec<Record>> = partitions.iter().enumerate().map(|(p, ts)| {
+                let mut ts = ts.clone();
+                ts.sort();
+                ts.iter().enumerate().map(|(o, t)| record(p as u32, o as u64, *t)).collect()
+            }).collect();
+            let owned: Vec<PartitionKey> = (0..partitions.len() as u32).map(|p| (0, p)).collect();
+            let mut a = Aligner::new(capacity, Duration::from_secs(3_600));
+            let (mut next, mut drained, mut paused, mut out) = (vec![0usize; partitions.len()], HashSet::new(), HashSet::new(), Vec::new());
+            let mut fetches = fetch_order.into_iter();
+            let now = Instant::now();
+            loop {
+                // The fetcher brings nothing of a paused partition.
+                let fetchable: Vec<usize> = (0..partitions.len()).filter(|p| !drained.contains(&(0, *p as u32)) && !paused.contains(&(0, *p as u32))).collect();
+                if let Some(&p) = fetchable.get(fetches.next().unwrap_or(0) % fetchable.len().max(1)) {
+                    match partitions[p].get(next[p]) {
+                        Some(r) => { a.push((0, p as u32), r.clone()); next[p] += 1; }
+                        None => { drained.insert((0, p as u32)); }
+                    }
+                }
+                a.release(&owned, &drained, now, usize::MAX, &mut out);
+                let flow = a.flow(&owned, &paused);
+                paused.extend(flow.pause);
+                for k in flow.resume {
+                    paused.remove(&k);
+                }
+                prop_assert!(a.queued() < capacity, "{} queued", a.queued());
+                if drained.len() == partitions.len() && a.queued() == 0 {
+                    break;
+                }
+            }
+            let mut merged: Vec<(i64, u32, u64)> = partitions.iter().flatten().map(|r| (r.timestamp_ms.unwrap_or(i64::MIN), r.partition, r.offset)).collect();
+            merged.sort_unstable();
+            prop_assert_eq!(offsets(&out), merged.iter().map(|(_, p, o)| (*p, *o)).collect::<Vec<_>>());
+            prop_assert_eq!(a.unaligned, 0);
         }
     }
 }

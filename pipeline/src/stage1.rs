@@ -78,8 +78,6 @@ const REPLAY_FUTURE_MS: i64 = 30 * 60_000;
 struct DeviceTime {
     /// The device's dense number in the clock estimates, if it has a clock to estimate.
     device: Option<usize>,
-    /// The time is corrected (or the device has no clock of its own to correct).
-    calibrated: bool,
     device_ts_ms: i64,
     uncertainty_ms: i64,
 }
@@ -214,15 +212,14 @@ impl Stage1 {
                     if let Some(device) = clock.device {
                         self.state.clocks.record(device, clock.device_ts_ms, record.timestamp_ms);
                     }
-                    // An uncorrected time from a clock not yet calibrated (minutes
-                    // ahead, for all we know) must not drag its partition's watermark
-                    // ahead and make the next reads late: it counts for no more than
-                    // its arrival time, the trusted clock (delivery only delays).
-                    // Without arrival times device times are all there is.
-                    let progress = match (clock.calibrated, record.timestamp_ms) {
-                        (false, Some(arrival)) => event.ts_ms().min(arrival),
-                        _ => event.ts_ms(),
-                    };
+                    // A device's time (a clock not yet calibrated, a calibrated one
+                    // that jumped, a lot controller or bus unit minutes fast) must not
+                    // drag its partition's watermark ahead and make everyone's next
+                    // reads late: live, every partition is drained most of the time
+                    // and the most advanced one sets the pace. An event counts for no
+                    // more than its arrival time, the trusted clock (delivery only
+                    // delays). Without arrival times device times are all there is.
+                    let progress = record.timestamp_ms.map_or(event.ts_ms(), |arrival| event.ts_ms().min(arrival));
                     self.state.watermarks.observe(topic as u32, record.partition, progress, now);
                     let first = out.updates.len();
                     self.route(&city, event, clock, record, owned, &mut out);
@@ -277,14 +274,13 @@ impl Stage1 {
             Decoded::Camera(c) => (readers + c.camera as usize, &mut c.ts_ms),
             Decoded::BusGps(_) | Decoded::ParkingCount(_) => {
                 let ts = event.ts_ms();
-                return (event, DeviceTime { device: None, calibrated: true, device_ts_ms: ts, uncertainty_ms: 0 });
+                return (event, DeviceTime { device: None, device_ts_ms: ts, uncertainty_ms: 0 });
             }
         };
         let device_ts_ms = *ts;
         let (corrected, uncertainty_ms) = self.state.clocks.correct(device, device_ts_ms);
         *ts = corrected;
-        let calibrated = self.state.clocks.calibration(device).is_some();
-        (event, DeviceTime { device: Some(device), calibrated, device_ts_ms, uncertainty_ms })
+        (event, DeviceTime { device: Some(device), device_ts_ms, uncertainty_ms })
     }
 
     /// A read of `plate` after it entered a segment, other than leaving that segment:

@@ -60,3 +60,28 @@ fn reads_make_windows_and_bad_timing_is_dead_lettered() {
     assert_eq!(stats.consumed[&Topic::PlateReads], 7);
     assert_eq!(stats.rejected.values().sum::<u64>(), 4);
 }
+
+/// Live on Kafka every partition is drained most of the time, and then the most
+/// advanced partition sets the watermark's pace: a lot controller whose clock runs
+/// ten minutes fast must not drag it ahead and make every reader's reads late. An
+/// event counts for no more than its arrival time (delivery only delays).
+#[test]
+fn a_device_clock_running_fast_does_not_make_the_others_late() {
+    let city = city();
+    let seg = &city.segments[0];
+    let (a, b) = (seg.from_reader_id.clone(), seg.to_reader_id.clone());
+    let travel_ms = (f64::from(seg.length_m) / (54.0 / 3.6) * 1000.0) as i64;
+    let mut p = Pipeline::new(city.clone(), PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() });
+    p.set_idle_reported(true);
+    let now = Instant::now();
+    let lot = format!(r#"{{"event_id":"lot-1","lot_id":"{}","occupied":5,"ts_ms":{}}}"#, city.lots[0].lot_id, T0 + 10 * 60_000);
+    let lot = Record { topic: Topic::ParkingCounts.default_name().into(), timestamp_ms: Some(T0), payload: lot.into_bytes().into(), ..read(0, "x", &a, "x", T0) };
+    assert!(p.process(&[lot], now).dead_letters.is_empty());
+    p.mark_drained(&[(Topic::ParkingCounts.default_name().into(), 0)]);
+    p.tick(now);
+    let arrived = |r: Record, ts: i64| Record { timestamp_ms: Some(ts), ..r };
+    let out = p.process(&[arrived(read(1, "e1", &a, "闽D12345", T0 + 1_000), T0 + 1_000), arrived(read(2, "e2", &b, "闽D12345", T0 + 1_000 + travel_ms), T0 + 1_000 + travel_ms)], now);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters.iter().map(|d| d.reject.reason).collect::<Vec<_>>());
+    assert_eq!(out.windows.len(), 1, "the traversal counts");
+    assert!(p.watermark_ms() < T0 + travel_ms, "watermark {} is past the reads' arrival", p.watermark_ms() - T0);
+}

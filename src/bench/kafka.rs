@@ -98,6 +98,10 @@ pub struct GroupRun {
     pub windows: Vec<String>,
     /// Records the group dead-lettered: near zero, or the rate measures rejection.
     pub dead_letters: u64,
+    /// Records an aligner let out before a partition that might have come first
+    /// (`egret_records_unaligned_total`): the order, and so the outputs, then
+    /// depended on timing.
+    pub unaligned: u64,
 }
 
 impl GroupRun {
@@ -116,6 +120,7 @@ impl GroupRun {
 async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &KafkaConfig, instances: usize, expected: usize, metrics: &PrometheusHandle) -> anyhow::Result<GroupRun> {
     let group = KafkaConfig { group_id: format!("{}group-of-{instances}", kafka.namespace), ..kafka.clone() };
     let consumed_before = counter_total(&metrics.render(), "egret_events_consumed_total");
+    let unaligned_before = counter_total(&metrics.render(), "egret_records_unaligned_total");
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let spawned = Stopwatch::start();
     let mut tasks = Vec::new();
@@ -164,7 +169,8 @@ async fn run_group(city: &Arc<CityModel>, pipeline: &PipelineConfig, kafka: &Kaf
     let measured = |w: SegmentWindow| format!("{} {} {} {} {} {} {:?}", w.segment.0, w.window_start_ms, w.sample_count, w.mean_speed_kmh, w.median_speed_kmh, w.travel_time_s, w.median_5min_kmh);
     let mut windows: Vec<String> = lives.iter().flat_map(|l| l.all_history()).map(measured).collect();
     windows.sort();
-    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), timed: counted, violation_ids, windows, dead_letters })
+    let unaligned = (counter_total(&metrics.render(), "egret_records_unaligned_total") - unaligned_before) as u64;
+    Ok(GroupRun { wall_s: wall.as_secs_f64(), cpu_s: cpu.max(cpu_with_stage2), timed: counted, violation_ids, windows, dead_letters, unaligned })
 }
 
 /// The raw consumer's rates, then one instance, then two in one group.

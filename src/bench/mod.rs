@@ -237,7 +237,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
             figures.push(Figure {
                 name: F_FIGURE,
                 measured: format!(
-                    "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two), final windows {} ({} and {})",
+                    "{} vs {} events/CPU-s ({change}), {} vs {} events/s wall; tickets {} ({} by one, {} by two), final windows {} ({} and {}); records let out of order {} and {}",
                     thousands(two.per_cpu_s()),
                     thousands(one.per_cpu_s()),
                     thousands(two.per_s()),
@@ -247,7 +247,9 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &Bench
                     two.violation_ids.len(),
                     if one.windows == two.windows { "identical" } else { "DIFFER" },
                     one.windows.len(),
-                    two.windows.len()
+                    two.windows.len(),
+                    one.unaligned,
+                    two.unaligned
                 ),
                 target: F_TARGET,
                 // Different outputs fail the figure whatever the rate; an unrated
