@@ -95,7 +95,9 @@ fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership
     }
     match ownership.is_whole() {
         true => checkpoint::fingerprint(city, pipeline),
-        false => checkpoint::fingerprint(city, &Split { pipeline, instance: ownership.to_string() }),
+        // "by plate": before, a split kept plates by their input partition, and such
+        // a checkpoint holds another share of the plates.
+        false => checkpoint::fingerprint(city, &Split { pipeline, instance: format!("{ownership} by plate") }),
     }
 }
 
@@ -311,7 +313,7 @@ mod tests {
         let share = |i| Ownership::new(i, 2).expect("a share");
         let (first, second) = (fingerprint(&city, &pipeline, share(0)), fingerprint(&city, &pipeline, share(1)));
         assert_ne!(first, second, "instance 2/2 refuses the checkpoint of 1/2");
-        assert!(first.contains(r#""instance":"1/2""#), "the refusal shows which share it was: {first}");
+        assert!(first.contains(r#""instance":"1/2 by plate""#), "the refusal shows which share it was: {first}");
         let whole = fingerprint(&city, &pipeline, Ownership::default());
         assert_eq!(whole, checkpoint::fingerprint(&city, &pipeline), "one instance restores what versions before the split saved");
     }

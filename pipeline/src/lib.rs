@@ -20,6 +20,7 @@ pub mod matcher;
 pub mod ownership;
 pub mod parking;
 pub mod repartition;
+pub mod rescale;
 mod pipeline;
 pub mod runner;
 pub mod stage1;

@@ -85,6 +85,16 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Keeps the plates `keep` accepts (see `rescale`).
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.plates.retain(|plate, _| keep(plate));
+    }
+
+    /// Takes in another instance's plates: a share disjoint from this one's.
+    pub fn absorb(&mut self, other: Matcher) {
+        self.plates.extend(other.plates);
+    }
+
     /// Adds a read; returns the traversals it completes (0, 1 or 2 when it fills a
     /// gap) in `out`, or `false` when it repeats a passage already known. A plate
     /// whose newest read is older than `forget_before_ms` is forgotten first (in the

@@ -1,21 +1,25 @@
-//! Which input partitions an active instance does the keyed work of, when several
-//! active instances split the input (`egret run --instance 2/3`).
+//! Which keyed work an active instance does, when several active instances split
+//! the input (`egret run --instance 2/3`).
 //!
 //! Every instance reads every input partition, in the aligner's order, and keeps
 //! the state that spans partitions (device clocks, the tag registry, the gantry
 //! log, reader health, de-duplication, watermarks) from all of them, so that state
 //! is the same on every instance and the same as one instance's. The state of a
 //! plate (its reads, open drives, held and pending tickets) lives with the instance
-//! that owns the partition the plate arrives on, and only that instance writes the
-//! plate's updates, tickets and dead letters. The union of the instances' stage-1
-//! outputs is then one instance's, whatever the split; so are stage 2's windows
-//! and lots (deploy/SCALE-OUT.md lists what of stage 2 still differs).
+//! its plate's hash picks (`owns_plate`), whichever partition the plate's reads
+//! and camera events arrive on, and only that instance writes the plate's updates
+//! and tickets. Records without a plate of their own (lot counts, bus reports,
+//! dead letters) go by partition: partition `p` of every topic belongs to
+//! instance `p % count`. The union of the instances' stage-1 outputs is then one
+//! instance's, whatever the split; so are stage 2's windows and lots
+//! (deploy/SCALE-OUT.md lists what of stage 2 still differs).
 //!
-//! Partition `p` of every input topic belongs to instance `p % count`: plate reads
-//! and camera events of one plate share a partition number when the topics have
-//! the same partition count and are keyed alike (contract-v1), so they meet on one
-//! instance.
+//! By the plate's hash rather than its partition because the hash can be worked
+//! out from the state alone: the producer's partitioner is not ours, and to deal
+//! the keyed state of N instances out to M (`egret rescale`) every entry must be
+//! placeable by its key.
 
+use egret_model::Plate;
 use std::fmt;
 use std::str::FromStr;
 
@@ -50,6 +54,12 @@ impl Ownership {
     /// Whether this instance does the keyed work of `partition` (of any topic).
     pub fn owns(&self, partition: u32) -> bool {
         partition % self.count == self.index
+    }
+
+    /// Whether this instance does the keyed work of `plate`: FNV-1a of the plate's
+    /// text, as librdkafka's partitioner hashes keys, over `count` shares.
+    pub fn owns_plate(&self, plate: &Plate) -> bool {
+        self.count == 1 || egret_ingest::partition_for(Some(plate.as_str().as_bytes()), self.count, 0) == self.index
     }
 
     /// True for the one instance that owns everything.
@@ -91,6 +101,21 @@ mod tests {
                 let owners = (0..count).filter(|&i| Ownership::new(i, count).is_some_and(|o| o.owns(partition))).count();
                 assert_eq!(owners, 1, "partition {partition} of {count} instances");
             }
+        }
+    }
+
+    #[test]
+    fn every_plate_has_exactly_one_owner_and_plates_spread() {
+        let plates: Vec<Plate> = (0..600).map(|i| Plate::parse(&format!("闽D{:05}", i * 7)).expect("plate")).collect();
+        for count in 1..=5 {
+            let mut per_instance = vec![0; count as usize];
+            for plate in &plates {
+                let owners: Vec<u32> = (0..count).filter(|&i| Ownership::new(i, count).is_some_and(|o| o.owns_plate(plate))).collect();
+                assert_eq!(owners.len(), 1, "{} of {count} instances", plate.as_str());
+                per_instance[owners[0] as usize] += 1;
+            }
+            let fair = plates.len() / count as usize;
+            assert!(per_instance.iter().all(|n| *n > fair / 2), "{count} instances: {per_instance:?}");
         }
     }
 

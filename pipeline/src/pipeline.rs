@@ -102,6 +102,22 @@ pub struct Stats {
     pub windows_closed: u64,
 }
 
+impl Stats {
+    /// Adds `other`'s totals to these.
+    pub fn add(&mut self, other: &Stats) {
+        for (topic, n) in &other.consumed {
+            *self.consumed.entry(*topic).or_default() += n;
+        }
+        for (key, n) in &other.rejected {
+            *self.rejected.entry(*key).or_default() += n;
+        }
+        self.traversals += other.traversals;
+        self.excluded += other.excluded;
+        self.late_traversals += other.late_traversals;
+        self.windows_closed += other.windows_closed;
+    }
+}
+
 pub struct Pipeline {
     stage1: Stage1,
     stage2: Stage2,

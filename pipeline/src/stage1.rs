@@ -54,17 +54,17 @@ pub struct Stage1 {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Stage1State {
     watermarks: Watermarks,
-    matcher: Matcher,
+    pub(crate) matcher: Matcher,
     clocks: DeviceClocks,
     tags: TagRegistry,
     health: Health,
     health_reported_ms: i64,
     /// Per plate, the segment it was last seen entering and when (see `Update::Entered`).
-    entered: FastMap<egret_model::Plate, (u32, i64)>,
-    enforcer: Enforcer,
+    pub(crate) entered: FastMap<egret_model::Plate, (u32, i64)>,
+    pub(crate) enforcer: Enforcer,
     dedup: Dedup,
     newest_event_ms: Option<i64>,
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 /// How often (event time) reader health is reported.
@@ -127,6 +127,11 @@ impl Stage1 {
     /// What a checkpoint saves.
     pub fn state(&self) -> &Stage1State {
         &self.state
+    }
+
+    /// The state, given up (to be dealt out to a new split: `rescale`).
+    pub fn into_state(self) -> Stage1State {
+        self.state
     }
 
     pub fn city(&self) -> &Arc<CityModel> {
@@ -340,12 +345,16 @@ impl Stage1 {
 
     /// `city` is `self.city`, passed in: a clone of the `Arc` per event cost an
     /// atomic increment and decrement each time. `owned`: the record's partition is
-    /// this instance's; otherwise only the state that spans partitions is kept.
+    /// this instance's, which decides for records without a plate; a plate's own
+    /// state is kept by the owner of the plate (see `ownership`), and every instance
+    /// keeps the state that spans partitions.
     fn route(&mut self, city: &CityModel, event: Decoded, clock: DeviceTime, record: &Record, owned: bool, out: &mut Stage1Output) {
         let read = match event {
             Decoded::PlateRead(read) => read,
             Decoded::ParkingCount(c) if owned => return out.updates.push(Update::Count { lot: c.lot, occupied: c.occupied, ts_ms: c.ts_ms }),
-            Decoded::Camera(c) if owned => {
+            // A camera event goes with its plate, as the plate's reads do (see
+            // `ownership`); one without a plate, by partition.
+            Decoded::Camera(c) if c.plate.as_ref().map_or(owned, |p| self.ownership.owns_plate(p)) => {
                 if !trusted(self.state.clocks.calibration(city.readers.len() + c.camera as usize)) {
                     self.state.stats.excluded += 1;
                     return;
@@ -372,8 +381,8 @@ impl Stage1 {
         let mut read = read;
         let horizon = read.ts_ms.saturating_sub(self.config.plate_ttl_ms);
         // A misread is keyed by what was read: corrected, it belongs with the plate's
-        // own reads, on the partition they arrive on, whichever instance owns that.
-        let (plate, plate_partition) = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms, horizon, record.partition);
+        // own reads, whichever partition it arrived on.
+        let plate = self.state.tags.resolve(read.tag, read.reader.0, read.plate, read.ts_ms, horizon);
         read.plate = plate;
         let kept = Read {
             reader: read.reader,
@@ -388,7 +397,7 @@ impl Stage1 {
         if gate.is_none() {
             self.state.enforcer.observe_read(read.plate, read.class, &kept);
         }
-        if !self.ownership.owns(plate_partition) {
+        if !self.ownership.owns_plate(&read.plate) {
             return;
         }
         if let Some((lot, entering)) = gate {

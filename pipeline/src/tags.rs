@@ -17,10 +17,6 @@ struct TagPlate {
     last_ms: i64,
     /// Where it was last read: two reads in one pass are one observation.
     last_reader: u32,
-    /// The input partition the plate's reads arrive on: a read corrected to the
-    /// plate belongs with them (see `ownership`).
-    #[serde(default)]
-    partition: u32,
 }
 
 /// Reads of a tag at one gantry this close together are the same pass.
@@ -34,15 +30,14 @@ pub struct TagRegistry {
 }
 
 impl TagRegistry {
-    /// The plate a read of `tag` at gantry `reader` showing `plate` at `ts_ms`, from
-    /// input `partition`, belongs to, and the partition that plate's reads arrive on.
+    /// The plate a read of `tag` at gantry `reader` showing `plate` at `ts_ms` belongs to.
     /// What the tag showed before `forget_before_ms` is forgotten here and now, so the
     /// answer never depends on when `expire` last ran.
-    pub fn resolve(&mut self, tag: u32, reader: u32, plate: Plate, ts_ms: i64, forget_before_ms: i64, partition: u32) -> (Plate, u32) {
+    pub fn resolve(&mut self, tag: u32, reader: u32, plate: Plate, ts_ms: i64, forget_before_ms: i64) -> Plate {
         if tag == 0 {
-            return (plate, partition);
+            return plate;
         }
-        let fresh = TagPlate { plate, agreeing: 0, last_ms: ts_ms, last_reader: u32::MAX, partition };
+        let fresh = TagPlate { plate, agreeing: 0, last_ms: ts_ms, last_reader: u32::MAX };
         let entry = self.tags.entry(tag).or_insert(fresh);
         if entry.last_ms < forget_before_ms {
             *entry = fresh;
@@ -54,18 +49,17 @@ impl TagRegistry {
             if !same_pass {
                 entry.agreeing = entry.agreeing.saturating_add(1);
             }
-            entry.partition = partition;
-            return (plate, partition);
+            return plate;
         }
         if entry.agreeing >= ESTABLISHED_AFTER && entry.plate.one_character_from(&plate) {
             self.corrected += 1;
-            return (entry.plate, entry.partition);
+            return entry.plate;
         }
         if entry.agreeing < ESTABLISHED_AFTER {
             // Not established yet: the newer plate may be the right one.
-            *entry = TagPlate { plate, agreeing: 1, last_ms: ts_ms, last_reader: reader, partition };
+            *entry = TagPlate { plate, agreeing: 1, last_ms: ts_ms, last_reader: reader };
         }
-        (plate, partition)
+        plate
     }
 
     /// Forgets tags not read since `horizon_ms`.
@@ -93,52 +87,42 @@ mod tests {
     #[test]
     fn a_misread_of_an_established_tag_is_corrected() {
         let mut r = TagRegistry::default();
-        assert_eq!(r.resolve(7, 1, plate("闽D12345"), 0, i64::MIN, 0).0, plate("闽D12345"));
-        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN, 0).0, plate("闽D12345"));
-        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 120_000, i64::MIN, 0).0, plate("闽D12345"));
+        assert_eq!(r.resolve(7, 1, plate("闽D12345"), 0, i64::MIN), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 120_000, i64::MIN), plate("闽D12345"));
         assert_eq!(r.corrected, 1);
-    }
-
-    #[test]
-    fn a_corrected_read_belongs_with_its_plates_partition() {
-        let mut r = TagRegistry::default();
-        r.resolve(7, 1, plate("闽D12345"), 0, i64::MIN, 3);
-        r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN, 3);
-        // The misread is keyed by what was read, so it arrives on another partition.
-        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 120_000, i64::MIN, 5), (plate("闽D12345"), 3));
-        assert_eq!(r.resolve(9, 3, plate("闽D12845"), 120_000, i64::MIN, 5), (plate("闽D12845"), 5));
     }
 
     #[test]
     fn a_tag_not_read_within_the_horizon_is_established_anew() {
         let mut r = TagRegistry::default();
-        r.resolve(7, 1, plate("闽D12345"), 0, i64::MIN, 0);
-        r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN, 0);
+        r.resolve(7, 1, plate("闽D12345"), 0, i64::MIN);
+        r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN);
         // Whether or not `expire` has run since, the old plate is forgotten.
-        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 3_000_000, 3_000_000 - 2_700_000, 0).0, plate("闽D12845"));
+        assert_eq!(r.resolve(7, 3, plate("闽D12845"), 3_000_000, 3_000_000 - 2_700_000), plate("闽D12845"));
         assert_eq!(r.corrected, 0);
     }
 
     #[test]
     fn two_reads_in_one_pass_are_one_observation() {
         let mut r = TagRegistry::default();
-        r.resolve(7, 1, plate("闽D12845"), 0, i64::MIN, 0);
-        r.resolve(7, 1, plate("闽D12845"), 2_000, i64::MIN, 0);
+        r.resolve(7, 1, plate("闽D12845"), 0, i64::MIN);
+        r.resolve(7, 1, plate("闽D12845"), 2_000, i64::MIN);
         // Not established by one pass read twice: the true plate is not "corrected".
-        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN, 0).0, plate("闽D12345"));
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN), plate("闽D12345"));
         assert_eq!(r.corrected, 0);
     }
 
     #[test]
     fn an_unestablished_tag_or_a_different_plate_is_not_corrected() {
         let mut r = TagRegistry::default();
-        r.resolve(7, 1, plate("闽D12845"), 0, i64::MIN, 0);
+        r.resolve(7, 1, plate("闽D12845"), 0, i64::MIN);
         // The first read was the misread: the next ones take over.
-        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN, 0).0, plate("闽D12345"));
-        assert_eq!(r.resolve(7, 3, plate("闽D12345"), 120_000, i64::MIN, 0).0, plate("闽D12345"));
-        assert_eq!(r.resolve(7, 4, plate("闽D12845"), 180_000, i64::MIN, 0).0, plate("闽D12345"));
+        assert_eq!(r.resolve(7, 2, plate("闽D12345"), 60_000, i64::MIN), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 3, plate("闽D12345"), 120_000, i64::MIN), plate("闽D12345"));
+        assert_eq!(r.resolve(7, 4, plate("闽D12845"), 180_000, i64::MIN), plate("闽D12345"));
         // Two characters away: another plate, not a misread.
-        assert_eq!(r.resolve(7, 5, plate("闽E99345"), 240_000, i64::MIN, 0).0, plate("闽E99345"));
-        assert_eq!(r.resolve(0, 1, plate("闽D00001"), 5, i64::MIN, 0).0, plate("闽D00001"));
+        assert_eq!(r.resolve(7, 5, plate("闽E99345"), 240_000, i64::MIN), plate("闽E99345"));
+        assert_eq!(r.resolve(0, 1, plate("闽D00001"), 5, i64::MIN), plate("闽D00001"));
     }
 }

@@ -281,6 +281,17 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Keeps the offences of the plates `keep` accepts (see `rescale`).
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.by_plate.retain(|plate, _| keep(plate));
+    }
+
+    /// Takes in another instance's offences (its count of unconfirmed ones is a
+    /// running total, dealt out by `Stage1State::rescale`).
+    pub fn absorb(&mut self, other: Pending) {
+        self.by_plate.extend(other.by_plate);
+    }
+
     pub fn add(&mut self, o: CameraOffence) {
         let list = self.by_plate.entry(o.plate).or_default();
         if list.len() < MAX_PENDING_PER_PLATE {

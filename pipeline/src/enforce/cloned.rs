@@ -29,6 +29,18 @@ pub struct ClonedPlates {
 }
 
 impl ClonedPlates {
+    /// Keeps the plates `keep` accepts (see `rescale`).
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.multi_tag.retain(|plate, _| keep(plate));
+        self.days.retain(|(plate, _)| keep(plate));
+    }
+
+    /// Takes in another instance's plates.
+    pub fn absorb(&mut self, other: ClonedPlates) {
+        self.multi_tag.extend(other.multi_tag);
+        self.days.extend(other.days);
+    }
+
     /// Follows the tags of a plate once its recent reads show more than one.
     fn track_tags(&mut self, plate: Plate, read: &Read, recent: &[Read]) {
         if read.tag == 0 {

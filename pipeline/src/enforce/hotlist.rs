@@ -59,6 +59,17 @@ pub struct Hotlists {
 }
 
 impl Hotlists {
+    /// Keeps the recent hits of the plates `keep` accepts (see `rescale`); the
+    /// lists themselves are every instance's.
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.last_hit.retain(|(_, plate), _| keep(plate));
+    }
+
+    /// Takes in another instance's recent hits.
+    pub fn absorb(&mut self, other: Hotlists) {
+        self.last_hit.extend(other.last_hit);
+    }
+
     /// Replaces a whole list. Entries whose plate is not a plate are returned, not kept.
     pub fn set_list(&mut self, name: &str, entries: &[HotlistEntry]) -> Vec<String> {
         let mut bad = Vec::new();

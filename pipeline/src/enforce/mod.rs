@@ -61,6 +61,36 @@ pub fn source_ref(topic: &str, partition: u32, offset: u64) -> String {
 }
 
 impl Enforcer {
+    /// Keeps the keyed state of the plates `keep` accepts: pending and held
+    /// tickets, zone passes, tags per plate, recent hotlist hits. The gantry log and
+    /// the tags' plates span partitions and stay whole (see `Stage1State::rescale`).
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.pending.retain_plates(keep);
+        self.held.retain(|plate, _| keep(plate));
+        self.zones.retain_plates(keep);
+        self.cloned.retain_plates(keep);
+        self.hotlists.retain_plates(keep);
+    }
+
+    /// Takes in another instance's keyed state (a share disjoint from this one's).
+    pub fn absorb(&mut self, other: Enforcer) {
+        self.pending.absorb(other.pending);
+        self.held.extend(other.held);
+        self.zones.absorb(other.zones);
+        self.cloned.absorb(other.cloned);
+        self.hotlists.absorb(other.hotlists);
+    }
+
+    /// Takes the running count of offences dropped unconfirmed, leaving zero.
+    pub fn take_unconfirmed(&mut self) -> u64 {
+        std::mem::take(&mut self.pending.unconfirmed)
+    }
+
+    /// Sets that count (see `take_unconfirmed`).
+    pub fn set_unconfirmed(&mut self, n: u64) {
+        self.pending.unconfirmed = n;
+    }
+
     /// `hold_ms`: how long after its exit read a bridged drive may still be split
     /// by a late read (the pipeline's window plus allowed lateness).
     pub fn new(city: &CityModel, hold_ms: i64) -> Self {

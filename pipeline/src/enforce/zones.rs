@@ -84,6 +84,19 @@ fn ticket(city: &CityModel, i: usize, plate: Plate, class: VehicleClass, ts_ms: 
 }
 
 impl ZoneRules {
+    /// Keeps the held passes and tickets of the day of the plates `keep` accepts
+    /// (see `rescale`); the tags' plates span partitions and are every instance's.
+    pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
+        self.daily.retain(|(_, plate, _)| keep(plate));
+        self.held.retain(|plate, _| keep(plate));
+    }
+
+    /// Takes in another instance's held passes and tickets of the day.
+    pub fn absorb(&mut self, other: ZoneRules) {
+        self.daily.extend(other.daily);
+        self.held.extend(other.held);
+    }
+
     fn issue(&mut self, v: Violation, rule: usize, plate: Plate, day: i64, out: &mut Tickets) {
         if self.daily.insert((rule, plate, day)) {
             self.take_held(plate, |h| h.rule == rule && h.day == day);
