@@ -85,8 +85,11 @@ fn check_group(group: &str) -> anyhow::Result<()> {
 }
 
 /// What a checkpoint must have been saved under to be restored: the city model,
-/// the settings and, when instances split the input, which share.
-fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership) -> String {
+/// the settings and, when instances split the input, which share. `by_plate`
+/// for stage 1, whose split keeps plates by hash since session 18 (by input
+/// partition before, so a split stage-1 checkpoint of before holds another share
+/// of the plates); stage 2's split is by repartition partition, as it was.
+fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership, by_plate: bool) -> String {
     #[derive(serde::Serialize)]
     struct Split<'a> {
         #[serde(flatten)]
@@ -97,7 +100,7 @@ fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership
         true => checkpoint::fingerprint(city, pipeline),
         // "by plate": before, a split kept plates by their input partition, and such
         // a checkpoint holds another share of the plates.
-        false => checkpoint::fingerprint(city, &Split { pipeline, instance: format!("{ownership} by plate") }),
+        false => checkpoint::fingerprint(city, &Split { pipeline, instance: if by_plate { format!("{ownership} by plate") } else { ownership.to_string() } }),
     }
 }
 
@@ -157,9 +160,8 @@ fn restore(city: &Arc<CityModel>, pipeline: &PipelineConfig, ownership: Ownershi
     let fresh = || Stages { stage1: Stage1::new(city.clone(), pipeline.clone()), stage2: Stage2::new(city, pipeline.clone()), applied: Applied::default(), checkpoints: None };
     let Some((options, store)) = options else { return Ok(fresh()) };
     let store: Arc<dyn CheckpointStore + Sync> = Arc::new(store);
-    let fingerprint = fingerprint(city, pipeline, ownership);
-    let (first, saved1) = Checkpointer::open::<Stage1State>(store.clone(), "stage1.cbor", fingerprint.clone(), options.interval)?;
-    let (second, saved2) = Checkpointer::open::<Stage2Saved>(store, "stage2.cbor", fingerprint, options.interval)?;
+    let (first, saved1) = Checkpointer::open::<Stage1State>(store.clone(), "stage1.cbor", fingerprint(city, pipeline, ownership, true), options.interval)?;
+    let (second, saved2) = Checkpointer::open::<Stage2Saved>(store, "stage2.cbor", fingerprint(city, pipeline, ownership, false), options.interval)?;
     let mut stages = fresh();
     if let Some(state) = saved1 {
         let partitions: usize = first.progress.positions.values().map(|p| p.len()).sum();
@@ -311,10 +313,13 @@ mod tests {
         let city = crate::load_city(None).expect("city model");
         let pipeline = PipelineConfig::default();
         let share = |i| Ownership::new(i, 2).expect("a share");
-        let (first, second) = (fingerprint(&city, &pipeline, share(0)), fingerprint(&city, &pipeline, share(1)));
+        let (first, second) = (fingerprint(&city, &pipeline, share(0), true), fingerprint(&city, &pipeline, share(1), true));
         assert_ne!(first, second, "instance 2/2 refuses the checkpoint of 1/2");
         assert!(first.contains(r#""instance":"1/2 by plate""#), "the refusal shows which share it was: {first}");
-        let whole = fingerprint(&city, &pipeline, Ownership::default());
-        assert_eq!(whole, checkpoint::fingerprint(&city, &pipeline), "one instance restores what versions before the split saved");
+        assert!(fingerprint(&city, &pipeline, share(0), false).contains(r#""instance":"1/2""#), "stage 2 restores the split's checkpoints of before");
+        for by_plate in [true, false] {
+            let whole = fingerprint(&city, &pipeline, Ownership::default(), by_plate);
+            assert_eq!(whole, checkpoint::fingerprint(&city, &pipeline), "one instance restores what versions before the split saved");
+        }
     }
 }

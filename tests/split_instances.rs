@@ -237,3 +237,30 @@ fn state_dealt_out_from_n_instances_to_m_at_a_cut_writes_what_one_instance_write
         assert_same(&one, &rescaled, &format!("{from} then {to}"));
     }
 }
+
+/// Dealing refuses states that are not the instances of one split at one cut:
+/// one instance's state twice (its plates twice), or states of two moments.
+#[test]
+fn dealing_refuses_states_of_two_cuts_or_one_instance_twice() {
+    let city = egret::load_city(None).expect("city model");
+    let records = partitioned(workload::simulated_with(&city, 6_000, 120.0, 3, egret_simulator::Noise::noisy()));
+    let mut stage = Stage1::new(city.clone(), config());
+    stage.set_ownership(Ownership::new(0, 2).expect("a share"));
+    let dir = std::env::temp_dir().join(format!("egret-refused-{}", std::process::id()));
+    let store = DirStore::open(&dir).expect("a checkpoint directory");
+    let mut saved = Vec::new();
+    for (i, batch) in records.chunks(records.len() / 2).take(2).enumerate() {
+        stage.process(batch, Instant::now());
+        let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state: stage.state() };
+        checkpoint::save(&store, &format!("at-{i}"), &checkpoint).expect("saved");
+        saved.push(format!("at-{i}"));
+    }
+    let load = |name: &str| checkpoint::load::<Stage1State>(&store, name, "").expect("readable").expect("saved").state;
+    let whole = Ownership::default();
+    let refused = rescale::stage1(vec![load(&saved[0]), load(&saved[1])], whole).map(|_| ()).expect_err("two cuts");
+    assert!(matches!(refused, rescale::RescaleError::NotOneCut { other: 2, .. }), "{refused}");
+    let refused = rescale::stage1(vec![load(&saved[1]), load(&saved[1])], whole).map(|_| ()).expect_err("one instance twice");
+    assert!(matches!(refused, rescale::RescaleError::PlateTwice { upto: 2, twice } if twice > 0), "{refused}");
+    assert_eq!(rescale::stage1(Vec::new(), whole).map(|_| ()), Err(rescale::RescaleError::Nothing));
+    std::fs::remove_dir_all(&dir).expect("removed");
+}

@@ -46,7 +46,8 @@ pub struct Stage1 {
     drained: Vec<(u32, u32)>,
     /// When per-plate state (matcher, tags, `entered`) was last swept.
     plate_sweep: crate::sweep::Horizon,
-    /// The partitions whose plates this instance keeps (see `ownership`).
+    /// The plates, and the partitions of records without one, this instance keeps
+    /// (see `ownership`).
     ownership: Ownership,
 }
 
@@ -65,6 +66,15 @@ pub struct Stage1State {
     dedup: Dedup,
     newest_event_ms: Option<i64>,
     pub(crate) stats: Stats,
+}
+
+impl Stage1State {
+    /// Where in the input this state stands, as far as the state itself tells:
+    /// the watermark and the newest event time. Instances of a split at one cut
+    /// agree on both (see `rescale`).
+    pub(crate) fn cut(&self) -> (i64, Option<i64>) {
+        (self.watermarks.current(), self.newest_event_ms)
+    }
 }
 
 /// How often (event time) reader health is reported.
@@ -114,8 +124,9 @@ impl Stage1 {
         stage
     }
 
-    /// Keep only the plates of the partitions `ownership` gives this instance; the
-    /// state that spans partitions is still kept from every record.
+    /// Keep only the plates (and the partitions of records without one) that
+    /// `ownership` gives this instance; the state that spans partitions is still
+    /// kept from every record.
     pub fn set_ownership(&mut self, ownership: Ownership) {
         self.ownership = ownership;
     }

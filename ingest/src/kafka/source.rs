@@ -349,7 +349,7 @@ impl Source for KafkaSource {
             let n = self.aligner.unaligned - self.unaligned_reported;
             self.unaligned_reported = self.aligner.unaligned;
             metrics::counter!("egret_records_unaligned_total").increment(n);
-            tracing::warn!("{n} records released while a partition kept silent (15 s without a record or its end): their order depended on timing");
+            tracing::warn!("{n} records released while a partition kept silent (15 s without a record or its end), or past the aligner's capacity: their order depended on timing");
         }
         Ok(if out.is_empty() { Poll::Idle } else { Poll::Records(out) })
     }

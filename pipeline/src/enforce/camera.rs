@@ -287,7 +287,7 @@ impl Pending {
     }
 
     /// Takes in another instance's offences (its count of unconfirmed ones is a
-    /// running total, dealt out by `Stage1State::rescale`).
+    /// running total, dealt out by `rescale::stage1`).
     pub fn absorb(&mut self, other: Pending) {
         self.by_plate.extend(other.by_plate);
     }

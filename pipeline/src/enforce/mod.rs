@@ -63,7 +63,7 @@ pub fn source_ref(topic: &str, partition: u32, offset: u64) -> String {
 impl Enforcer {
     /// Keeps the keyed state of the plates `keep` accepts: pending and held
     /// tickets, zone passes, tags per plate, recent hotlist hits. The gantry log and
-    /// the tags' plates span partitions and stay whole (see `Stage1State::rescale`).
+    /// the tags' plates span partitions and stay whole (see `rescale::stage1`).
     pub fn retain_plates(&mut self, keep: &dyn Fn(&Plate) -> bool) {
         self.pending.retain_plates(keep);
         self.held.retain(|plate, _| keep(plate));
