@@ -12,15 +12,10 @@
 //! broker holds). In live operation partitions are drained most of the time and
 //! records pass straight through, in arrival order.
 //!
-//! A partition that runs ahead (its fetches come back faster, or it was fetched
-//! first) is paused once it holds its share of `capacity` and fetches again when it
-//! has released half of that (`flow`), as Kafka Streams pauses a partition whose
-//! buffer is full: in a backlog the merge waits for the slow partitions instead of
-//! letting the fast one overflow. A partition that neither delivers nor reaches its
-//! end (its broker is down) holds the others back for at most `patience`; memory is
-//! bounded by `capacity`, past which the oldest record goes out whatever the empty
-//! partitions might still hold. Either lets the order depend on timing again, only
-//! then, and `unaligned` counts the records so released.
+//! A partition that neither delivers nor reaches its end (its broker is down) holds
+//! the others back for at most `patience`; memory is bounded by `capacity`, past
+//! which the oldest record goes out whatever the empty partitions might still hold.
+//! Either lets the order depend on timing again, only then.
 
 use crate::Record;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -28,19 +23,6 @@ use std::time::{Duration, Instant};
 
 /// A partition as the aligner names it: the caller's topic index, and the partition.
 pub type PartitionKey = (usize, u32);
-
-/// Partitions whose fetching should stop or start again (see `Aligner::flow`).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Flow {
-    pub pause: Vec<PartitionKey>,
-    pub resume: Vec<PartitionKey>,
-}
-
-impl Flow {
-    pub fn is_empty(&self) -> bool {
-        self.pause.is_empty() && self.resume.is_empty()
-    }
-}
 
 pub struct Aligner {
     queues: BTreeMap<PartitionKey, VecDeque<Record>>,
@@ -69,41 +51,6 @@ impl Aligner {
     /// Records waiting for a slower partition.
     pub fn queued(&self) -> usize {
         self.queued
-    }
-
-    /// Records queued in all from which partitions holding their `share` are
-    /// paused: a quarter of the capacity. Below it nothing is paused, since a pause
-    /// costs a fetch again (librdkafka drops what it prefetched of the partition).
-    /// Past it, the paused partitions hold at most that quarter, the others at
-    /// most their shares (another quarter), and each what one fetch brought past
-    /// its share: a partition running ahead does not reach the capacity while a
-    /// poll's records are few beside it.
-    fn pressure(&self) -> usize {
-        self.capacity / 4
-    }
-
-    /// How many records a partition may hold, under pressure, before it is
-    /// paused: the pressure shared by the `owned` partitions.
-    pub fn share(&self, owned: usize) -> usize {
-        (self.pressure() / owned.max(1)).max(1)
-    }
-
-    /// Which partitions to pause and which to resume, given the `paused` ones:
-    /// under pressure, pause an owned partition holding its `share`; resume a
-    /// paused one holding at most half of it, or when the pressure is half gone, or
-    /// when no longer owned (a partition stays paused across a rebalance in
-    /// librdkafka, and its next owner may be this instance again).
-    pub fn flow(&self, owned: &[PartitionKey], paused: &HashSet<PartitionKey>) -> Flow {
-        let share = self.share(owned.len());
-        let held = |k: &PartitionKey| self.queues.get(k).map_or(0, VecDeque::len);
-        let (pressed, eased) = (self.queued >= self.pressure(), self.queued < self.pressure() / 2);
-        let mut flow = Flow {
-            pause: owned.iter().filter(|k| pressed && !paused.contains(*k) && held(k) >= share).copied().collect(),
-            resume: paused.iter().filter(|k| eased || !owned.contains(*k) || held(k) <= share / 2).copied().collect(),
-        };
-        flow.pause.sort_unstable();
-        flow.resume.sort_unstable();
-        flow
     }
 
     /// Whether anything of this partition is still queued.
@@ -262,35 +209,6 @@ mod tests {
     }
 
     #[test]
-    fn under_pressure_a_partition_holding_its_share_is_paused_and_resumed_at_half() {
-        let owned = [(0, 0), (0, 1)];
-        let mut a = Aligner::new(32, Duration::from_secs(3_600));
-        assert_eq!(a.share(owned.len()), 4);
-        for i in 0..5 {
-            a.push((0, 0), record(0, i, i as i64));
-        }
-        let mut paused = HashSet::new();
-        assert_eq!(a.flow(&owned, &paused), Flow::default(), "5 queued, below the pressure of 8: nothing is paused");
-        for i in 0..3 {
-            a.push((0, 1), record(1, i, 100 + i as i64));
-        }
-        let flow = a.flow(&owned, &paused);
-        assert_eq!(flow, Flow { pause: vec![(0, 0)], resume: vec![] }, "8 queued: the partition holding its share of 4 is paused");
-        paused.extend(flow.pause);
-        let mut out = Vec::new();
-        a.release(&owned, &HashSet::new(), Instant::now(), 2, &mut out);
-        assert_eq!(a.flow(&owned, &paused), Flow::default(), "3 held: still above half its share");
-        a.release(&owned, &HashSet::new(), Instant::now(), 1, &mut out);
-        assert_eq!(a.flow(&owned, &paused), Flow { pause: vec![], resume: vec![(0, 0)] });
-        // A paused partition taken away is resumed, whatever it held.
-        assert_eq!(a.flow(&[(0, 1)], &paused), Flow { pause: vec![], resume: vec![(0, 0)] });
-        // So is every paused one once the pressure is half gone (3 queued of 8).
-        a.release(&owned, &HashSet::new(), Instant::now(), 2, &mut out);
-        assert_eq!(a.flow(&owned, &HashSet::from([(0, 1)])), Flow { pause: vec![], resume: vec![(0, 1)] });
-    }
-
-
-    #[test]
     fn records_of_a_revoked_partition_are_dropped() {
         let mut a = Aligner::new(1_000, Duration::from_secs(5));
         let mut out = Vec::new();
@@ -344,59 +262,6 @@ mod tests {
             merged.sort_unstable();
             prop_assert_eq!(&straight, &merged.iter().map(|(_, p, o)| (*p, *o)).collect::<Vec<_>>());
             prop_assert_eq!(run(&mut fetch_order.into_iter(), &mut poll_sizes.into_iter()), straight);
-        }
-
-        /// With a capacity far below the backlog, and fetches that favour some
-        /// partitions (one runs ahead, or is fetched whole first), pausing the
-        /// partitions that hold their share keeps the order the records' alone:
-        /// nothing is released past a partition that might still come first.
-        #[test]
-        fn pausing_the_partitions_ahead_keeps_the_order_in_any_backlog(
-            partitions in proptest::collection::vec(proptest::collection::vec(0i64..1_000, 0..60), 1..5),
-            fetch_order in proptest::collection::vec(0usize..5, 0..600),
-            fetch_sizes in proptest::collection::vec(1usize..=4, 0..600),
-            // Beside 4 partitions fetched 4 records at a time, as the capacity of
-            // 200,000 records is beside a poll of a few thousand.
-            capacity in 64usize..128,
-        ) {
-            let partitions: Vec<Vec<Record>> = partitions.iter().enumerate().map(|(p, ts)| {
-                let mut ts = ts.clone();
-                ts.sort();
-                ts.iter().enumerate().map(|(o, t)| record(p as u32, o as u64, *t)).collect()
-            }).collect();
-            let owned: Vec<PartitionKey> = (0..partitions.len() as u32).map(|p| (0, p)).collect();
-            let mut a = Aligner::new(capacity, Duration::from_secs(3_600));
-            let (mut next, mut drained, mut paused, mut out) = (vec![0usize; partitions.len()], HashSet::new(), HashSet::new(), Vec::new());
-            let (mut fetches, mut sizes) = (fetch_order.into_iter(), fetch_sizes.into_iter());
-            let now = Instant::now();
-            loop {
-                // The fetcher brings a few records of a partition at once, and
-                // nothing of a paused one.
-                let fetchable: Vec<usize> = (0..partitions.len()).filter(|p| !drained.contains(&(0, *p as u32)) && !paused.contains(&(0, *p as u32))).collect();
-                if let Some(&p) = fetchable.get(fetches.next().unwrap_or(0) % fetchable.len().max(1)) {
-                    for _ in 0..sizes.next().unwrap_or(1) {
-                        match partitions[p].get(next[p]) {
-                            Some(r) => { a.push((0, p as u32), r.clone()); next[p] += 1; }
-                            None => { drained.insert((0, p as u32)); break; }
-                        }
-                    }
-                }
-                a.release(&owned, &drained, now, usize::MAX, &mut out);
-                let flow = a.flow(&owned, &paused);
-                paused.extend(flow.pause);
-                for k in flow.resume {
-                    paused.remove(&k);
-                }
-                // Short of the capacity, where records would go out of order.
-                prop_assert!(a.queued() < capacity * 3 / 4, "{} queued", a.queued());
-                if drained.len() == partitions.len() && a.queued() == 0 {
-                    break;
-                }
-            }
-            let mut merged: Vec<(i64, u32, u64)> = partitions.iter().flatten().map(|r| (r.timestamp_ms.unwrap_or(i64::MIN), r.partition, r.offset)).collect();
-            merged.sort_unstable();
-            prop_assert_eq!(offsets(&out), merged.iter().map(|(_, p, o)| (*p, *o)).collect::<Vec<_>>());
-            prop_assert_eq!(a.unaligned, 0);
         }
     }
 }

@@ -101,8 +101,6 @@ pub struct KafkaSource {
     /// (consumer index, partition) at the end of what the broker holds.
     drained: HashSet<PartitionKey>,
     aligner: Aligner,
-    /// Partitions paused for running ahead of the merge (see `Aligner::flow`).
-    paused: HashSet<PartitionKey>,
     unaligned_reported: u64,
     poll_interval: Duration,
     namespace: String,
@@ -155,7 +153,6 @@ impl KafkaSource {
             early: Vec::new(),
             drained: HashSet::new(),
             aligner: Aligner::new(ALIGN_CAPACITY, ALIGN_PATIENCE),
-            paused: HashSet::new(),
             unaligned_reported: 0,
             poll_interval: config.poll_interval,
             namespace: config.namespace.clone(),
@@ -233,38 +230,6 @@ impl KafkaSource {
         got
     }
 
-    /// Pauses the partitions running ahead of the merge and resumes those it has
-    /// caught up with. librdkafka drops what it prefetched of a paused partition
-    /// and fetches again from the next record not yet handed out, so nothing is
-    /// lost or read twice.
-    fn follow_flow(&mut self, owned: &[PartitionKey]) {
-        let flow = self.aligner.flow(owned, &self.paused);
-        if flow.is_empty() {
-            return;
-        }
-        for (keys, pause) in [(&flow.pause, true), (&flow.resume, false)] {
-            for (index, (topic, consumer)) in self.consumers.iter().enumerate() {
-                let mut list = TopicPartitionList::new();
-                for (_, partition) in keys.iter().filter(|(i, _)| *i == index) {
-                    list.add_partition(&format!("{}{topic}", self.namespace), *partition as i32);
-                }
-                if list.count() == 0 {
-                    continue;
-                }
-                let done = if pause { consumer.pause(&list) } else { consumer.resume(&list) };
-                // A partition revoked meanwhile cannot be resumed, nor needs to be.
-                if let Err(e) = done {
-                    tracing::debug!("{} {topic} {list:?}: {e}", if pause { "pausing" } else { "resuming" });
-                }
-            }
-        }
-        for k in &flow.resume {
-            self.paused.remove(k);
-        }
-        self.paused.extend(flow.pause);
-        metrics::gauge!("egret_partitions_paused").set(self.paused.len() as f64);
-    }
-
     /// The partitions assigned now, as (consumer index, partition).
     fn owned(&self) -> Vec<PartitionKey> {
         let mut out = Vec::new();
@@ -339,7 +304,6 @@ impl Source for KafkaSource {
             }
             let owned = self.owned();
             self.aligner.release(&owned, &self.drained, Instant::now(), max, &mut out);
-            self.follow_flow(&owned);
             if !out.is_empty() || tokio::time::Instant::now() >= deadline {
                 break;
             }
