@@ -98,8 +98,6 @@ fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership
     }
     match ownership.is_whole() {
         true => checkpoint::fingerprint(city, pipeline),
-        // "by plate": before, a split kept plates by their input partition, and such
-        // a checkpoint holds another share of the plates.
         false => checkpoint::fingerprint(city, &Split { pipeline, instance: if by_plate { format!("{ownership} by plate") } else { ownership.to_string() } }),
     }
 }

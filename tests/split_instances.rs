@@ -153,17 +153,17 @@ fn run_rescaled(city: &Arc<CityModel>, records: &[Record], instances: u32, resca
 /// `to` instances, as `egret rescale` does with the checkpoints of a cut.
 fn dealt_out(city: &Arc<CityModel>, stage1s: Vec<Stage1>, to: u32) -> Vec<Stage1> {
     let plates_before: usize = stage1s.iter().map(Stage1::plates_in_flight).sum();
-    let dir = std::env::temp_dir().join(format!("egret-rescale-{}-{}", std::process::id(), stage1s.len()));
+    let old = stage1s.len();
+    let dir = std::env::temp_dir().join(format!("egret-rescale-{}-{old}", std::process::id()));
     let store = DirStore::open(&dir).expect("a checkpoint directory");
     for (i, stage) in stage1s.into_iter().enumerate() {
         let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state: stage.into_state() };
         checkpoint::save(&store, &format!("stage1-{i}"), &checkpoint).expect("saved");
     }
-    let old = (0..).map_while(|i| checkpoint::load::<Stage1State>(&store, &format!("stage1-{i}"), "").expect("readable")).count();
     let dealt: Vec<Stage1> = (0..to)
         .map(|k| {
             let share = Ownership::new(k, to).expect("index below count");
-            let states = (0..old).map(|i| checkpoint::load(&store, &format!("stage1-{i}"), "").expect("readable").expect("saved").state).collect();
+            let states = (0..old).map(|i| checkpoint::load::<Stage1State>(&store, &format!("stage1-{i}"), "").expect("readable").expect("saved").state).collect();
             let mut stage = Stage1::restore(city.clone(), config(), rescale::stage1(states, share).expect("states to deal"));
             stage.set_ownership(share);
             stage
