@@ -13,12 +13,12 @@ use egret_ingest::kafka::KafkaConfig;
 use egret_ingest::{Record, partition_for};
 use egret_pipeline::repartition::partition_of;
 use egret_pipeline::update::Update;
-use egret_model::CityModel;
+use egret_model::{CityModel, Topic};
 use egret_pipeline::ownership::Ownership;
 use egret_pipeline::checkpoint::{self, Checkpoint, DirStore};
 use egret_pipeline::rescale;
 use egret_pipeline::stage1::{Stage1, Stage1State};
-use egret_pipeline::stage2::Stage2;
+use egret_pipeline::stage2::{Stage2, Stage2State};
 use egret_pipeline::{ClockMode, PipelineConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,18 +73,31 @@ struct Written {
     corrected: Vec<u64>,
 }
 
-fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
-    run_rescaled(city, records, instances, None)
+/// How the records reach the instances.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Arrival {
+    /// All at once: no partition is ever drained, so the slowest one (lot counts,
+    /// every ten minutes) holds the watermark, and stage 2 finishes late.
+    Backlog,
+    /// As they happen: after each batch the source reports drained the partitions
+    /// that had nothing in it, so the watermark moves on with the traffic and stage
+    /// 2 closes windows, settles arrivals and finds trips that never ran as it goes.
+    Live,
 }
 
-/// As `run`, and at `rescale` = (record index, M) stage 1's state is dealt out to M
-/// instances (`rescale::stage1`, through the checkpoint format), which process the
-/// rest. Stage 2 keeps its first split.
-fn run_rescaled(city: &Arc<CityModel>, records: &[Record], instances: u32, rescale: Option<(usize, u32)>) -> Written {
+fn run(city: &Arc<CityModel>, records: &[Record], instances: u32) -> Written {
+    run_rescaled(city, records, instances, Arrival::Backlog, None)
+}
+
+/// As `run`, and at `rescale` = (record index, M) the state of both stages is
+/// dealt out to M instances (`rescale::stage1` and `stage2`, through the
+/// checkpoint format), which process the rest.
+fn run_rescaled(city: &Arc<CityModel>, records: &[Record], instances: u32, arrival: Arrival, rescale: Option<(usize, u32)>) -> Written {
     let mut stage1s: Vec<Stage1> = (0..instances)
         .map(|i| {
             let mut stage = Stage1::new(city.clone(), config());
             stage.set_ownership(Ownership::new(i, instances).expect("index below count"));
+            stage.set_idle_reported(arrival == Arrival::Live);
             stage
         })
         .collect();
@@ -97,16 +110,21 @@ fn run_rescaled(city: &Arc<CityModel>, records: &[Record], instances: u32, resca
             stage
         })
         .collect();
-    let owner = |u: &Update| (partition_of(u.key(city), partitions) % instances) as usize;
+    let mut instances = instances;
     let mut w = Written::default();
     for (i, batch) in records.chunks(BATCH).enumerate() {
         if let Some((cut, to)) = rescale
             && cut == i * BATCH
         {
-            stage1s = dealt_out(city, stage1s, to);
+            stage1s = dealt_out(city, stage1s, to, arrival);
+            stage2s = dealt_out_stage2(city, stage2s, to, partitions);
+            instances = to;
         }
+        let owner = |u: &Update| (partition_of(u.key(city), partitions) % instances) as usize;
         let mut watermarks = Vec::new();
+        let drained = if arrival == Arrival::Live { drained_in(batch) } else { Vec::new() };
         for stage in &mut stage1s {
+            stage.mark_drained(&drained);
             let out = stage.process(batch, Instant::now());
             w.tickets.extend(out.tickets.violations.iter().map(json));
             w.tickets.extend(out.tickets.possible_hits.iter().map(json));
@@ -149,9 +167,18 @@ fn run_rescaled(city: &Arc<CityModel>, records: &[Record], instances: u32, resca
     w
 }
 
+/// The partitions with no record in `batch`, which a live source would report
+/// drained after it: so the watermark moves on however sparse a topic's partition
+/// is (lot counts), and stage 2 closes windows and finds trips that never ran as
+/// the traffic goes, not only at its end.
+fn drained_in(batch: &[Record]) -> Vec<(String, u32)> {
+    let all = Topic::ALL.iter().flat_map(|t| (0..PARTITIONS).map(move |p| (t.default_name().to_owned(), p)));
+    all.filter(|(t, p)| !batch.iter().any(|r| r.partition == *p && &*r.topic == t.as_str())).collect()
+}
+
 /// Each instance's state saved as a checkpoint, read back, and dealt out to
 /// `to` instances, as `egret rescale` does with the checkpoints of a cut.
-fn dealt_out(city: &Arc<CityModel>, stage1s: Vec<Stage1>, to: u32) -> Vec<Stage1> {
+fn dealt_out(city: &Arc<CityModel>, stage1s: Vec<Stage1>, to: u32, arrival: Arrival) -> Vec<Stage1> {
     let plates_before: usize = stage1s.iter().map(Stage1::plates_in_flight).sum();
     let old = stage1s.len();
     let dir = std::env::temp_dir().join(format!("egret-rescale-{}-{old}", std::process::id()));
@@ -166,12 +193,36 @@ fn dealt_out(city: &Arc<CityModel>, stage1s: Vec<Stage1>, to: u32) -> Vec<Stage1
             let states = (0..old).map(|i| checkpoint::load::<Stage1State>(&store, &format!("stage1-{i}"), "").expect("readable").expect("saved").state).collect();
             let mut stage = Stage1::restore(city.clone(), config(), rescale::stage1(states, share).expect("states to deal"));
             stage.set_ownership(share);
+            stage.set_idle_reported(arrival == Arrival::Live);
             stage
         })
         .collect();
     std::fs::remove_dir_all(&dir).expect("removed");
     let plates_after: usize = dealt.iter().map(Stage1::plates_in_flight).sum();
     assert_eq!(plates_after, plates_before, "every plate in flight is kept by exactly one of the new instances");
+    dealt
+}
+
+/// Stage 2 of each instance saved as a checkpoint, read back, and dealt out to
+/// `to` instances.
+fn dealt_out_stage2(city: &Arc<CityModel>, stage2s: Vec<Stage2>, to: u32, partitions: u32) -> Vec<Stage2> {
+    let old = stage2s.len();
+    let dir = std::env::temp_dir().join(format!("egret-rescale2-{}-{old}", std::process::id()));
+    let store = DirStore::open(&dir).expect("a checkpoint directory");
+    for (i, stage) in stage2s.into_iter().enumerate() {
+        let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state: stage.into_state() };
+        checkpoint::save(&store, &format!("stage2-{i}"), &checkpoint).expect("saved");
+    }
+    let dealt = (0..to)
+        .map(|k| {
+            let share = Ownership::new(k, to).expect("index below count");
+            let states = (0..old).map(|i| checkpoint::load::<Stage2State>(&store, &format!("stage2-{i}"), "").expect("readable").expect("saved").state).collect();
+            let mut stage = Stage2::restore(city, config(), rescale::stage2(city, config(), states, partitions, share).expect("states to deal"));
+            stage.set_ownership(share, partitions);
+            stage
+        })
+        .collect();
+    std::fs::remove_dir_all(&dir).expect("removed");
     dealt
 }
 
@@ -222,20 +273,62 @@ fn instances_splitting_noisy_input_write_exactly_what_one_instance_writes() {
     }
 }
 
-/// Rescaling: N instances run to a cut, their stage-1 state is dealt out to M, and
-/// the M run on. Together they write exactly what one instance writes, so no
-/// plate's reads, open drives, held or pending tickets are lost or kept twice.
+/// Rescaling: N instances run to a cut, the state of both their stages is dealt
+/// out to M, and the M run on. Together they write exactly what one instance
+/// writes, so no plate's reads, open drives, held or pending tickets, no
+/// segment's open windows or incident evidence, no lot's counts and no route's
+/// buses, pending arrivals or trips checked are lost or kept twice.
 #[test]
 fn state_dealt_out_from_n_instances_to_m_at_a_cut_writes_what_one_instance_writes() {
     let city = egret::load_city(None).expect("city model");
-    let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 9, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
-    let one = run(&city, &records, 1);
+    let records = workload::simulated_with(&city, 40_000, 120.0, 9, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() });
+    let records = partitioned(without_some_trips(records));
+    let one = run_rescaled(&city, &records, 1, Arrival::Live, None);
     // Mid-traffic: plates with open drives, held and pending tickets at the cut.
-    let cut = records.len() / 2 / BATCH * BATCH;
+    let cut = records.len() * 3 / 4 / BATCH * BATCH;
+    let cut_ms = records[cut].timestamp_ms.expect("an arrival time");
+    let ghosts_due: Vec<i64> = one
+        .transit
+        .iter()
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .filter(|t| t["type"] == "ghost_trip")
+        .filter_map(|t| Some(t["scheduled_ms"].as_i64()? + 10 * 60_000))
+        .collect();
+    let (before, after) = (ghosts_due.iter().filter(|t| **t < cut_ms - 60_000).count(), ghosts_due.iter().filter(|t| **t > cut_ms).count());
+    assert!(before >= 2 && after >= 2, "the scenario has trips that never ran found before the cut and after it: {before} and {after}");
     for (from, to) in [(2, 3), (3, 2), (1, 2), (2, 1)] {
-        let rescaled = run_rescaled(&city, &records, from, Some((cut, to)));
+        let rescaled = run_rescaled(&city, &records, from, Arrival::Live, Some((cut, to)));
         assert_same(&one, &rescaled, &format!("{from} then {to}"));
     }
+    // Read as a backlog, the watermark moves in the lot counts' ten-minute steps;
+    // on this traffic a scripted incident is opened before the cut (in the 16th
+    // batch) and cleared after it (in the 22nd), by the instance it was dealt to.
+    let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
+    let one = run_rescaled(&city, &records, 1, Arrival::Backlog, None);
+    assert!(one.incidents.iter().any(|i| i.contains("\"cleared_ms\":1")), "the scenario has an incident cleared: {:?}", one.incidents);
+    let cut = 18 * BATCH;
+    for (from, to) in [(2, 3), (3, 2)] {
+        let rescaled = run_rescaled(&city, &records, from, Arrival::Backlog, Some((cut, to)));
+        assert_same(&one, &rescaled, &format!("{from} then {to}, as a backlog"));
+    }
+}
+
+/// Without the bus reports of every seventh trip: trips that never ran, all
+/// through the traffic.
+fn without_some_trips(records: Vec<Record>) -> Vec<Record> {
+    let mut trips: Vec<String> = Vec::new();
+    let trip_of = |r: &Record| serde_json::from_slice::<serde_json::Value>(&r.payload).ok()?.get("trip_id")?.as_str().map(str::to_owned);
+    records
+        .into_iter()
+        .filter(|r| {
+            let Some(trip) = trip_of(r) else { return true };
+            let i = trips.iter().position(|t| *t == trip).unwrap_or_else(|| {
+                trips.push(trip);
+                trips.len() - 1
+            });
+            i % 7 != 3
+        })
+        .collect()
 }
 
 /// Dealing refuses states that are not the instances of one split at one cut:

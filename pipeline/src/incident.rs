@@ -143,6 +143,22 @@ impl IncidentDetector {
         }
     }
 
+    /// Moves the segments `keys` picks from `from` (`rescale`). The pooled counts
+    /// are the deployment's: see `pool` and `set_pool`.
+    pub(crate) fn take_keys(&mut self, from: &mut IncidentDetector, keys: &crate::rescale::Keys) {
+        crate::rescale::move_indexed(&mut self.segments, &mut from.segments, |i| keys.segment(i as u32));
+        crate::rescale::move_where(&mut self.active, &mut from.active, |segment| keys.segment(*segment));
+    }
+
+    /// The counts pooled over every segment this detector has kept: (came out, gone elsewhere).
+    pub(crate) fn pool(&self) -> (u64, u64) {
+        (self.came_out, self.gone_elsewhere)
+    }
+
+    pub(crate) fn set_pool(&mut self, (came_out, gone_elsewhere): (u64, u64)) {
+        (self.came_out, self.gone_elsewhere) = (came_out, gone_elsewhere);
+    }
+
     pub fn new(city: &CityModel) -> Self {
         IncidentDetector {
             segments: (0..city.segments.len()).map(|_| SegmentState::default()).collect(),

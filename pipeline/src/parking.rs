@@ -50,6 +50,12 @@ pub struct Parking {
 }
 
 impl Parking {
+    /// Moves the lots `keys` picks from `from` (`rescale`).
+    pub(crate) fn take_keys(&mut self, from: &mut Parking, keys: &crate::rescale::Keys) {
+        crate::rescale::move_indexed(&mut self.lots, &mut from.lots, |i| keys.lot(i as u32));
+        crate::rescale::move_indexed(&mut self.changed, &mut from.changed, |i| keys.lot(i as u32));
+    }
+
     pub fn new(capacity: Vec<u32>) -> Self {
         let n = capacity.len();
         Parking { lots: (0..n).map(|_| Lot::default()).collect(), capacity, changed: vec![false; n] }

@@ -37,6 +37,44 @@ pub struct Stage2State {
     windows_closed: u64,
 }
 
+impl Stage2State {
+    /// Moves the keyed state of the segments, lots and routes `keys` picks from
+    /// `from` (`rescale::stage2`).
+    pub(crate) fn take_keys(&mut self, from: &mut Stage2State, keys: &crate::rescale::Keys) {
+        self.windows.take_keys(&mut from.windows, keys);
+        self.parking.take_keys(&mut from.parking, keys);
+        self.incidents.take_keys(&mut from.incidents, keys);
+        self.sliding.take_keys(&mut from.sliding, keys);
+        self.transit.take_keys(&mut from.transit, keys);
+        crate::rescale::move_indexed(&mut self.live_kmh, &mut from.live_kmh, |i| keys.segment(i as u32));
+    }
+
+    pub(crate) fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub(crate) fn totals(&self) -> crate::rescale::Stage2Totals {
+        crate::rescale::Stage2Totals { late_traversals: self.late_traversals, windows_closed: self.windows_closed, corrections: self.windows.corrections() }
+    }
+
+    pub(crate) fn incident_pool(&self) -> (u64, u64) {
+        self.incidents.pool()
+    }
+
+    pub(crate) fn set_incident_pool(&mut self, pool: (u64, u64)) {
+        self.incidents.set_pool(pool);
+    }
+
+    /// The last of dealing: the cut's watermark, the deployment's totals (or
+    /// none), and predictions measured on the live speeds dealt.
+    pub(crate) fn settle_dealt(&mut self, watermark: i64, totals: crate::rescale::Stage2Totals) {
+        self.watermark = watermark;
+        (self.late_traversals, self.windows_closed) = (totals.late_traversals, totals.windows_closed);
+        self.windows.set_corrections(totals.corrections);
+        self.transit.measure_network(&self.live_kmh);
+    }
+}
+
 /// What stage 2 changed.
 #[derive(Debug, Default)]
 pub struct Stage2Output {
@@ -89,6 +127,11 @@ impl Stage2 {
     /// What a checkpoint saves.
     pub fn state(&self) -> &Stage2State {
         &self.state
+    }
+
+    /// The state, given up (to be dealt out to a new split: `rescale`).
+    pub fn into_state(self) -> Stage2State {
+        self.state
     }
 
     /// Traversals that came after their window was final.

@@ -127,6 +127,16 @@ impl Windows {
         self.corrections
     }
 
+    pub(crate) fn set_corrections(&mut self, corrections: u64) {
+        self.corrections = corrections;
+    }
+
+    /// Moves the open windows of the segments `keys` picks from `from` (`rescale`);
+    /// the count of corrections stays, a total of the deployment's.
+    pub(crate) fn take_keys(&mut self, from: &mut Windows, keys: &crate::rescale::Keys) {
+        crate::rescale::move_where(&mut self.open, &mut from.open, |((_, segment), _)| keys.segment(segment.0));
+    }
+
     pub fn open_windows(&self) -> usize {
         self.open.len()
     }
@@ -277,6 +287,11 @@ pub struct SlidingMedian {
 }
 
 impl SlidingMedian {
+    /// Moves the samples of the segments `keys` picks from `from` (`rescale`).
+    pub(crate) fn take_keys(&mut self, from: &mut SlidingMedian, keys: &crate::rescale::Keys) {
+        crate::rescale::move_indexed(&mut self.samples, &mut from.samples, |i| keys.segment(i as u32));
+    }
+
     pub fn new(segments: usize, span_ms: i64) -> Self {
         SlidingMedian { span_ms, samples: vec![Default::default(); segments] }
     }

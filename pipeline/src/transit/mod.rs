@@ -129,7 +129,14 @@ pub struct Transit {
     trips_seen: FastMap<String, i64>,
     first_report_ms: Option<i64>,
     newest_report_ms: i64,
-    ghost_checked_until: i64,
+    /// Per route, the instant up to which its trips were checked (`ghosts`): per
+    /// route, so that routes dealt out from several instances (`rescale`) each go
+    /// on from where they were.
+    #[serde(default)]
+    ghosts_checked_until: Vec<i64>,
+    /// What checkpoints of before kept instead: one instant for all routes.
+    #[serde(rename = "ghost_checked_until", default, skip_serializing)]
+    ghosts_checked_until_of_all: Option<i64>,
     updated: Vec<String>,
     /// Per route, whether this instance keeps it (see `ownership`): another
     /// instance's routes report elsewhere, and their trips are not ghosts here.
@@ -141,6 +148,49 @@ impl Transit {
     /// After a restore: the parts built from the city model come from `fresh`.
     pub(crate) fn take_city_parts_from(&mut self, fresh: Transit) {
         (self.paths, self.owned_routes) = (fresh.paths, fresh.owned_routes);
+        if let Some(all) = self.ghosts_checked_until_of_all.take() {
+            self.ghosts_checked_until = vec![all; self.paths.len()];
+        }
+        self.ghosts_checked_until.resize(self.paths.len(), i64::MIN);
+    }
+
+    /// Moves the buses, arrivals and pace of the routes `keys` picks from `from`
+    /// (`rescale`). A bus that changed routes may be tracked by two instances, each
+    /// on its route: its latest report wins, as it would in one. Trip ids are
+    /// copied, not moved: one instance knows every route's (`ghosts` asks only
+    /// about its own routes' trips).
+    pub(crate) fn take_keys(&mut self, from: &mut Transit, keys: &crate::rescale::Keys) {
+        let picked = |route: u32| keys.route(route);
+        let moving: Vec<String> = from.updated.iter().filter(|bus| from.tracks.get(*bus).is_some_and(|t| picked(t.route))).cloned().collect();
+        from.updated.retain(|bus| !moving.contains(bus));
+        self.updated.extend(moving);
+        let mut tracks = FastMap::default();
+        crate::rescale::move_where(&mut tracks, &mut from.tracks, |(_, t): &(String, Track)| picked(t.route));
+        for (bus, track) in tracks {
+            match self.tracks.get(&bus) {
+                Some(kept) if kept.last.0 >= track.last.0 => {}
+                _ => _ = self.tracks.insert(bus, track),
+            }
+        }
+        crate::rescale::move_where(&mut self.pending, &mut from.pending, |((route, _, _), _)| picked(*route));
+        crate::rescale::move_where(&mut self.last_settled, &mut from.last_settled, |((route, _, _), _)| picked(*route));
+        crate::rescale::move_indexed(&mut self.ghosts_checked_until, &mut from.ghosts_checked_until, |r| picked(r as u32));
+        for (trip, seen) in &from.trips_seen {
+            let kept = self.trips_seen.entry(trip.clone()).or_insert(*seen);
+            *kept = (*kept).max(*seen);
+        }
+        self.first_report_ms = match (self.first_report_ms, from.first_report_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.newest_report_ms = self.newest_report_ms.max(from.newest_report_ms);
+        self.predictor.take_keys(&mut from.predictor, keys);
+    }
+
+    /// After dealing: predictions judge unmeasured roads by the live speeds this
+    /// instance now keeps.
+    pub(crate) fn measure_network(&mut self, live_kmh: &[Option<f64>]) {
+        self.predictor.measure_network(live_kmh);
     }
 
     /// Keep to the routes `owned` picks (by index); all of them until told.
@@ -161,7 +211,8 @@ impl Transit {
             trips_seen: FastMap::default(),
             first_report_ms: None,
             newest_report_ms: i64::MIN,
-            ghost_checked_until: i64::MIN,
+            ghosts_checked_until: vec![i64::MIN; city.routes.len()],
+            ghosts_checked_until_of_all: None,
             updated: Vec::new(),
             owned_routes: vec![true; city.routes.len()],
         }
@@ -315,14 +366,18 @@ impl Transit {
     fn ghosts(&mut self, city: &CityModel, watermark_ms: i64, out: &mut TransitOutput) {
         let Some(first) = self.first_report_ms else { return };
         // Nothing is known beyond the newest report (the end of a finite input).
-        let (from, to) = (self.ghost_checked_until.max(first), watermark_ms.min(self.newest_report_ms).saturating_sub(GHOST_AFTER_MS));
+        let to = watermark_ms.min(self.newest_report_ms).saturating_sub(GHOST_AFTER_MS);
+        let owned = |r: usize| self.owned_routes.get(r).copied().unwrap_or(false);
+        let from_of = |r: usize| self.ghosts_checked_until[r].max(first);
+        let Some(from) = (0..city.routes.len()).filter(|r| owned(*r)).map(from_of).min() else { return };
         if to <= from {
             return;
         }
         let tz = city.rules.timezone_offset_minutes;
         for day in local_day(from, tz)..=local_day(to, tz) {
             let midnight = day * 86_400_000 - i64::from(tz) * 60_000;
-            for (r, _) in city.routes.iter().zip(&self.owned_routes).filter(|(_, owned)| **owned) {
+            for (i, r) in city.routes.iter().enumerate().filter(|(i, _)| owned(*i)) {
+                let from = from_of(i);
                 for minute in r.timetable.departure_minutes() {
                     let scheduled_ms = midnight + i64::from(minute) * 60_000;
                     if scheduled_ms < from || scheduled_ms >= to {
@@ -339,6 +394,31 @@ impl Transit {
                 }
             }
         }
-        self.ghost_checked_until = to;
+        for r in (0..city.routes.len()).filter(|r| owned(*r)) {
+            self.ghosts_checked_until[r] = self.ghosts_checked_until[r].max(to);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint of before kept one instant for every route's ghost check: it is
+    /// read as that instant for each, so a restored instance neither checks a
+    /// route's trips again nor skips any.
+    #[test]
+    fn a_checkpoint_with_one_ghost_check_for_all_routes_is_read_per_route() {
+        let city = crate::repo_city();
+        let mut saved = ciborium::Value::serialized(&Transit::new(&city)).expect("a value");
+        let ciborium::Value::Map(fields) = &mut saved else { panic!("a map: {saved:?}") };
+        fields.retain(|(name, _)| name.as_text() != Some("ghosts_checked_until"));
+        fields.push((ciborium::Value::Text("ghost_checked_until".into()), ciborium::Value::Integer(1_795_996_000_000_i64.into())));
+        let mut restored: Transit = saved.deserialized().expect("the old layout reads");
+        restored.take_city_parts_from(Transit::new(&city));
+        assert_eq!(restored.ghosts_checked_until, vec![1_795_996_000_000; city.routes.len()]);
+        let again = ciborium::Value::serialized(&restored).expect("a value");
+        let ciborium::Value::Map(fields) = &again else { panic!("a map") };
+        assert!(fields.iter().all(|(name, _)| name.as_text() != Some("ghost_checked_until")), "written per route only");
     }
 }

@@ -61,6 +61,23 @@ impl Predictor {
         }
     }
 
+    /// Moves the pace and the buses' last arrivals of the routes `keys` picks
+    /// (`rescale`); a bus's latest arrival wins. Where no live speed is dealt to
+    /// measure a kind of road by, its ratio is the first instance's.
+    pub(crate) fn take_keys(&mut self, from: &mut Predictor, keys: &crate::rescale::Keys) {
+        crate::rescale::move_indexed(&mut self.pace, &mut from.pace, |r| keys.route(r as u32));
+        for (bus, arrival) in from.last_arrival.iter().filter(|(_, a)| keys.route(a.0)) {
+            let kept = self.last_arrival.entry(bus.clone()).or_insert(*arrival);
+            if arrival.3 > kept.3 {
+                *kept = *arrival;
+            }
+        }
+        from.last_arrival.retain(|_, a| !keys.route(a.0));
+        for (mine, theirs) in self.unmeasured_ratio.iter_mut().zip(&from.unmeasured_ratio) {
+            *mine = mine.or(*theirs);
+        }
+    }
+
     fn pace(&self, route: u32) -> f64 {
         let (model, driven) = self.pace[route as usize];
         (model / driven.max(1.0)).clamp(0.2, 1.5)
