@@ -192,6 +192,9 @@ pub async fn run(
         }
     };
     report(&stats, corrections);
+    if ended == Ended::Cut {
+        println!("stopped at the cut, the state saved there: once every instance of the split has, run `egret rescale`");
+    }
     if ended == Ended::InputEnd && !exit_at_end {
         println!("input ended; still serving http://{addr} — Ctrl-C stops");
         let mut stop = stop;

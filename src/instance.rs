@@ -61,6 +61,9 @@ pub struct RunOptions {
     pub checkpoints: Option<CheckpointOptions>,
     /// This instance's share of the input, when active instances split it.
     pub ownership: Ownership,
+    /// Stop at the cut at this arrival time (ms since the epoch), the state saved
+    /// there, for `egret rescale` (see `egret_pipeline::cut`).
+    pub stop_at: Option<i64>,
 }
 
 /// The consumer group of instance `ownership` in `group`: its own when active
@@ -89,7 +92,7 @@ fn check_group(group: &str) -> anyhow::Result<()> {
 /// for stage 1, whose split keeps plates by hash since session 18 (by input
 /// partition before, so a split stage-1 checkpoint of before holds another share
 /// of the plates); stage 2's split is by repartition partition, as it was.
-fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership, by_plate: bool) -> String {
+pub(crate) fn fingerprint(city: &CityModel, pipeline: &PipelineConfig, ownership: Ownership, by_plate: bool) -> String {
     #[derive(serde::Serialize)]
     struct Split<'a> {
         #[serde(flatten)]
@@ -185,7 +188,8 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     options: &RunOptions,
 ) -> anyhow::Result<InstanceReport> {
-    let RunOptions { exit_when_idle, ref checkpoints, ownership } = *options;
+    let RunOptions { exit_when_idle, ref checkpoints, ownership, stop_at } = *options;
+    anyhow::ensure!(stop_at.is_none() || checkpoints.is_some(), "stopping at a cut is for rescaling: it needs checkpoints to save the state in");
     check_group(&config.group_id)?;
     let repartition = repartition_topic(&config.group_id);
     let base = config;
@@ -201,6 +205,8 @@ pub async fn run(
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
     stage1.set_ownership(ownership);
     stage2.set_ownership(ownership, config.partitions as u32);
+    stage1.set_stop_at(stop_at);
+    stage2.set_stop_at(stop_at);
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = Arc::new(KafkaSink::new(config)?);

@@ -165,6 +165,11 @@ enum Command {
         /// Stop when the input ends and print a summary.
         #[arg(long)]
         exit_at_end: bool,
+        /// With --kafka and checkpoints: stop at the cut at this instant (ms since
+        /// the epoch, the records' timestamps: `date +%s%3N`), saving the state there,
+        /// then run `egret rescale`. Give every instance of the split the same instant.
+        #[arg(long, conflicts_with_all = ["exit_when_idle", "exit_at_end", "no_checkpoints"])]
+        stop_at: Option<i64>,
         /// Police hotlists to check every sighting against: a JSON file
         /// `{"stolen": [{"plate": "闽D12345", "reason": "...", "expires_ms": 1800000000000}]}`.
         #[arg(long)]
@@ -182,6 +187,30 @@ enum Command {
         group: String,
         #[arg(long, default_value = "127.0.0.1:8080", env = "EGRET_LISTEN")]
         listen: String,
+    },
+    /// Deal the checkpoints of N active instances (`run --kafka --instance K/N`),
+    /// stopped at one cut, out to M, so the deployment goes on with M instances
+    /// from where the N stopped. Stop every old instance first with `run ...
+    /// --stop-at T` (one T for all); then start `run --instance K/M` for K = 1..M
+    /// with the same group and settings.
+    Rescale {
+        /// The instances' consumer group.
+        #[arg(long, default_value = "egret")]
+        group: String,
+        /// How many instances the checkpoints are of.
+        #[arg(long)]
+        from: u32,
+        /// How many instances to deal them out to.
+        #[arg(long)]
+        to: u32,
+        /// The directory holding the instances' checkpoint directories, named as
+        /// `run` names them (default: <state-dir>/checkpoints).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// Kafka bootstrap servers: also commit the new consumer groups' offsets at
+        /// the cut, so the new instances fetch from there.
+        #[arg(long)]
+        kafka: Option<String>,
     },
     /// Print a bearer token for the API, signed with this deployment's key
     /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
@@ -359,6 +388,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit, answer_cache: !cli.no_answer_cache };
     match cli.command {
+        Command::Rescale { group, from, to, checkpoints, kafka } => {
+            let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(brokers) });
+            let options = egret::rescale::RescaleOptions { checkpoints: checkpoints.unwrap_or_else(|| cli.state_dir.join("checkpoints")), namespace: cli.namespace.clone(), group, from, to, kafka };
+            let done = egret::rescale::rescale(&city, &pipeline, &options).await?;
+            println!("{from} instances dealt out to {to}: {} plates in flight kept; start `egret run --kafka ... --instance K/{to}` for K = 1..{to}", done.plates_in_flight);
+            Ok(())
+        }
         Command::Serve { kafka, group, listen } => {
             let config = KafkaConfig { group_id: group, namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
             egret::follow::serve(city, &config, &listen, &serve_options).await
@@ -445,7 +481,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists } => {
+        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists, stop_at } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -461,7 +497,7 @@ async fn main() -> anyhow::Result<()> {
                     });
                     let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));
                     let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
-                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance } }
+                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance, stop_at } }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

@@ -411,3 +411,89 @@ async fn an_api_instance_without_a_pipeline_serves_what_the_pipeline_published()
     assert_eq!(served_segments, published_segments, "segments served by the API instance");
     assert_eq!(served_tickets, published_tickets, "tickets served by the API instance");
 }
+
+/// Instance `share` of `config`'s group with checkpoints in `dir`: to the cut at
+/// `stop_at` (`egret run --stop-at`), or, without one, until its input has been
+/// idle for 5 s.
+async fn checkpointed(city: Arc<CityModel>, config: KafkaConfig, share: Ownership, dir: std::path::PathBuf, stop_at: Option<i64>) -> (Arc<LiveState>, InstanceReport) {
+    let live = Arc::new(LiveState::new(city.clone()));
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let checkpoints = Some(instance::CheckpointOptions { dir, interval: Duration::from_secs(1) });
+    let options = instance::RunOptions { exit_when_idle: stop_at.is_none().then_some(Duration::from_secs(5)), checkpoints, ownership: share, stop_at };
+    let report = instance::run(city, pipeline, &config, live.clone(), stop, &options).await.expect("instance runs");
+    assert_eq!(report.ended, if stop_at.is_some() { Ended::Cut } else { Ended::InputEnd }, "instance {share}");
+    (live, report)
+}
+
+/// Rescaling through a real broker: two instances stop at a cut (`--stop-at`),
+/// `egret rescale` deals their checkpoints out to three and commits the new
+/// groups' offsets there, and the three go on to the end. Together the five write
+/// exactly the tickets and final windows of one instance stopped at the same cut
+/// and restarted, and keep every input record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instances_output() {
+    let Some(brokers) = brokers() else { return };
+    let city = egret::load_city(None).expect("city");
+    let cut = START + 4 * 60_000;
+    let noise = Noise { misread: 0.2, ..Noise::noisy() };
+    let config = config(&brokers, &namespace("rescale"));
+    let mut sent = 0;
+    for (seed, start) in [(21, START), (22, cut)] {
+        sent += publish(city.clone(), SimConfig { noise: noise.clone(), ..SimConfig::clean(seed, start, 4 * 60_000) }, &config).await;
+    }
+    let state = std::env::temp_dir().join(format!("egret-rescale-e2e-{}", std::process::id()));
+    let rescale = egret::rescale::RescaleOptions { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone(), from: 2, to: 3, kafka: Some(config.clone()) };
+    let whole = KafkaConfig { group_id: format!("{}-whole", config.group_id), ..config.clone() };
+    let whole_dir = state.join("whole");
+    let one = tokio::spawn(checkpointed(city.clone(), whole.clone(), Ownership::default(), whole_dir.clone(), Some(cut)));
+    let share = |k, n| Ownership::new(k, n).expect("index below count");
+    let mut runs = Vec::new();
+    for k in 0..2 {
+        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 2), rescale.directory(share(k, 2)), Some(cut))));
+    }
+    let mut split = Vec::new();
+    for run in runs {
+        split.push(run.await.expect("an instance of two"));
+    }
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
+    let dealt = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect("rescaled");
+    assert_eq!((dealt.cut_ms, dealt.directories.len(), dealt.offsets_committed), (cut, 3, true));
+    assert!(dealt.plates_in_flight > 100, "plates with reads in flight at the cut: {}", dealt.plates_in_flight);
+    let refused = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect_err("the new directories hold checkpoints");
+    assert!(refused.to_string().contains("already holds a checkpoint"), "{refused}");
+    let mut runs = Vec::new();
+    for k in 0..3 {
+        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 3), rescale.directory(share(k, 3)), None)));
+    }
+    let first = one.await.expect("one instance to the cut");
+    let rest = checkpointed(city.clone(), whole, Ownership::default(), whole_dir, None).await;
+    for run in runs {
+        split.push(run.await.expect("an instance of three"));
+    }
+    let consumed = |r: &InstanceReport| r.stats.consumed.values().sum::<u64>();
+    let kept: Vec<u64> = split.iter().map(|(_, r)| consumed(r)).collect();
+    println!("rescale: {sent} events; instances of two then of three kept {kept:?}; one instance {} then {}", consumed(&first.1), consumed(&rest.1));
+    // Totals are kept in the state: across a stop they go on, and dealt out, the
+    // first new instance carries the old ones'.
+    assert_eq!(consumed(&rest.1), sent, "one instance counts every input once across its stop");
+    assert_eq!(kept[0] + kept[1], consumed(&first.1), "the two keep what one keeps up to the cut");
+    assert_eq!(kept[2..].iter().sum::<u64>(), sent, "the three, with the two's totals, count every input once");
+    assert!(kept[3] > 0 && kept[4] > 0 && kept[2] > kept[0] + kept[1], "every instance of three did work: {kept:?}");
+    let union = |lives: &mut dyn Iterator<Item = &Arc<LiveState>>| {
+        lives.fold((std::collections::BTreeSet::new(), Vec::new()), |(mut t, mut w), live| {
+            t.extend(tickets(live));
+            w.extend(windows(live));
+            (t, w)
+        })
+    };
+    let (split_tickets, mut split_windows) = union(&mut split.iter().map(|(l, _)| l));
+    let (one_tickets, mut one_windows) = union(&mut [&first.0, &rest.0].into_iter());
+    split_windows.sort();
+    one_windows.sort();
+    assert!(one_tickets.len() > 20, "the scenario issues tickets: {}", one_tickets.len());
+    let (missing, extra): (Vec<_>, Vec<_>) = (one_tickets.difference(&split_tickets).collect(), split_tickets.difference(&one_tickets).collect());
+    assert!(missing.is_empty() && extra.is_empty(), "of {} tickets, the rescaled split misses {missing:?} and adds {extra:?}", one_tickets.len());
+    assert_same_windows(&split_windows, &one_windows, "the rescaled split", "one instance");
+    std::fs::remove_dir_all(&state).ok();
+}

@@ -301,8 +301,8 @@ fn state_dealt_out_from_n_instances_to_m_at_a_cut_writes_what_one_instance_write
         assert_same(&one, &rescaled, &format!("{from} then {to}"));
     }
     // Read as a backlog, the watermark moves in the lot counts' ten-minute steps;
-    // on this traffic a scripted incident is opened before the cut (in the 16th
-    // batch) and cleared after it (in the 22nd), by the instance it was dealt to.
+    // on this traffic an incident is opened before the cut (in the 16th batch)
+    // and cleared after it (in the 22nd), by the instance it was dealt to.
     let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
     let one = run_rescaled(&city, &records, 1, Arrival::Backlog, None);
     assert!(one.incidents.iter().any(|i| i.contains("\"cleared_ms\":1")), "the scenario has an incident cleared: {:?}", one.incidents);

@@ -89,6 +89,13 @@ pub trait Source: Send {
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         Vec::new()
     }
+    /// Partitions read to their end at the broker, nothing of them waiting to be
+    /// delivered: a stricter set than `idle_partitions`, which may also name a
+    /// partition ahead of the others in a backlog. Where a stop depends on having
+    /// read everything there is (`egret run --stop-at`).
+    fn drained_partitions(&self) -> Vec<(String, u32)> {
+        self.idle_partitions()
+    }
     /// True when `idle_partitions` is exact: a partition not listed there has
     /// something pending, however long it takes to arrive. False lets the pipeline
     /// fall back on a processing-time timeout.
@@ -168,6 +175,10 @@ impl<S: Source> Source for EndWhenIdle<S> {
 
     fn idle_partitions(&self) -> Vec<(String, u32)> {
         self.inner.idle_partitions()
+    }
+
+    fn drained_partitions(&self) -> Vec<(String, u32)> {
+        self.inner.drained_partitions()
     }
 
     fn reports_idle(&self) -> bool {

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod cut;
 pub mod dedup;
 pub mod enforce;
 pub mod health;

@@ -21,6 +21,7 @@ use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
+use crate::cut::{Cut, CutMarks};
 use crate::marks::{Applied, Marks, Speakers};
 use crate::ownership::Ownership;
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
@@ -79,6 +80,9 @@ pub enum Internal {
         #[serde(skip_serializing_if = "is_one")]
         n: u32,
     },
+    /// Instance `i` of `n` stopped at the cut at `at` (`cut`), after everything
+    /// it sent before.
+    Cut { p: u64, at: i64, i: u32, n: u32 },
 }
 
 fn is_first(instance: &u32) -> bool {
@@ -212,9 +216,14 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    let stop_at = stage1.stop_at();
     let Stage1Outputs { repartition, topic, dead_letters, producer, partitions } = *outputs;
     let ownership = stage1.ownership();
     stage1.set_idle_reported(source.reports_idle());
+    stage1.set_stopped_at(None);
+    let mut cut = stop_at.map(Cut::new);
+    let mut settling_at_cut = false;
+    let inputs: Vec<&str> = egret_model::Topic::ALL.iter().map(|t| t.default_name()).collect();
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
     let mut laps = Laps::start("1");
@@ -229,11 +238,17 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         laps.lap("poll");
         let now = Instant::now();
         stage1.set_assignment(&source.assignment(), now);
-        stage1.mark_drained(&source.idle_partitions());
+        // Past the cut, every partition counts as drained for one last pass: the
+        // watermark then comes from the records before the cut alone, the same on
+        // every instance whenever each saw its partitions drain (`cut`).
+        stage1.mark_drained(&if settling_at_cut { source.assignment() } else { source.idle_partitions() });
         let (out, records) = match polled {
             Poll::Records(mut records) => {
                 if let Some(c) = checkpoints.as_deref() {
                     c.progress.skip_done(&mut records);
+                }
+                if let Some(cut) = &mut cut {
+                    cut.hold_back(&mut records);
                 }
                 (crate::runner::off_the_runtime(|| stage1.process(&records, now)), records)
             }
@@ -279,7 +294,26 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         if idle { in_flight.settle_all(source).await? } else { in_flight.settle(source).await? }
         checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), false).await?;
         laps.lap("commit");
+        if !settling_at_cut && let Some(cut) = &cut {
+            settling_at_cut = cut.is_reached(&inputs, &source.assignment(), &source.drained_partitions(), egret_model::time::now_ms());
+        } else if let Some(cut) = &cut {
+            // Saved first: a restart with the same cut finds every partition past
+            // it at once and marks again.
+            stage1.set_stopped_at(Some(cut.at_ms()));
+            checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), true).await?;
+            repartition.send(cut_marks(topic, producer, ownership, cut.at_ms(), partitions)).await?;
+            tracing::info!("stage 1 stopped at the cut at {} ms: every input partition is past it", cut.at_ms());
+            return Ok(Ended::Cut);
+        }
     }
+}
+
+/// The last messages of a stage 1 stopping at the cut at `at_ms`: one on every
+/// repartition partition, after all it sent there.
+fn cut_marks(topic: &str, producer: u64, ownership: Ownership, at_ms: i64, partitions: u32) -> Vec<OutRecord> {
+    let mark = Internal::Cut { p: producer, at: at_ms, i: ownership.index(), n: ownership.count() };
+    let payload = serde_json::to_vec(&mark).unwrap_or_default();
+    (0..partitions.max(1)).map(|p| OutRecord { partition: Some(p), ..OutRecord::new(topic, None, payload.clone()) }).collect()
 }
 
 /// One update read from `record`: kept unless implausible (only Egret writes this
@@ -329,7 +363,10 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Ended, IngestError> {
     tokio::pin!(shutdown);
+    let stop_at = stage2.stop_at();
     let ownership = stage2.ownership();
+    stage2.set_stopped_at(None);
+    let mut cut_marks = CutMarks::default();
     let mut marks = Marks::new(ownership.count());
     let mut speakers = Speakers::default();
     let (mut passing_over, mut told_of_passing_over) = (false, false);
@@ -396,6 +433,8 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 }
                 // An instance that stops holds its partitions at its last mark (`Marks`).
                 Ok(Internal::Leave { .. }) => {}
+                Ok(Internal::Cut { at, i, n, .. }) if n == ownership.count() && i < n => cut_marks.observe(r.partition, i, at),
+                Ok(Internal::Cut { .. }) => passing_over = true,
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {}/{}@{}: {e}", r.topic, r.partition, r.offset),
             }
@@ -423,6 +462,15 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         if idle { in_flight.settle_all(source).await? } else { in_flight.settle(source).await? }
         checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), false).await?;
         laps.lap("commit");
+        if let Some(at) = stop_at
+            && cut_marks.complete(at, ownership.count(), &stage2.owned_partitions())
+        {
+            // Every instance's stage 1 has stopped there and all it sent before is applied.
+            stage2.set_stopped_at(Some(at));
+            checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), true).await?;
+            tracing::info!("stage 2 stopped at the cut at {at} ms: every instance's stage 1 marked it on every partition kept here");
+            return Ok(Ended::Cut);
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Ended {
     /// The input was finite and is fully processed.
     InputEnd,
     Shutdown,
+    /// Stopped at the cut it was given (`cut`), its state saved there.
+    Cut,
 }
 
 /// Where a run's outputs go besides live state.

@@ -49,6 +49,8 @@ pub struct Stage1 {
     /// The plates, and the partitions of records without one, this instance keeps
     /// (see `ownership`).
     ownership: Ownership,
+    /// Stop at the cut at this instant (`cut`).
+    stop_at: Option<i64>,
 }
 
 /// Everything stage 1 remembers between batches: what a checkpoint saves.
@@ -66,9 +68,21 @@ pub struct Stage1State {
     dedup: Dedup,
     newest_event_ms: Option<i64>,
     pub(crate) stats: Stats,
+    /// The cut this state was saved at, when its instance stopped at one (`cut`).
+    #[serde(default)]
+    stopped_at: Option<i64>,
 }
 
 impl Stage1State {
+    /// The cut this state was saved at, if its instance stopped at one (`cut`).
+    pub fn stopped_at(&self) -> Option<i64> {
+        self.stopped_at
+    }
+
+    pub(crate) fn set_stopped_at(&mut self, at_ms: Option<i64>) {
+        self.stopped_at = at_ms;
+    }
+
     /// Where in the input this state stands, as far as the state itself tells:
     /// the watermark and the newest event time. Instances of a split at one cut
     /// agree on both (see `rescale`).
@@ -111,8 +125,9 @@ impl Stage1 {
             dedup: Dedup::default(),
             newest_event_ms: None,
             stats: Stats::default(),
+            stopped_at: None,
         };
-        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), plate_sweep: crate::sweep::Horizon::default(), ownership: Ownership::default(), city, config }
+        Stage1 { state, traversals: Vec::new(), drained: Vec::new(), plate_sweep: crate::sweep::Horizon::default(), ownership: Ownership::default(), stop_at: None, city, config }
     }
 
     /// Stage 1 as it was when `state` was saved, with the rules of `city` as loaded now.
@@ -138,6 +153,20 @@ impl Stage1 {
     /// What a checkpoint saves.
     pub fn state(&self) -> &Stage1State {
         &self.state
+    }
+
+    /// Stop at the cut at `at_ms` (`cut`): how `repartition` runs this stage.
+    pub fn set_stop_at(&mut self, at_ms: Option<i64>) {
+        self.stop_at = at_ms;
+    }
+
+    pub fn stop_at(&self) -> Option<i64> {
+        self.stop_at
+    }
+
+    /// Notes the cut the state is saved at (`cut`), or that it runs on past any.
+    pub fn set_stopped_at(&mut self, at_ms: Option<i64>) {
+        self.state.set_stopped_at(at_ms);
     }
 
     /// The state, given up (to be dealt out to a new split: `rescale`).

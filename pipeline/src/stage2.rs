@@ -17,8 +17,12 @@ pub struct Stage2 {
     lengths: Vec<u32>,
     city: Arc<CityModel>,
     state: Stage2State,
-    /// The repartition partitions this instance keeps (see `ownership`).
+    /// The repartition partitions this instance keeps (see `ownership`), of
+    /// how many the topic has.
     ownership: crate::ownership::Ownership,
+    partitions: u32,
+    /// Stop at the cut at this instant (`cut`).
+    stop_at: Option<i64>,
 }
 
 /// Everything stage 2 remembers between batches: what a checkpoint saves.
@@ -35,6 +39,9 @@ pub struct Stage2State {
     watermark: i64,
     late_traversals: u64,
     windows_closed: u64,
+    /// The cut this state was saved at, when its instance stopped at one (`cut`).
+    #[serde(default)]
+    stopped_at: Option<i64>,
 }
 
 impl Stage2State {
@@ -51,6 +58,15 @@ impl Stage2State {
 
     pub(crate) fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    /// The cut this state was saved at, if its instance stopped at one (`cut`).
+    pub fn stopped_at(&self) -> Option<i64> {
+        self.stopped_at
+    }
+
+    pub(crate) fn set_stopped_at(&mut self, at_ms: Option<i64>) {
+        self.stopped_at = at_ms;
     }
 
     pub(crate) fn totals(&self) -> crate::rescale::Stage2Totals {
@@ -98,15 +114,16 @@ impl Stage2 {
             watermark: i64::MIN,
             late_traversals: 0,
             windows_closed: 0,
+            stopped_at: None,
         };
-        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default() }
+        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default(), partitions: 1, stop_at: None }
     }
 
     /// Keep only the segments, lots and routes of the repartition partitions
     /// `ownership` gives this instance, of the topic's `partitions`: its runner
     /// reads no others, and trips of another instance's routes are not ghosts here.
     pub fn set_ownership(&mut self, ownership: crate::ownership::Ownership, partitions: u32) {
-        self.ownership = ownership;
+        (self.ownership, self.partitions) = (ownership, partitions);
         let owned = self.city.routes.iter().map(|r| ownership.owns(crate::repartition::partition_of(&r.route_id, partitions)));
         self.state.transit.set_owned_routes(owned.collect());
     }
@@ -127,6 +144,25 @@ impl Stage2 {
     /// What a checkpoint saves.
     pub fn state(&self) -> &Stage2State {
         &self.state
+    }
+
+    /// Stop at the cut at `at_ms` (`cut`): how `repartition` runs this stage.
+    pub fn set_stop_at(&mut self, at_ms: Option<i64>) {
+        self.stop_at = at_ms;
+    }
+
+    pub fn stop_at(&self) -> Option<i64> {
+        self.stop_at
+    }
+
+    /// Notes the cut the state is saved at (`cut`), or that it runs on past any.
+    pub fn set_stopped_at(&mut self, at_ms: Option<i64>) {
+        self.state.set_stopped_at(at_ms);
+    }
+
+    /// The repartition partitions this instance keeps.
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        (0..self.partitions).filter(|p| self.ownership.owns(*p)).collect()
     }
 
     /// The state, given up (to be dealt out to a new split: `rescale`).

@@ -21,6 +21,7 @@ enum InternalKind {
     Mark,
     Leave,
     Batch,
+    Cut,
 }
 
 /// Every field of every `Internal` variant.
@@ -34,6 +35,7 @@ pub(crate) struct FlatInternal {
     us: Option<Vec<Entry>>,
     i: Option<u32>,
     n: Option<u32>,
+    at: Option<i64>,
 }
 
 impl TryFrom<FlatInternal> for Internal {
@@ -45,6 +47,7 @@ impl TryFrom<FlatInternal> for Internal {
             InternalKind::Mark => Internal::Mark { p: f.p, wm: f.wm.ok_or("mark without its watermark `wm`")? },
             InternalKind::Leave => Internal::Leave { p: f.p },
             InternalKind::Batch => Internal::Batch { p: f.p, us: f.us.ok_or("batch without its updates `us`")?, wm: f.wm, i: f.i.unwrap_or(0), n: f.n.unwrap_or(1) },
+            InternalKind::Cut => Internal::Cut { p: f.p, at: f.at.ok_or("cut without its instant `at`")?, i: f.i.unwrap_or(0), n: f.n.unwrap_or(1) },
         })
     }
 }
@@ -143,6 +146,7 @@ mod tests {
         let entries = every_update().into_iter().map(|u| Entry { u, o: Some(Origin(1, 2, 3, 4)) });
         messages.push(Internal::Batch { p: 3, us: entries.chain([Entry { u: Update::Left { segment: 1, enter_ms: 2 }, o: None }]).collect(), wm: Some(7), i: 0, n: 1 });
         messages.push(Internal::Batch { p: 3, us: Vec::new(), wm: None, i: 2, n: 3 });
+        messages.push(Internal::Cut { p: 3, at: 1_795_996_000_000, i: 1, n: 2 });
         for m in messages {
             let json = serde_json::to_string(&m).expect("encode");
             assert_eq!(serde_json::from_str::<Internal>(&json).expect("decode"), m, "{json}");

@@ -370,4 +370,8 @@ impl Source for KafkaSource {
         idle.extend(self.aligner.ahead_of_release());
         idle.into_iter().map(|(i, p)| (self.consumers[i].0.clone(), p)).collect()
     }
+
+    fn drained_partitions(&self) -> Vec<(String, u32)> {
+        self.drained.iter().filter(|k| !self.aligner.holds(k)).map(|(i, p)| (self.consumers[*i].0.clone(), *p)).collect()
+    }
 }

@@ -1,0 +1,163 @@
+//! `egret rescale`: turns the checkpoints of N active instances that split the
+//! input (`egret run --kafka --instance K/N`) into those of M, so a deployment
+//! changes its number of instances without replaying its input from the start.
+//!
+//! The N checkpoints must be of one cut: every instance stopped by `egret run
+//! --stop-at T` with one T (`egret_pipeline::cut`), so that all stand at the same
+//! input positions and stage 2 has applied everything stage 1 sent before them.
+//! The state is dealt out by `egret_pipeline::rescale`; the new checkpoints carry
+//! the cut's positions, and with `--kafka` the new consumer groups' offsets are
+//! committed there too, so the M instances fetch from the cut instead of reading
+//! every topic from its start only to skip to it.
+//!
+//! The old directories are locked while they are read: a running instance (or a
+//! standby holding its directory) makes the command refuse, not read a state
+//! being written. Nothing existing is overwritten: a directory of the new split
+//! that already holds a checkpoint (left from an earlier run with M instances) is
+//! refused with its path.
+
+use crate::instance::{fingerprint, group_of};
+use egret_ingest::kafka::KafkaConfig;
+use egret_pipeline::checkpoint::{self, Checkpoint, CheckpointStore, DirStore, Positions};
+use egret_pipeline::marks::Applied;
+use egret_pipeline::ownership::Ownership;
+use egret_pipeline::repartition::Stage2Saved;
+use egret_pipeline::rescale;
+use egret_pipeline::stage1::Stage1State;
+use egret_pipeline::stage2::Stage2State;
+use egret_pipeline::PipelineConfig;
+use egret_model::CityModel;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const STAGE1: &str = "stage1.cbor";
+const STAGE2: &str = "stage2.cbor";
+
+/// What to rescale, and where the checkpoints are.
+#[derive(Debug, Clone)]
+pub struct RescaleOptions {
+    /// Holds one directory per instance, named as `egret run` names them by
+    /// default: `<namespace><group>.K-of-N` (`<namespace><group>` for one instance).
+    pub checkpoints: PathBuf,
+    pub namespace: String,
+    pub group: String,
+    pub from: u32,
+    pub to: u32,
+    /// Commit the new groups' offsets at the cut (the cluster of the deployment).
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// What was written.
+#[derive(Debug)]
+pub struct Rescaled {
+    /// The cut the old instances stopped at, where the new ones go on from.
+    pub cut_ms: i64,
+    pub directories: Vec<PathBuf>,
+    /// Plates with reads in flight, over all new instances (as over all old ones).
+    pub plates_in_flight: usize,
+    pub offsets_committed: bool,
+}
+
+impl RescaleOptions {
+    /// The checkpoint directory of instance `share`, as `egret run` names it.
+    pub fn directory(&self, share: Ownership) -> PathBuf {
+        self.checkpoints.join(format!("{}{}", self.namespace, group_of(&self.group, share)))
+    }
+}
+
+fn shares(count: u32) -> impl Iterator<Item = Ownership> {
+    (0..count).filter_map(move |k| Ownership::new(k, count))
+}
+
+/// Deals the checkpoints of `options.from` instances out to `options.to`.
+pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: &RescaleOptions) -> anyhow::Result<Rescaled> {
+    anyhow::ensure!(options.from >= 1 && options.to >= 1, "--from and --to are counts of instances: 1 or more");
+    anyhow::ensure!(options.from != options.to, "the deployment already has {} instances: nothing to deal out", options.to);
+    let partitions = u32::try_from(options.kafka.as_ref().map_or_else(|| KafkaConfig::new("").partitions, |k| k.partitions))?;
+    let old: Vec<(Ownership, DirStore)> = shares(options.from)
+        .map(|share| {
+            let dir = options.directory(share);
+            anyhow::ensure!(dir.join(STAGE1).is_file() && dir.join(STAGE2).is_file(), "no checkpoint of instance {share} in {}: give the directory they are in (--checkpoints) and the group and count they ran with", dir.display());
+            let store = DirStore::open(&dir).map_err(|e| anyhow::anyhow!("instance {share}: {e} (stop every instance of the old split, and its standbys, before rescaling)"))?;
+            Ok((share, store))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let load1 = |share: Ownership, store: &DirStore| -> anyhow::Result<Checkpoint<Stage1State>> {
+        checkpoint::load(store, STAGE1, &fingerprint(city, pipeline, share, true))?.ok_or_else(|| anyhow::anyhow!("{} is gone", store.describe(STAGE1)))
+    };
+    let load2 = |share: Ownership, store: &DirStore| -> anyhow::Result<Checkpoint<Stage2Saved>> {
+        checkpoint::load(store, STAGE2, &fingerprint(city, pipeline, share, false))?.ok_or_else(|| anyhow::anyhow!("{} is gone", store.describe(STAGE2)))
+    };
+    // The cut: every instance stopped at it (`run --stop-at`) and, since each reads
+    // every input partition, at the same positions there. Stage 2's positions are
+    // each repartition partition's owner's: the others passed over it.
+    let mut cut: Option<(i64, Positions)> = None;
+    let mut positions2 = Positions::new();
+    for (share, store) in &old {
+        let (first, second) = (load1(*share, store)?, load2(*share, store)?);
+        let stopped = (first.state.stopped_at(), second.state.0.stopped_at());
+        let (Some(at), Some(at2)) = stopped else {
+            anyhow::bail!("the checkpoint of instance {share} was not saved at a cut: stop every instance of the split with `egret run ... --stop-at T` (one T for all) first");
+        };
+        anyhow::ensure!(at == at2, "instance {share}'s stages stopped at two cuts, {at} and {at2} ms");
+        match &cut {
+            None => cut = Some((at, first.positions)),
+            Some((first_at, _)) if *first_at != at => anyhow::bail!("instance {share} stopped at the cut at {at} ms, instance 1 of {} at {first_at} ms: stop them all at one", options.from),
+            Some((_, positions)) if *positions != first.positions => anyhow::bail!(
+                "instance {share} stopped elsewhere than instance 1 of {}: {}; a record stamped before the cut arrived late. Run the instances again with the same --stop-at: they go on to one cut",
+                options.from,
+                first_difference(positions, &first.positions)
+            ),
+            Some(_) => {}
+        }
+        for (topic, partitions) in second.positions {
+            positions2.entry(topic).or_default().extend(partitions.into_iter().filter(|(p, _)| share.owns(*p)));
+        }
+        crate::instance::status_line(&format!("read instance {share} from {}", store.describe("")));
+    }
+    let (at_ms, positions1) = cut.ok_or_else(|| anyhow::anyhow!("no instances to read"))?;
+    let new: Vec<(Ownership, DirStore)> = shares(options.to)
+        .map(|share| {
+            let dir = options.directory(share);
+            let store = DirStore::open(&dir).map_err(|e| anyhow::anyhow!("instance {share} of the new split: {e}"))?;
+            for name in [STAGE1, STAGE2] {
+                anyhow::ensure!(store.get(name)?.is_none(), "{} already holds a checkpoint (of an earlier run with {} instances?): remove it first, nothing is overwritten", store.describe(name), options.to);
+            }
+            Ok((share, store))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let taken_at_ms = egret_model::time::now_ms();
+    let mut plates_in_flight = 0;
+    for (share, store) in &new {
+        let states1 = old.iter().map(|(s, st)| load1(*s, st).map(|c| c.state)).collect::<anyhow::Result<Vec<_>>>()?;
+        let states2 = old.iter().map(|(s, st)| load2(*s, st).map(|c| c.state.0)).collect::<anyhow::Result<Vec<Stage2State>>>()?;
+        let stage1 = rescale::stage1(states1, *share)?;
+        let stage2 = rescale::stage2(city, pipeline.clone(), states2, partitions, *share)?;
+        let first = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, true), taken_at_ms, positions: positions1.clone(), state: stage1 };
+        checkpoint::save(store, STAGE1, &first)?;
+        plates_in_flight += egret_pipeline::stage1::Stage1::restore(city.clone(), pipeline.clone(), first.state).plates_in_flight();
+        // Nothing of the new split has been applied yet: what the old instances
+        // sent before the cut is all in the state, and stage 2 passes over it.
+        let second = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, false), taken_at_ms, positions: positions2.clone(), state: (stage2, Applied::default()) };
+        checkpoint::save(store, STAGE2, &second)?;
+        crate::instance::status_line(&format!("wrote instance {share} to {}", store.describe("")));
+    }
+    if let Some(kafka) = &options.kafka {
+        for (share, _) in &new {
+            let group = group_of(&options.group, *share);
+            egret_ingest::kafka::commit_offsets(kafka, &group, &positions1).await?;
+            egret_ingest::kafka::commit_offsets(kafka, &format!("{group}-stage2"), &positions2).await?;
+        }
+        crate::instance::status_line(&format!("committed the offsets of the cut for the {} new consumer groups", options.to));
+    }
+    Ok(Rescaled { cut_ms: at_ms, directories: new.iter().map(|(share, _)| options.directory(*share)).collect(), plates_in_flight, offsets_committed: options.kafka.is_some() })
+}
+
+/// The first partition at which two sets of positions differ, for the message.
+fn first_difference(a: &Positions, b: &Positions) -> String {
+    let flat = |p: &Positions| -> BTreeMap<(String, u32), u64> { p.iter().flat_map(|(t, parts)| parts.iter().map(move |(p, o)| ((t.clone(), *p), *o))).collect() };
+    let (a, b) = (flat(a), flat(b));
+    let show = |offset: Option<&u64>| offset.map_or_else(|| "nothing read".to_owned(), |o| format!("offset {o}"));
+    a.keys().chain(b.keys()).find(|k| a.get(*k) != b.get(*k)).map_or_else(String::new, |k| format!("{}/{} at {} against {}", k.0, k.1, show(a.get(k)), show(b.get(k))))
+}
