@@ -195,8 +195,10 @@ pub async fn run(
     if ended == Ended::Cut {
         println!("stopped at the cut, the state saved there: once every instance of the split has, run `egret rescale`");
     }
-    if ended == Ended::InputEnd && !exit_at_end {
-        println!("input ended; still serving http://{addr} — Ctrl-C stops");
+    // Serving on after a cut keeps a supervisor from restarting the instance into
+    // the cut again; its checkpoint directory is free for `egret rescale`.
+    if matches!(ended, Ended::InputEnd | Ended::Cut) && !exit_at_end {
+        println!("{}; still serving http://{addr} — Ctrl-C stops", if ended == Ended::Cut { "stopped at the cut" } else { "input ended" });
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await;
     }
