@@ -254,11 +254,11 @@ fn assert_same(one: &Written, split: &Written, instances: &str) {
 
 /// Noisy traffic with a misread in every five plates: plenty of corrections and
 /// camera plates found by the one-character search, which both look across
-/// partitions.
+/// partitions; and the scripted crash of every ten minutes.
 #[test]
 fn instances_splitting_noisy_input_write_exactly_what_one_instance_writes() {
     let city = egret::load_city(None).expect("city model");
-    let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
+    let records = partitioned(workload::simulated_scripted(&city, 40_000, 400.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
     let one = run(&city, &records, 1);
     let searched = one.tickets.iter().filter(|t| t.contains("the camera read")).count();
     assert!(searched >= 2, "the scenario has camera plates found by the one-character search: {searched}");
@@ -267,7 +267,7 @@ fn instances_splitting_noisy_input_write_exactly_what_one_instance_writes() {
     assert!(one.dead_letters.len() > 100, "the scenario has bad input: {}", one.dead_letters.len());
     assert!(one.derived.iter().any(|l| l.contains("\"is_final\":true")), "the scenario closes windows");
     assert_eq!(one.consumed, records.len() as u64);
-    assert!(!one.incidents.is_empty() && one.transit.len() > 100, "the scenario has incidents and headway events: {} and {}", one.incidents.len(), one.transit.len());
+    assert!(!one.incidents.is_empty() && one.transit.len() > 20, "the scenario has incidents and headway events: {} and {}", one.incidents.len(), one.transit.len());
     for instances in [2, 3] {
         assert_same(&one, &run(&city, &records, instances), &format!("{instances}"));
     }
@@ -300,13 +300,13 @@ fn state_dealt_out_from_n_instances_to_m_at_a_cut_writes_what_one_instance_write
         let rescaled = run_rescaled(&city, &records, from, Arrival::Live, Some((cut, to)));
         assert_same(&one, &rescaled, &format!("{from} then {to}"));
     }
-    // Read as a backlog, the watermark moves in the lot counts' ten-minute steps;
-    // on this traffic an incident is opened before the cut (in the 16th batch)
-    // and cleared after it (in the 22nd), by the instance it was dealt to.
-    let records = partitioned(workload::simulated_with(&city, 40_000, 120.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
+    // Read as a backlog (the watermark held by the lot counts, every ten minutes),
+    // the scripted crash is found before the cut (in the 30th batch) and cleared
+    // after it (in the 36th), by the instance it was dealt to.
+    let records = partitioned(workload::simulated_scripted(&city, 40_000, 400.0, 5, egret_simulator::Noise { misread: 0.2, ..egret_simulator::Noise::noisy() }));
     let one = run_rescaled(&city, &records, 1, Arrival::Backlog, None);
     assert!(one.incidents.iter().any(|i| i.contains("\"cleared_ms\":1")), "the scenario has an incident cleared: {:?}", one.incidents);
-    let cut = 18 * BATCH;
+    let cut = 32 * BATCH;
     for (from, to) in [(2, 3), (3, 2)] {
         let rescaled = run_rescaled(&city, &records, from, Arrival::Backlog, Some((cut, to)));
         assert_same(&one, &rescaled, &format!("{from} then {to}, as a backlog"));

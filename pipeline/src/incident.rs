@@ -106,6 +106,14 @@ pub struct IncidentDetector {
 }
 
 impl SegmentState {
+    /// The slow end of recent travel times (signals, slow drivers) and their
+    /// median, in ms; from free flow while there are none.
+    fn travel_times(&mut self, length_m: u32, free_flow_kmh: f64) -> (i64, i64) {
+        let free_flow_ms = (f64::from(length_m) / (free_flow_kmh / 3.6) * 1000.0) as i64;
+        let summary = *self.travel_summary.get_or_insert_with(|| TravelSummary::of(&self.travel_ms));
+        (summary.slow_ms.unwrap_or(2 * free_flow_ms), summary.median_ms.unwrap_or(free_flow_ms))
+    }
+
     /// Where the first entry at `enter_ms` is kept.
     fn entry_at(&self, enter_ms: i64) -> Option<usize> {
         let i = self.entries.partition_point(|(e, _)| *e < enter_ms);
@@ -227,32 +235,38 @@ impl IncidentDetector {
 
     /// Opens and clears incidents as of `watermark_ms`; returns the changed ones.
     pub fn check(&mut self, watermark_ms: i64) -> Vec<Incident> {
-        let mut changed = Vec::new();
-        let mut idle = Vec::new();
+        // Every segment's vehicles gone elsewhere are counted before any segment is
+        // judged by the pool: how long since the last check, and where in `active`
+        // a segment comes, must not change its judgement.
         for &seg in &self.active {
             let i = seg as usize;
-            let (length, free_flow) = (f64::from(self.lengths[i]), self.free_flow[i]);
             let s = &mut self.segments[i];
             while s.entries.front().is_some_and(|(e, _)| *e < watermark_ms.saturating_sub(ENTRY_HORIZON_MS)) {
                 s.entries.pop_front();
             }
-            // The slow end of recent travel times (signals, slow drivers), and the
-            // longest recent pause between vehicles coming out (a red phase).
-            let free_flow_ms = (length / (free_flow / 3.6) * 1000.0) as i64;
-            let summary = *s.travel_summary.get_or_insert_with(|| TravelSummary::of(&s.travel_ms));
-            let slow_ms = summary.slow_ms.unwrap_or(2 * free_flow_ms);
-            let expected_ms = summary.median_ms.unwrap_or(free_flow_ms);
+            if s.open.is_none() {
+                let (slow_ms, _) = s.travel_times(self.lengths[i], self.free_flow[i]);
+                for (e, counted) in s.entries.iter_mut() {
+                    if !*counted && *e < s.last_exit_entry_ms && e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms {
+                        *counted = true;
+                        s.gone_elsewhere += 1;
+                        self.gone_elsewhere += 1;
+                    }
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        let mut idle = Vec::new();
+        for &seg in &self.active {
+            let i = seg as usize;
+            let free_flow = self.free_flow[i];
+            let s = &mut self.segments[i];
+            let (slow_ms, expected_ms) = s.travel_times(self.lengths[i], free_flow);
+            // The longest recent pause between vehicles coming out (a red phase).
             let longest_pause = s.speeds.iter().zip(s.speeds.iter().skip(1)).map(|((a, _), (b, _))| b - a).max().unwrap_or(0);
             match &mut s.open {
                 None => {
                     let overdue_at = |e: i64| e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms;
-                    for (e, counted) in s.entries.iter_mut() {
-                        if !*counted && *e < s.last_exit_entry_ms && overdue_at(*e) {
-                            *counted = true;
-                            s.gone_elsewhere += 1;
-                            self.gone_elsewhere += 1;
-                        }
-                    }
                     let overdue = s.entries.iter().filter(|(e, _)| *e > s.last_exit_entry_ms && overdue_at(*e)).count();
                     // As many in a row as would happen by chance less than `CHANCE`.
                     let pooled = (self.gone_elsewhere as f64 + 1.0) / ((self.came_out + self.gone_elsewhere) as f64 + 5.0);
@@ -365,6 +379,55 @@ mod tests {
         let fine = stopped(&every_second).expect("detected when checked every second");
         assert!(fine.1 > blocked_ms && fine.1 < blocked_ms + 240_000, "detected at {} for a block at {blocked_ms}", fine.1);
         assert_eq!(stopped(&every_two_minutes), Some(fine), "checked every two minutes");
+    }
+
+    /// A segment with little traffic of its own is judged by the share of vehicles
+    /// that go elsewhere pooled over all segments, counted in full before any
+    /// segment is judged: otherwise a check after a long silence (a backlog, a
+    /// restart) judges the segments early in the list by a pool that lacks the
+    /// later ones' vehicles gone, as if none ever went elsewhere. Here one vehicle
+    /// in five leaves a busy segment before its exit gantry, and the last five on a
+    /// quiet one do: no incident, whether checked every second or once.
+    #[test]
+    fn a_quiet_segment_is_judged_by_the_whole_pool_however_seldom_checked() {
+        let city = crate::repo_city();
+        let (quiet, busy) = (0u32, 19u32);
+        // (event time, segment, entry instant, exit instant if it came out)
+        let mut events: Vec<(i64, u32, i64, Option<i64>)> = Vec::new();
+        for k in 0..240 {
+            let enter = k * 5_000;
+            events.push((enter, busy, enter, None));
+            if k % 5 != 4 {
+                events.push((enter + 60_000, busy, enter, Some(enter + 60_000)));
+            }
+        }
+        for k in 0..10 {
+            let enter = 600_000 + k * 20_000;
+            events.push((enter, quiet, enter, None));
+            if k < 5 {
+                events.push((enter + 60_000, quiet, enter, Some(enter + 60_000)));
+            }
+        }
+        events.sort_unstable();
+        let found = |watermarks: &[i64]| {
+            let mut detector = IncidentDetector::new(&city);
+            let mut next = 0;
+            let mut found = Vec::new();
+            for &watermark in watermarks {
+                while let Some(&(_, segment, enter, exit)) = events.get(next).filter(|e| e.0 <= watermark) {
+                    match exit {
+                        None => detector.entered(segment, enter),
+                        Some(exit) => detector.traversed(segment, enter, exit, f64::from(city.segments[segment as usize].length_m) / 60.0 * 3.6),
+                    }
+                    next += 1;
+                }
+                found.extend(detector.check(watermark).into_iter().map(|i| (i.segment_id, i.kind)));
+            }
+            found
+        };
+        let every_second: Vec<i64> = (0..1_500).map(|s| s * 1_000).collect();
+        assert_eq!(found(&every_second), Vec::new(), "checked every second");
+        assert_eq!(found(&[1_500_000]), Vec::new(), "checked once, at the end");
     }
 
     #[test]

@@ -24,11 +24,22 @@ pub fn simulated(city: &Arc<CityModel>, events: usize, demand_per_min: f64, seed
 
 /// As `simulated`, with the devices' `noise` (duplicates, late, malformed…).
 pub fn simulated_with(city: &Arc<CityModel>, events: usize, demand_per_min: f64, seed: u64, noise: egret_simulator::Noise) -> Vec<Record> {
+    simulated_as(city, events, SimConfig { demand_per_min, noise, ..SimConfig::clean(seed, START_MS, CHUNK_MS) })
+}
+
+/// As `simulated_with`, with the scripted events of the standard scenario (a
+/// crash, speeders, a trip that never runs…) in every ten minutes of traffic.
+pub fn simulated_scripted(city: &Arc<CityModel>, events: usize, demand_per_min: f64, seed: u64, noise: egret_simulator::Noise) -> Vec<Record> {
+    simulated_as(city, events, SimConfig { demand_per_min, noise, scripted: true, ..SimConfig::clean(seed, START_MS, CHUNK_MS) })
+}
+
+/// Chunks of `CHUNK_MS` simulated as `template` says, each with its own seed.
+fn simulated_as(city: &Arc<CityModel>, events: usize, template: SimConfig) -> Vec<Record> {
     let mut records = Vec::with_capacity(events);
     let mut chunk = 0;
     while records.len() < events {
         let start_ms = START_MS + chunk * CHUNK_MS;
-        let config = SimConfig { demand_per_min, noise: noise.clone(), ..SimConfig::clean(seed + chunk as u64, start_ms, CHUNK_MS) };
+        let config = SimConfig { seed: template.seed + chunk as u64, start_ms, ..template.clone() };
         let mut emitted = Simulator::new(city.clone(), config).drain_all();
         emitted.sort_by_key(|e| (e.deliver_ms, e.seq));
         for e in emitted {
