@@ -64,6 +64,9 @@ pub struct RunOptions {
     /// Stop at the cut at this arrival time (ms since the epoch), the state saved
     /// there, for `egret rescale` (see `egret_pipeline::cut`).
     pub stop_at: Option<i64>,
+    /// Go on from a checkpoint saved at a cut, as this split, instead of refusing
+    /// it (it was saved for a rescale).
+    pub past_cut: bool,
 }
 
 /// The consumer group of instance `ownership` in `group`: its own when active
@@ -188,8 +191,9 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     options: &RunOptions,
 ) -> anyhow::Result<InstanceReport> {
-    let RunOptions { exit_when_idle, ref checkpoints, ownership, stop_at } = *options;
+    let RunOptions { exit_when_idle, ref checkpoints, ownership, stop_at, past_cut } = *options;
     anyhow::ensure!(stop_at.is_none() || checkpoints.is_some(), "stopping at a cut is for rescaling: it needs checkpoints to save the state in");
+    anyhow::ensure!(stop_at.is_none() || exit_when_idle.is_none(), "stop at a cut or at the end of the input, not both");
     check_group(&config.group_id)?;
     let repartition = repartition_topic(&config.group_id);
     let base = config;
@@ -203,6 +207,16 @@ pub async fn run(
     };
     ensure_all_topics(base).await?;
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
+    if let Some(at) = stage1.state().stopped_at()
+        && stop_at != Some(at)
+        && !past_cut
+    {
+        anyhow::bail!(
+            "instance {ownership} stopped at the cut at {at} ms for a rescale, and its checkpoint was saved there: `egret rescale` deals it out to the new instances, which go on from it. \
+             Give --stop-at {at} to stop there again, or --past-cut to go on with this split of {} instances instead",
+            ownership.count()
+        );
+    }
     stage1.set_ownership(ownership);
     stage2.set_ownership(ownership, config.partitions as u32);
     stage1.set_stop_at(stop_at);

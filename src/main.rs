@@ -168,8 +168,13 @@ enum Command {
         /// With --kafka and checkpoints: stop at the cut at this instant (ms since
         /// the epoch, the records' timestamps: `date +%s%3N`), saving the state there,
         /// then run `egret rescale`. Give every instance of the split the same instant.
-        #[arg(long, conflicts_with_all = ["exit_when_idle", "exit_at_end", "no_checkpoints"])]
+        #[arg(long, requires = "kafka", conflicts_with_all = ["exit_when_idle", "exit_at_end", "no_checkpoints"])]
         stop_at: Option<i64>,
+        /// With --kafka: go on from a checkpoint saved at a cut (`--stop-at`) as the
+        /// same split, instead of refusing it: the rescale it was saved for is
+        /// called off.
+        #[arg(long, requires = "kafka")]
+        past_cut: bool,
         /// Police hotlists to check every sighting against: a JSON file
         /// `{"stolen": [{"plate": "闽D12345", "reason": "...", "expires_ms": 1800000000000}]}`.
         #[arg(long)]
@@ -207,10 +212,10 @@ enum Command {
         /// `run` names them (default: <state-dir>/checkpoints).
         #[arg(long)]
         checkpoints: Option<PathBuf>,
-        /// Kafka bootstrap servers: also commit the new consumer groups' offsets at
-        /// the cut, so the new instances fetch from there.
+        /// Kafka bootstrap servers: the repartition topic is checked there, and the
+        /// new consumer groups' offsets are committed at the cut.
         #[arg(long)]
-        kafka: Option<String>,
+        kafka: String,
     },
     /// Print a bearer token for the API, signed with this deployment's key
     /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
@@ -389,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
     let serve_options = ServeOptions { state_dir: cli.state_dir.clone(), rate_per_second: cli.rate_limit, answer_cache: !cli.no_answer_cache };
     match cli.command {
         Command::Rescale { group, from, to, checkpoints, kafka } => {
-            let kafka = kafka.map(|brokers| KafkaConfig { namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(brokers) });
+            let kafka = KafkaConfig { namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
             let options = egret::rescale::RescaleOptions { checkpoints: checkpoints.unwrap_or_else(|| cli.state_dir.join("checkpoints")), namespace: cli.namespace.clone(), group, from, to, kafka };
             let done = egret::rescale::rescale(&city, &pipeline, &options).await?;
             println!("{from} instances dealt out to {to}: {} plates in flight kept; start `egret run --kafka ... --instance K/{to}` for K = 1..{to}", done.plates_in_flight);
@@ -481,7 +486,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists, stop_at } => {
+        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists, stop_at, past_cut } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -497,7 +502,7 @@ async fn main() -> anyhow::Result<()> {
                     });
                     let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));
                     let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
-                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance, stop_at } }
+                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance, stop_at, past_cut } }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

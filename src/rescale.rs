@@ -6,9 +6,11 @@
 //! --stop-at T` with one T (`egret_pipeline::cut`), so that all stand at the same
 //! input positions and stage 2 has applied everything stage 1 sent before them.
 //! The state is dealt out by `egret_pipeline::rescale`; the new checkpoints carry
-//! the cut's positions, and with `--kafka` the new consumer groups' offsets are
-//! committed there too, so the M instances fetch from the cut instead of reading
-//! every topic from its start only to skip to it.
+//! the cut's positions, and the new consumer groups' offsets are committed there
+//! too, so the M instances fetch from the cut instead of reading every topic from
+//! its start only to skip to it. The repartition topic is read past where the old
+//! stage 2s stopped: updates there (an old instance started again past the cut)
+//! would never be applied, and are refused.
 //!
 //! The old directories are locked while they are read: a running instance (or a
 //! standby holding its directory) makes the command refuse, not read a state
@@ -21,7 +23,7 @@ use egret_ingest::kafka::KafkaConfig;
 use egret_pipeline::checkpoint::{self, Checkpoint, CheckpointStore, DirStore, Positions};
 use egret_pipeline::marks::Applied;
 use egret_pipeline::ownership::Ownership;
-use egret_pipeline::repartition::Stage2Saved;
+use egret_pipeline::repartition::{Internal, Stage2Saved};
 use egret_pipeline::rescale;
 use egret_pipeline::stage1::Stage1State;
 use egret_pipeline::stage2::Stage2State;
@@ -44,8 +46,9 @@ pub struct RescaleOptions {
     pub group: String,
     pub from: u32,
     pub to: u32,
-    /// Commit the new groups' offsets at the cut (the cluster of the deployment).
-    pub kafka: Option<KafkaConfig>,
+    /// The deployment's cluster: the repartition topic is checked there, and the
+    /// new groups' offsets are committed there.
+    pub kafka: KafkaConfig,
 }
 
 /// What was written.
@@ -56,7 +59,6 @@ pub struct Rescaled {
     pub directories: Vec<PathBuf>,
     /// Plates with reads in flight, over all new instances (as over all old ones).
     pub plates_in_flight: usize,
-    pub offsets_committed: bool,
 }
 
 impl RescaleOptions {
@@ -70,11 +72,22 @@ fn shares(count: u32) -> impl Iterator<Item = Ownership> {
     (0..count).filter_map(move |k| Ownership::new(k, count))
 }
 
+/// The old instances' checkpoints, read and checked to be of one cut.
+struct Cut {
+    at_ms: i64,
+    stage1: Vec<Stage1State>,
+    stage2: Vec<Stage2State>,
+    /// Stage 1's, the same for all.
+    positions1: Positions,
+    /// Each repartition partition's old owner's.
+    positions2: Positions,
+}
+
 /// Deals the checkpoints of `options.from` instances out to `options.to`.
 pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: &RescaleOptions) -> anyhow::Result<Rescaled> {
     anyhow::ensure!(options.from >= 1 && options.to >= 1, "--from and --to are counts of instances: 1 or more");
     anyhow::ensure!(options.from != options.to, "the deployment already has {} instances: nothing to deal out", options.to);
-    let partitions = u32::try_from(options.kafka.as_ref().map_or_else(|| KafkaConfig::new("").partitions, |k| k.partitions))?;
+    let partitions = u32::try_from(options.kafka.partitions)?;
     let old: Vec<(Ownership, DirStore)> = shares(options.from)
         .map(|share| {
             let dir = options.directory(share);
@@ -83,40 +96,8 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
             Ok((share, store))
         })
         .collect::<anyhow::Result<_>>()?;
-    let load1 = |share: Ownership, store: &DirStore| -> anyhow::Result<Checkpoint<Stage1State>> {
-        checkpoint::load(store, STAGE1, &fingerprint(city, pipeline, share, true))?.ok_or_else(|| anyhow::anyhow!("{} is gone", store.describe(STAGE1)))
-    };
-    let load2 = |share: Ownership, store: &DirStore| -> anyhow::Result<Checkpoint<Stage2Saved>> {
-        checkpoint::load(store, STAGE2, &fingerprint(city, pipeline, share, false))?.ok_or_else(|| anyhow::anyhow!("{} is gone", store.describe(STAGE2)))
-    };
-    // The cut: every instance stopped at it (`run --stop-at`) and, since each reads
-    // every input partition, at the same positions there. Stage 2's positions are
-    // each repartition partition's owner's: the others passed over it.
-    let mut cut: Option<(i64, Positions)> = None;
-    let mut positions2 = Positions::new();
-    for (share, store) in &old {
-        let (first, second) = (load1(*share, store)?, load2(*share, store)?);
-        let stopped = (first.state.stopped_at(), second.state.0.stopped_at());
-        let (Some(at), Some(at2)) = stopped else {
-            anyhow::bail!("the checkpoint of instance {share} was not saved at a cut: stop every instance of the split with `egret run ... --stop-at T` (one T for all) first");
-        };
-        anyhow::ensure!(at == at2, "instance {share}'s stages stopped at two cuts, {at} and {at2} ms");
-        match &cut {
-            None => cut = Some((at, first.positions)),
-            Some((first_at, _)) if *first_at != at => anyhow::bail!("instance {share} stopped at the cut at {at} ms, instance 1 of {} at {first_at} ms: stop them all at one", options.from),
-            Some((_, positions)) if *positions != first.positions => anyhow::bail!(
-                "instance {share} stopped elsewhere than instance 1 of {}: {}; a record stamped before the cut arrived late. Run the instances again with the same --stop-at: they go on to one cut",
-                options.from,
-                first_difference(positions, &first.positions)
-            ),
-            Some(_) => {}
-        }
-        for (topic, partitions) in second.positions {
-            positions2.entry(topic).or_default().extend(partitions.into_iter().filter(|(p, _)| share.owns(*p)));
-        }
-        crate::instance::status_line(&format!("read instance {share} from {}", store.describe("")));
-    }
-    let (at_ms, positions1) = cut.ok_or_else(|| anyhow::anyhow!("no instances to read"))?;
+    let cut = read_cut(city, pipeline, options, &old)?;
+    check_nothing_after(options, &cut).await?;
     let new: Vec<(Ownership, DirStore)> = shares(options.to)
         .map(|share| {
             let dir = options.directory(share);
@@ -127,31 +108,95 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
             Ok((share, store))
         })
         .collect::<anyhow::Result<_>>()?;
+    // Everything dealt before anything is written: a refusal writes nothing.
+    let mut dealt = Vec::new();
+    for (share, _) in &new {
+        let stage1 = rescale::stage1(cut.stage1.iter().map(copy).collect::<anyhow::Result<_>>()?, *share)?;
+        let stage2 = rescale::stage2(city, pipeline.clone(), cut.stage2.iter().map(copy).collect::<anyhow::Result<_>>()?, partitions, *share)?;
+        dealt.push((stage1, stage2));
+    }
     let taken_at_ms = egret_model::time::now_ms();
     let mut plates_in_flight = 0;
-    for (share, store) in &new {
-        let states1 = old.iter().map(|(s, st)| load1(*s, st).map(|c| c.state)).collect::<anyhow::Result<Vec<_>>>()?;
-        let states2 = old.iter().map(|(s, st)| load2(*s, st).map(|c| c.state.0)).collect::<anyhow::Result<Vec<Stage2State>>>()?;
-        let stage1 = rescale::stage1(states1, *share)?;
-        let stage2 = rescale::stage2(city, pipeline.clone(), states2, partitions, *share)?;
-        let first = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, true), taken_at_ms, positions: positions1.clone(), state: stage1 };
-        checkpoint::save(store, STAGE1, &first)?;
+    for ((share, store), (stage1, stage2)) in new.iter().zip(dealt) {
+        let fail = |e: egret_pipeline::checkpoint::CheckpointError| anyhow::anyhow!("{e}; the new directories written so far must be removed before running again");
+        let first = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, true), taken_at_ms, positions: cut.positions1.clone(), state: stage1 };
+        checkpoint::save(store, STAGE1, &first).map_err(fail)?;
         plates_in_flight += egret_pipeline::stage1::Stage1::restore(city.clone(), pipeline.clone(), first.state).plates_in_flight();
         // Nothing of the new split has been applied yet: what the old instances
         // sent before the cut is all in the state, and stage 2 passes over it.
-        let second = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, false), taken_at_ms, positions: positions2.clone(), state: (stage2, Applied::default()) };
-        checkpoint::save(store, STAGE2, &second)?;
+        let second = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, false), taken_at_ms, positions: cut.positions2.clone(), state: (stage2, Applied::default()) };
+        checkpoint::save(store, STAGE2, &second).map_err(fail)?;
         crate::instance::status_line(&format!("wrote instance {share} to {}", store.describe("")));
     }
-    if let Some(kafka) = &options.kafka {
-        for (share, _) in &new {
-            let group = group_of(&options.group, *share);
-            egret_ingest::kafka::commit_offsets(kafka, &group, &positions1).await?;
-            egret_ingest::kafka::commit_offsets(kafka, &format!("{group}-stage2"), &positions2).await?;
-        }
-        crate::instance::status_line(&format!("committed the offsets of the cut for the {} new consumer groups", options.to));
+    for (share, _) in &new {
+        let group = group_of(&options.group, *share);
+        egret_ingest::kafka::commit_offsets(&options.kafka, &group, &cut.positions1).await?;
+        egret_ingest::kafka::commit_offsets(&options.kafka, &format!("{group}-stage2"), &cut.positions2).await?;
     }
-    Ok(Rescaled { cut_ms: at_ms, directories: new.iter().map(|(share, _)| options.directory(*share)).collect(), plates_in_flight, offsets_committed: options.kafka.is_some() })
+    crate::instance::status_line(&format!("committed the offsets of the cut for the {} new consumer groups", options.to));
+    Ok(Rescaled { cut_ms: cut.at_ms, directories: new.iter().map(|(share, _)| options.directory(*share)).collect(), plates_in_flight })
+}
+
+/// A state copied through its serialized form (the states are not `Clone`):
+/// each new instance is dealt from the old states afresh.
+fn copy<S: serde::Serialize + serde::de::DeserializeOwned>(state: &S) -> anyhow::Result<S> {
+    Ok(ciborium::Value::serialized(state)?.deserialized()?)
+}
+
+/// Reads every old instance's checkpoints and checks they are of one cut: every
+/// instance stopped at it (`run --stop-at`) and, since each reads every input
+/// partition, at the same positions there.
+fn read_cut(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: &RescaleOptions, old: &[(Ownership, DirStore)]) -> anyhow::Result<Cut> {
+    let mut cut: Option<Cut> = None;
+    for (share, store) in old {
+        let missing = |name: &str| anyhow::anyhow!("{} is gone", store.describe(name));
+        let first: Checkpoint<Stage1State> = checkpoint::load(store, STAGE1, &fingerprint(city, pipeline, *share, true))?.ok_or_else(|| missing(STAGE1))?;
+        let second: Checkpoint<Stage2Saved> = checkpoint::load(store, STAGE2, &fingerprint(city, pipeline, *share, false))?.ok_or_else(|| missing(STAGE2))?;
+        let (Some(at), Some(at2)) = (first.state.stopped_at(), second.state.0.stopped_at()) else {
+            anyhow::bail!("the checkpoint of instance {share} was not saved at a cut: stop every instance of the split with `egret run ... --stop-at T` (one T for all) first");
+        };
+        anyhow::ensure!(at == at2, "instance {share}'s stages stopped at two cuts, {at} and {at2} ms");
+        let cut = cut.get_or_insert_with(|| Cut { at_ms: at, stage1: Vec::new(), stage2: Vec::new(), positions1: first.positions.clone(), positions2: Positions::new() });
+        anyhow::ensure!(cut.at_ms == at, "instance {share} stopped at the cut at {at} ms, instance 1 of {} at {} ms: stop them all at one", options.from, cut.at_ms);
+        anyhow::ensure!(
+            cut.positions1 == first.positions,
+            "instance {share} stopped elsewhere than instance 1 of {}: {}; a record stamped before the cut arrived late. Start every instance of the split again with the same --stop-at: they go on to one cut",
+            options.from,
+            first_difference(&cut.positions1, &first.positions)
+        );
+        // Stage 2's position on a repartition partition is its owner's: the
+        // others passed over it.
+        for (topic, partitions) in second.positions {
+            cut.positions2.entry(topic).or_default().extend(partitions.into_iter().filter(|(p, _)| share.owns(*p)));
+        }
+        cut.stage1.push(first.state);
+        cut.stage2.push(second.state.0);
+        crate::instance::status_line(&format!("read instance {share} from {}", store.describe("")));
+    }
+    cut.ok_or_else(|| anyhow::anyhow!("no instances to read"))
+}
+
+/// The new instances' stage 2 passes over whatever the old split wrote: anything
+/// of it with updates past where the old owners stopped (an old instance started
+/// again past the cut, or to the cut from another place) would be lost.
+async fn check_nothing_after(options: &RescaleOptions, cut: &Cut) -> anyhow::Result<()> {
+    for (topic, from) in &cut.positions2 {
+        for record in egret_ingest::kafka::read_from(&options.kafka, topic, from).await? {
+            match serde_json::from_slice::<Internal>(&record.payload) {
+                Ok(Internal::Cut { .. } | Internal::Mark { .. } | Internal::Leave { .. }) => {}
+                Ok(Internal::Batch { us, .. }) if us.is_empty() => {}
+                Ok(Internal::Batch { i, .. }) => anyhow::bail!(
+                    "instance {} of {} sent updates after the cut ({topic}/{}@{}), which the old split's stage 2 never applied: start every instance of the split again with the same --stop-at, then rescale",
+                    i + 1,
+                    options.from,
+                    record.partition,
+                    record.offset
+                ),
+                Ok(Internal::Data { .. }) | Err(_) => anyhow::bail!("{topic}/{}@{} after the cut is not what this version writes: not rescaling over it", record.partition, record.offset),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The first partition at which two sets of positions differ, for the message.

@@ -10,56 +10,26 @@
 use egret::drive::{self, DriveOptions};
 use egret_ingest::embedded::EmbeddedLog;
 use egret::instance::{self, InstanceReport};
-use egret_ingest::kafka::{KafkaConfig, KafkaSink};
+use egret_ingest::kafka::KafkaConfig;
 use egret_ingest::memory::MemorySink;
 use egret_model::{CityModel, Topic};
 use egret_pipeline::runner::{self, Ended, Outputs};
-use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, SegmentWindow, Stats};
+use egret_pipeline::{ClockMode, DLQ_TOPIC, LiveState, Pipeline, PipelineConfig, Stats};
 use egret_pipeline::ownership::Ownership;
 use egret_simulator::{GroundTruth, Noise, SimConfig, Simulator};
 use std::collections::BTreeMap;
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::*;
 #[path = "support/final_windows.rs"]
 mod final_windows;
 use final_windows::final_window_row;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const START: i64 = 1_795_995_900_000; // Monday 2026-11-30 07:45 CST
-
-fn brokers() -> Option<String> {
-    match std::env::var("EGRET_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("EGRET_KAFKA is not set: under CI a Kafka broker is required (.ci/run starts one)"),
-        _ => {
-            eprintln!("skipping: set EGRET_KAFKA=host:port (or run .ci/run, which starts a broker)");
-            None
-        }
-    }
-}
-
-fn namespace(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("test-{test}-{}-{nanos}.", std::process::id())
-}
-
-fn config(brokers: &str, ns: &str) -> KafkaConfig {
-    KafkaConfig { namespace: ns.to_owned(), group_id: format!("{ns}group"), poll_interval: Duration::from_millis(100), ..KafkaConfig::new(brokers) }
-}
+use std::time::Duration;
 
 fn input_topics() -> Vec<&'static str> {
     Topic::ALL.iter().map(|t| t.default_name()).collect()
-}
-
-/// Final windows as comparable rows: (segment, start, samples, mean, median).
-fn windows(live: &LiveState) -> Vec<(u32, i64, u32, u64, u64)> {
-    let mut rows: Vec<_> = live
-        .all_history()
-        .iter()
-        .map(|w: &SegmentWindow| (w.segment.0, w.window_start_ms, w.sample_count, w.mean_speed_kmh.to_bits(), w.median_speed_kmh.to_bits()))
-        .collect();
-    rows.sort();
-    rows
 }
 
 async fn embedded_run(city: Arc<CityModel>, sim: SimConfig) -> (Arc<LiveState>, GroundTruth) {
@@ -80,15 +50,6 @@ async fn embedded_run(city: Arc<CityModel>, sim: SimConfig) -> (Arc<LiveState>, 
     let outputs = Outputs { dead_letters: &dlq, derived: &derived };
     runner::run(&mut source, &outputs, &mut pipeline, &live, std::future::pending()).await.expect("embedded pipeline");
     (live, producer.await.expect("producer"))
-}
-
-/// Publishes the scenario to Kafka (returns how many events).
-async fn publish(city: Arc<CityModel>, sim: SimConfig, config: &KafkaConfig) -> u64 {
-    instance::ensure_all_topics(config).await.expect("create topics");
-    let sink = KafkaSink::new(config).expect("producer");
-    let sent = drive::drive(&mut Simulator::new(city, sim), &sink, DriveOptions::fast(), |_| {}).await.expect("publish");
-    sink.flush(Duration::from_secs(60)).expect("flush");
-    sent
 }
 
 /// One `egret run --kafka` instance until its input has been idle for `idle`.
@@ -113,13 +74,6 @@ async fn kafka_run(city: Arc<CityModel>, sim: SimConfig, config: &KafkaConfig) -
     let sent = publish(city.clone(), sim, config).await;
     let (live, report) = instance(city, config.clone(), Duration::from_secs(5)).await;
     (live, report.stats, sent)
-}
-
-fn assert_same_windows(a: &[(u32, i64, u32, u64, u64)], b: &[(u32, i64, u32, u64, u64)], what_a: &str, what_b: &str) {
-    if let Some(i) = (0..a.len().min(b.len())).find(|i| a[*i] != b[*i]) {
-        panic!("{what_a} and {what_b} differ first at window {i}: {:?} vs {:?}", a[i], b[i]);
-    }
-    assert_eq!(a.len(), b.len(), "{what_a} has {} closed windows, {what_b} {}", a.len(), b.len());
 }
 
 /// Every record of a topic, read in a fresh group until it has been idle for 3 s.
@@ -160,10 +114,6 @@ async fn kafka_path_gives_the_embedded_windows() {
     assert_same_windows(&from_kafka, &embedded, "the Kafka run", "the embedded run");
     assert!(mape_kafka <= 1.0);
     assert_same_tickets(&kafka_live, &embedded_live);
-}
-
-fn tickets(live: &LiveState) -> std::collections::BTreeSet<String> {
-    live.violations(|_| true).into_iter().map(|v| v.violation_id).collect()
 }
 
 fn assert_same_tickets(kafka: &LiveState, embedded: &LiveState) {
@@ -410,90 +360,4 @@ async fn an_api_instance_without_a_pipeline_serves_what_the_pipeline_published()
     println!("egret serve: {} segments and {} tickets, as published", served_segments.len(), served_tickets.len());
     assert_eq!(served_segments, published_segments, "segments served by the API instance");
     assert_eq!(served_tickets, published_tickets, "tickets served by the API instance");
-}
-
-/// Instance `share` of `config`'s group with checkpoints in `dir`: to the cut at
-/// `stop_at` (`egret run --stop-at`), or, without one, until its input has been
-/// idle for 5 s.
-async fn checkpointed(city: Arc<CityModel>, config: KafkaConfig, share: Ownership, dir: std::path::PathBuf, stop_at: Option<i64>) -> (Arc<LiveState>, InstanceReport) {
-    let live = Arc::new(LiveState::new(city.clone()));
-    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let checkpoints = Some(instance::CheckpointOptions { dir, interval: Duration::from_secs(1) });
-    let options = instance::RunOptions { exit_when_idle: stop_at.is_none().then_some(Duration::from_secs(5)), checkpoints, ownership: share, stop_at };
-    let report = instance::run(city, pipeline, &config, live.clone(), stop, &options).await.expect("instance runs");
-    assert_eq!(report.ended, if stop_at.is_some() { Ended::Cut } else { Ended::InputEnd }, "instance {share}");
-    (live, report)
-}
-
-/// Rescaling through a real broker: two instances stop at a cut (`--stop-at`),
-/// `egret rescale` deals their checkpoints out to three and commits the new
-/// groups' offsets there, and the three go on to the end. Together the five write
-/// exactly the tickets and final windows of one instance stopped at the same cut
-/// and restarted, and keep every input record exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instances_output() {
-    let Some(brokers) = brokers() else { return };
-    let city = egret::load_city(None).expect("city");
-    let cut = START + 4 * 60_000;
-    let noise = Noise { misread: 0.2, ..Noise::noisy() };
-    let config = config(&brokers, &namespace("rescale"));
-    let mut sent = 0;
-    for (seed, start) in [(21, START), (22, cut)] {
-        sent += publish(city.clone(), SimConfig { noise: noise.clone(), ..SimConfig::clean(seed, start, 4 * 60_000) }, &config).await;
-    }
-    let state = std::env::temp_dir().join(format!("egret-rescale-e2e-{}", std::process::id()));
-    let rescale = egret::rescale::RescaleOptions { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone(), from: 2, to: 3, kafka: Some(config.clone()) };
-    let whole = KafkaConfig { group_id: format!("{}-whole", config.group_id), ..config.clone() };
-    let whole_dir = state.join("whole");
-    let one = tokio::spawn(checkpointed(city.clone(), whole.clone(), Ownership::default(), whole_dir.clone(), Some(cut)));
-    let share = |k, n| Ownership::new(k, n).expect("index below count");
-    let mut runs = Vec::new();
-    for k in 0..2 {
-        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 2), rescale.directory(share(k, 2)), Some(cut))));
-    }
-    let mut split = Vec::new();
-    for run in runs {
-        split.push(run.await.expect("an instance of two"));
-    }
-    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
-    let dealt = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect("rescaled");
-    assert_eq!((dealt.cut_ms, dealt.directories.len(), dealt.offsets_committed), (cut, 3, true));
-    assert!(dealt.plates_in_flight > 100, "plates with reads in flight at the cut: {}", dealt.plates_in_flight);
-    let refused = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect_err("the new directories hold checkpoints");
-    assert!(refused.to_string().contains("already holds a checkpoint"), "{refused}");
-    let mut runs = Vec::new();
-    for k in 0..3 {
-        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 3), rescale.directory(share(k, 3)), None)));
-    }
-    let first = one.await.expect("one instance to the cut");
-    let rest = checkpointed(city.clone(), whole, Ownership::default(), whole_dir, None).await;
-    for run in runs {
-        split.push(run.await.expect("an instance of three"));
-    }
-    let consumed = |r: &InstanceReport| r.stats.consumed.values().sum::<u64>();
-    let kept: Vec<u64> = split.iter().map(|(_, r)| consumed(r)).collect();
-    println!("rescale: {sent} events; instances of two then of three kept {kept:?}; one instance {} then {}", consumed(&first.1), consumed(&rest.1));
-    // Totals are kept in the state: across a stop they go on, and dealt out, the
-    // first new instance carries the old ones'.
-    assert_eq!(consumed(&rest.1), sent, "one instance counts every input once across its stop");
-    assert_eq!(kept[0] + kept[1], consumed(&first.1), "the two keep what one keeps up to the cut");
-    assert_eq!(kept[2..].iter().sum::<u64>(), sent, "the three, with the two's totals, count every input once");
-    assert!(kept[3] > 0 && kept[4] > 0 && kept[2] > kept[0] + kept[1], "every instance of three did work: {kept:?}");
-    let union = |lives: &mut dyn Iterator<Item = &Arc<LiveState>>| {
-        lives.fold((std::collections::BTreeSet::new(), Vec::new()), |(mut t, mut w), live| {
-            t.extend(tickets(live));
-            w.extend(windows(live));
-            (t, w)
-        })
-    };
-    let (split_tickets, mut split_windows) = union(&mut split.iter().map(|(l, _)| l));
-    let (one_tickets, mut one_windows) = union(&mut [&first.0, &rest.0].into_iter());
-    split_windows.sort();
-    one_windows.sort();
-    assert!(one_tickets.len() > 20, "the scenario issues tickets: {}", one_tickets.len());
-    let (missing, extra): (Vec<_>, Vec<_>) = (one_tickets.difference(&split_tickets).collect(), split_tickets.difference(&one_tickets).collect());
-    assert!(missing.is_empty() && extra.is_empty(), "of {} tickets, the rescaled split misses {missing:?} and adds {extra:?}", one_tickets.len());
-    assert_same_windows(&split_windows, &one_windows, "the rescaled split", "one instance");
-    std::fs::remove_dir_all(&state).ok();
 }

@@ -67,8 +67,10 @@ impl Cut {
     }
 }
 
-/// Stage 2's side: the cut marks come so far, per repartition partition.
-#[derive(Debug, Default)]
+/// Stage 2's side: the cut marks come so far, per repartition partition. Kept
+/// in stage 2's checkpoint: a stage 2 restarted while it waits for the last marks
+/// does not read again the ones it has passed.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CutMarks {
     /// Per partition, the instances whose mark of the cut at `.0` has come.
     marked: BTreeMap<u32, BTreeSet<(i64, u32)>>,

@@ -21,7 +21,7 @@ use crate::stage1::{Stage1, Stage1Output};
 use crate::stage2::Stage2;
 use crate::checkpoint::Checkpointer;
 use crate::update::{Origin, Update};
-use crate::cut::{Cut, CutMarks};
+use crate::cut::Cut;
 use crate::marks::{Applied, Marks, Speakers};
 use crate::ownership::Ownership;
 use egret_ingest::{Acked, IngestError, OutRecord, Poll, Sink, Source};
@@ -220,6 +220,14 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     let Stage1Outputs { repartition, topic, dead_letters, producer, partitions } = *outputs;
     let ownership = stage1.ownership();
     stage1.set_idle_reported(source.reports_idle());
+    if let Some(at) = stop_at
+        && stage1.state().stopped_at() == Some(at)
+    {
+        // Restarted after it stopped there (a supervisor, a standby): the marks
+        // go again, in case the stop came between its checkpoint and its marks.
+        repartition.send(cut_marks(topic, producer, ownership, at, partitions)).await?;
+        return Ok(Ended::Cut);
+    }
     stage1.set_stopped_at(None);
     let mut cut = stop_at.map(Cut::new);
     let mut settling_at_cut = false;
@@ -365,8 +373,10 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     tokio::pin!(shutdown);
     let stop_at = stage2.stop_at();
     let ownership = stage2.ownership();
+    if stop_at.is_some() && stage2.state().stopped_at() == stop_at {
+        return Ok(Ended::Cut);
+    }
     stage2.set_stopped_at(None);
-    let mut cut_marks = CutMarks::default();
     let mut marks = Marks::new(ownership.count());
     let mut speakers = Speakers::default();
     let (mut passing_over, mut told_of_passing_over) = (false, false);
@@ -433,7 +443,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
                 }
                 // An instance that stops holds its partitions at its last mark (`Marks`).
                 Ok(Internal::Leave { .. }) => {}
-                Ok(Internal::Cut { at, i, n, .. }) if n == ownership.count() && i < n => cut_marks.observe(r.partition, i, at),
+                Ok(Internal::Cut { at, i, n, .. }) if n == ownership.count() && i < n => stage2.observe_cut_mark(r.partition, i, at),
                 Ok(Internal::Cut { .. }) => passing_over = true,
                 // Only Egret writes this topic: a bad record is a bug, not input.
                 Err(e) => tracing::error!("unreadable record on {}/{}@{}: {e}", r.topic, r.partition, r.offset),
@@ -463,7 +473,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
         checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), &(stage2.state(), &*applied), false).await?;
         laps.lap("commit");
         if let Some(at) = stop_at
-            && cut_marks.complete(at, ownership.count(), &stage2.owned_partitions())
+            && stage2.cut_marked_by_all(at)
         {
             // Every instance's stage 1 has stopped there and all it sent before is applied.
             stage2.set_stopped_at(Some(at));

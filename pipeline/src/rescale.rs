@@ -73,6 +73,8 @@ pub fn stage1(states: Vec<Stage1State>, to: Ownership) -> Result<Stage1State, Re
         }
     }
     let mut merged = merged.ok_or(RescaleError::Nothing)?;
+    // The new instance runs on from the cut; it has not stopped at it.
+    merged.set_stopped_at(None);
     if to.index() == 0 {
         merged.stats = totals;
         merged.enforcer.set_unconfirmed(unconfirmed);
@@ -86,8 +88,11 @@ pub fn stage1(states: Vec<Stage1State>, to: Ownership) -> Result<Stage1State, Re
 /// `partitions` is the repartition topic's.
 pub fn stage2(city: &Arc<CityModel>, config: PipelineConfig, states: Vec<Stage2State>, partitions: u32, to: Ownership) -> Result<Stage2State, RescaleError> {
     let old = u32::try_from(states.len()).map_err(|_| RescaleError::Nothing)?;
+    // An instance keeping no repartition partition (more instances than
+    // partitions) stops at once, its watermark never moved: it has no say.
+    let keeping = |i: usize| (i as u32) < partitions;
     let watermark = states.first().ok_or(RescaleError::Nothing)?.watermark();
-    if let Some((i, other)) = states.iter().enumerate().find(|(_, s)| s.watermark() != watermark) {
+    if let Some((i, other)) = states.iter().enumerate().find(|(i, s)| keeping(*i) && s.watermark() != watermark) {
         return Err(RescaleError::NotOneCut { first: (watermark, None), other: i + 1, theirs: (other.watermark(), None) });
     }
     let mut dealt = Stage2::new(city, config).into_state();

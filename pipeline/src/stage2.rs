@@ -42,6 +42,9 @@ pub struct Stage2State {
     /// The cut this state was saved at, when its instance stopped at one (`cut`).
     #[serde(default)]
     stopped_at: Option<i64>,
+    /// The marks of instances stopped at a cut, read so far (`cut`).
+    #[serde(default)]
+    cut_marks: crate::cut::CutMarks,
 }
 
 impl Stage2State {
@@ -115,6 +118,7 @@ impl Stage2 {
             late_traversals: 0,
             windows_closed: 0,
             stopped_at: None,
+            cut_marks: Default::default(),
         };
         Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default(), partitions: 1, stop_at: None }
     }
@@ -160,9 +164,16 @@ impl Stage2 {
         self.state.set_stopped_at(at_ms);
     }
 
-    /// The repartition partitions this instance keeps.
-    pub fn owned_partitions(&self) -> Vec<u32> {
-        (0..self.partitions).filter(|p| self.ownership.owns(*p)).collect()
+    /// Instance `instance` of the split marked the cut at `at_ms` on `partition`.
+    pub fn observe_cut_mark(&mut self, partition: u32, instance: u32, at_ms: i64) {
+        self.state.cut_marks.observe(partition, instance, at_ms);
+    }
+
+    /// Whether every instance of the split marked the cut at `at_ms` on every
+    /// repartition partition this instance keeps.
+    pub fn cut_marked_by_all(&self, at_ms: i64) -> bool {
+        let owned: Vec<u32> = (0..self.partitions).filter(|p| self.ownership.owns(*p)).collect();
+        self.state.cut_marks.complete(at_ms, self.ownership.count(), &owned)
     }
 
     /// The state, given up (to be dealt out to a new split: `rescale`).

@@ -5,9 +5,11 @@
 //! processed, and librdkafka's periodic commit sends what is stored. The producer is
 //! idempotent. Topics are created with the Admin API when missing.
 
+mod offsets;
 mod sink;
 mod source;
 
+pub use offsets::{commit_offsets, read_from};
 pub use sink::KafkaSink;
 pub use source::{Commits, KafkaSource};
 
@@ -107,20 +109,3 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[(&str, bool)]) -> Res
     Ok(())
 }
 
-/// Commits `positions` (next offset to read, per contract topic and partition) as
-/// the offsets of consumer group `group`, which must have no members: where a new
-/// group starts, instead of the earliest record (`egret rescale`).
-pub async fn commit_offsets(config: &KafkaConfig, group: &str, positions: &std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>) -> Result<(), IngestError> {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let mut list = rdkafka::TopicPartitionList::new();
-    for (topic, partitions) in positions {
-        for (partition, next) in partitions {
-            list.add_partition_offset(&config.topic(topic), *partition as i32, rdkafka::Offset::Offset(*next as i64)).map_err(broker_err("offset list"))?;
-        }
-    }
-    let consumer: BaseConsumer = config.client().set("group.id", group).set("enable.auto.commit", "false").create().map_err(broker_err("creating a consumer"))?;
-    let group = group.to_owned();
-    tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync).map_err(|e| IngestError::Broker(format!("committing the offsets of group {group}: {e}"))))
-        .await
-        .map_err(|e| IngestError::Broker(format!("committing offsets: {e}")))?
-}

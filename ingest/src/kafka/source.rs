@@ -276,7 +276,7 @@ fn is_rebalancing(code: RDKafkaErrorCode) -> bool {
     matches!(code, RDKafkaErrorCode::IllegalGeneration | RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::UnknownMemberId)
 }
 
-fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
+pub(crate) fn to_record<M: Message>(m: &M, namespace: &str) -> Record {
     Record {
         topic: m.topic().strip_prefix(namespace).unwrap_or(m.topic()).to_owned(),
         partition: m.partition().max(0) as u32,

@@ -134,9 +134,11 @@ pub struct Transit {
     /// on from where they were.
     #[serde(default)]
     ghosts_checked_until: Vec<i64>,
-    /// What checkpoints of before kept instead: one instant for all routes.
-    #[serde(rename = "ghost_checked_until", default, skip_serializing)]
-    ghosts_checked_until_of_all: Option<i64>,
+    /// What checkpoints of before kept instead: one instant for all routes. Still
+    /// written, the earliest of the routes kept, so a build of before reads a
+    /// checkpoint of this one (and checks some trips again, none skipped).
+    #[serde(rename = "ghost_checked_until")]
+    ghosts_checked_until_of_all: i64,
     updated: Vec<String>,
     /// Per route, whether this instance keeps it (see `ownership`): another
     /// instance's routes report elsewhere, and their trips are not ghosts here.
@@ -148,8 +150,8 @@ impl Transit {
     /// After a restore: the parts built from the city model come from `fresh`.
     pub(crate) fn take_city_parts_from(&mut self, fresh: Transit) {
         (self.paths, self.owned_routes) = (fresh.paths, fresh.owned_routes);
-        if let Some(all) = self.ghosts_checked_until_of_all.take() {
-            self.ghosts_checked_until = vec![all; self.paths.len()];
+        if self.ghosts_checked_until.is_empty() {
+            self.ghosts_checked_until = vec![self.ghosts_checked_until_of_all; self.paths.len()];
         }
         self.ghosts_checked_until.resize(self.paths.len(), i64::MIN);
     }
@@ -212,7 +214,7 @@ impl Transit {
             first_report_ms: None,
             newest_report_ms: i64::MIN,
             ghosts_checked_until: vec![i64::MIN; city.routes.len()],
-            ghosts_checked_until_of_all: None,
+            ghosts_checked_until_of_all: i64::MIN,
             updated: Vec::new(),
             owned_routes: vec![true; city.routes.len()],
         }
@@ -397,6 +399,7 @@ impl Transit {
         for r in (0..city.routes.len()).filter(|r| owned(*r)) {
             self.ghosts_checked_until[r] = self.ghosts_checked_until[r].max(to);
         }
+        self.ghosts_checked_until_of_all = (0..city.routes.len()).filter(|r| owned(*r)).map(|r| self.ghosts_checked_until[r]).min().unwrap_or(i64::MIN);
     }
 }
 
@@ -412,13 +415,17 @@ mod tests {
         let city = crate::repo_city();
         let mut saved = ciborium::Value::serialized(&Transit::new(&city)).expect("a value");
         let ciborium::Value::Map(fields) = &mut saved else { panic!("a map: {saved:?}") };
-        fields.retain(|(name, _)| name.as_text() != Some("ghosts_checked_until"));
+        fields.retain(|(name, _)| !matches!(name.as_text(), Some("ghosts_checked_until" | "ghost_checked_until")));
         fields.push((ciborium::Value::Text("ghost_checked_until".into()), ciborium::Value::Integer(1_795_996_000_000_i64.into())));
         let mut restored: Transit = saved.deserialized().expect("the old layout reads");
         restored.take_city_parts_from(Transit::new(&city));
         assert_eq!(restored.ghosts_checked_until, vec![1_795_996_000_000; city.routes.len()]);
-        let again = ciborium::Value::serialized(&restored).expect("a value");
-        let ciborium::Value::Map(fields) = &again else { panic!("a map") };
-        assert!(fields.iter().all(|(name, _)| name.as_text() != Some("ghost_checked_until")), "written per route only");
+        // Both are written: the scalar for a build of before, and it is not read
+        // back over the routes' own.
+        restored.ghosts_checked_until[0] = 1_795_997_000_000;
+        let again: Transit = ciborium::Value::serialized(&restored).expect("a value").deserialized().expect("reads back");
+        let mut again_restored = again;
+        again_restored.take_city_parts_from(Transit::new(&city));
+        assert_eq!(again_restored.ghosts_checked_until[0], 1_795_997_000_000);
     }
 }
