@@ -9,6 +9,7 @@ pub mod eval;
 pub mod faults;
 pub mod follow;
 pub mod instance;
+pub mod lag;
 pub mod rescale;
 pub mod serve;
 pub mod soak;

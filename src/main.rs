@@ -217,6 +217,19 @@ enum Command {
         #[arg(long)]
         kafka: String,
     },
+    /// How far behind the input each pipeline instance is: records its consumer
+    /// groups have not committed, on the input topics and the repartition topic.
+    Lag {
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        kafka: String,
+        /// The instances' consumer group.
+        #[arg(long, default_value = "egret")]
+        group: String,
+        /// How many active instances split the input (`run --instance K/N`).
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
+    },
     /// Print a bearer token for the API, signed with this deployment's key
     /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
     Token {
@@ -398,6 +411,14 @@ async fn main() -> anyhow::Result<()> {
             let options = egret::rescale::RescaleOptions { checkpoints: checkpoints.unwrap_or_else(|| cli.state_dir.join("checkpoints")), namespace: cli.namespace.clone(), group, from, to, kafka };
             let done = egret::rescale::rescale(&city, &pipeline, &options).await?;
             println!("{from} instances dealt out to {to}: {} plates in flight kept; start `egret run --kafka ... --instance K/{to}` for K = 1..{to}", done.plates_in_flight);
+            Ok(())
+        }
+        Command::Lag { kafka, group, instances } => {
+            let config = KafkaConfig { namespace: cli.namespace.clone(), ..KafkaConfig::new(kafka) };
+            for l in egret::lag::lag(&config, &group, instances).await? {
+                let topics: Vec<String> = l.input.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                println!("instance {}: {} input records behind ({}), {} updates behind on the repartition topic", l.instance, l.input_total(), topics.join(", "), l.repartition);
+            }
             Ok(())
         }
         Command::Serve { kafka, group, listen } => {

@@ -48,6 +48,12 @@ async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instanc
     for (seed, start) in [(21, START), (22, cut)] {
         sent += publish(city.clone(), SimConfig { noise: noise.clone(), ..SimConfig::clean(seed, start, 4 * 60_000) }, &config).await;
     }
+    let lag = |n| {
+        let config = config.clone();
+        async move { egret::lag::lag(&config, &config.group_id, n).await.expect("lag read") }
+    };
+    let before = lag(2).await;
+    assert!(before.iter().all(|l| l.input_total() == sent), "nothing read yet: every instance is the whole input behind: {before:?}");
     let state = std::env::temp_dir().join(format!("egret-rescale-e2e-{}", std::process::id()));
     let rescale = egret::rescale::RescaleOptions { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone(), from: 2, to: 3, kafka: config.clone() };
     let whole = KafkaConfig { group_id: format!("{}-whole", config.group_id), ..config.clone() };
@@ -85,6 +91,8 @@ async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instanc
     for run in runs {
         split.push(run.await.expect("an instance of three"));
     }
+    let after = lag(3).await;
+    assert!(after.iter().all(|l| l.input_total() == 0 && l.repartition == 0), "the three read and applied everything: {after:?}");
     let consumed = |r: &InstanceReport| r.stats.consumed.values().sum::<u64>();
     let kept: Vec<u64> = split.iter().map(|(_, r)| consumed(r)).collect();
     println!("rescale: {sent} events; instances of two then of three kept {kept:?}; one instance {} then {}", consumed(&first.1), consumed(&rest.1));

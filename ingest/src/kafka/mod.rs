@@ -9,7 +9,7 @@ mod offsets;
 mod sink;
 mod source;
 
-pub use offsets::{commit_offsets, read_from};
+pub use offsets::{commit_offsets, group_lag, read_from};
 pub use sink::KafkaSink;
 pub use source::{Commits, KafkaSource};
 

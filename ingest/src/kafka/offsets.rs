@@ -72,3 +72,40 @@ pub async fn read_from(config: &KafkaConfig, topic: &str, from: &BTreeMap<u32, u
     .await
     .map_err(|e| IngestError::Broker(format!("reading {e}")))?
 }
+
+/// Records of `topics` that consumer group `group` has not committed yet: per
+/// topic, the sum over its partitions of the end offset less the committed one
+/// (less the first offset kept, where the group has committed nothing).
+pub async fn group_lag(config: &KafkaConfig, group: &str, topics: &[&str]) -> Result<BTreeMap<String, u64>, IngestError> {
+    let (config, group) = (config.clone(), group.to_owned());
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.client().set("group.id", &group).set("enable.auto.commit", "false").create().map_err(broker_err("creating a consumer"))?;
+        let timeout = Duration::from_secs(10);
+        let mut list = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for topic in &topics {
+            let broker_topic = config.topic(topic);
+            let metadata = consumer.fetch_metadata(Some(&broker_topic), timeout).map_err(broker_err("reading the topic's partitions"))?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (low, high) = consumer.fetch_watermarks(&broker_topic, partition.id(), timeout).map_err(broker_err("reading the end offsets"))?;
+                list.add_partition(&broker_topic, partition.id());
+                ends.insert((broker_topic.clone(), partition.id()), (low, high));
+            }
+        }
+        let committed = consumer.committed_offsets(list, timeout).map_err(broker_err("reading the committed offsets"))?;
+        let mut lag: BTreeMap<String, u64> = topics.iter().map(|t| (t.clone(), 0)).collect();
+        for element in committed.elements() {
+            let Some(&(low, high)) = ends.get(&(element.topic().to_owned(), element.partition())) else { continue };
+            let from = match element.offset() {
+                Offset::Offset(o) => o.max(low),
+                _ => low,
+            };
+            let topic = element.topic().strip_prefix(&config.namespace).unwrap_or(element.topic());
+            *lag.entry(topic.to_owned()).or_default() += (high - from).max(0) as u64;
+        }
+        Ok(lag)
+    })
+    .await
+    .map_err(|e| IngestError::Broker(format!("reading lag: {e}")))?
+}
