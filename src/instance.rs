@@ -207,6 +207,11 @@ pub async fn run(
     };
     ensure_all_topics(base).await?;
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
+    // Stage 1 ran on past a cut (`--past-cut`) and the process stopped before
+    // stage 2 saved that it had too: stage 2's cut is moot.
+    if stage2.state().stopped_at().is_some() && stage2.state().stopped_at() != stage1.state().stopped_at() {
+        stage2.forget_cuts_but(None);
+    }
     if let Some(at) = stage1.state().stopped_at()
         && stop_at != Some(at)
         && !past_cut

@@ -28,6 +28,7 @@ impl InstanceLag {
 /// The lag of each of the `instances` instances splitting the input of `group`
 /// (one: the group itself).
 pub async fn lag(config: &KafkaConfig, group: &str, instances: u32) -> anyhow::Result<Vec<InstanceLag>> {
+    anyhow::ensure!(instances >= 1, "--instances is a count of instances: 1 or more");
     let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
     let repartition = repartition_topic(group);
     let mut lags = Vec::new();

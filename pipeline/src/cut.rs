@@ -77,6 +77,15 @@ pub struct CutMarks {
 }
 
 impl CutMarks {
+    /// Forgets the marks of every cut but `at_ms`'s (all of them for none): a
+    /// stage 2 that ran on past a cut must not find it marked when it is asked to
+    /// stop there again.
+    pub fn keep_only(&mut self, at_ms: Option<i64>) {
+        for marks in self.marked.values_mut() {
+            marks.retain(|(at, _)| Some(*at) == at_ms);
+        }
+    }
+
     pub fn observe(&mut self, partition: u32, instance: u32, at_ms: i64) {
         self.marked.entry(partition).or_default().insert((at_ms, instance));
     }
@@ -126,6 +135,15 @@ mod tests {
         assert!(!marks.complete(100, 2, &[0, 2]), "a mark of another cut");
         marks.observe(2, 1, 100);
         assert!(marks.complete(100, 2, &[0, 2]));
+        // Run on past the cut, then asked to stop there again: the old marks do not
+        // count, the ones of the cut it waits for do.
+        marks.keep_only(None);
+        assert!(!marks.complete(100, 2, &[0, 2]), "forgotten after running on past the cut");
+        marks.observe(0, 0, 100);
+        marks.observe(0, 1, 200);
+        marks.keep_only(Some(200));
+        marks.observe(0, 0, 200);
+        assert!(marks.complete(200, 2, &[0]) && !marks.complete(100, 2, &[0]));
         assert!(marks.complete(100, 3, &[]), "an instance keeping no partition has nothing to wait for");
         assert!(!marks.complete(100, 3, &[0]), "the third instance has not marked");
     }

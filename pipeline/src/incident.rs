@@ -236,8 +236,10 @@ impl IncidentDetector {
     /// Opens and clears incidents as of `watermark_ms`; returns the changed ones.
     pub fn check(&mut self, watermark_ms: i64) -> Vec<Incident> {
         // Every segment's vehicles gone elsewhere are counted before any segment is
-        // judged by the pool: how long since the last check, and where in `active`
-        // a segment comes, must not change its judgement.
+        // judged by the pool, so where in `active` a segment comes does not change
+        // its judgement, and a check after a long silence does not judge by a pool
+        // missing the other segments' counts. (A seldom check still judges by counts
+        // gathered after the evidence; it may need more overdue vehicles, not fewer.)
         for &seg in &self.active {
             let i = seg as usize;
             let s = &mut self.segments[i];

@@ -164,6 +164,15 @@ impl Stage2 {
         self.state.set_stopped_at(at_ms);
     }
 
+    /// Forgets every cut but the one at `at_ms`: where it stopped, and the marks
+    /// read (see `CutMarks::keep_only`).
+    pub fn forget_cuts_but(&mut self, at_ms: Option<i64>) {
+        if self.state.stopped_at != at_ms {
+            self.state.stopped_at = None;
+        }
+        self.state.cut_marks.keep_only(at_ms);
+    }
+
     /// Instance `instance` of the split marked the cut at `at_ms` on `partition`.
     pub fn observe_cut_mark(&mut self, partition: u32, instance: u32, at_ms: i64) {
         self.state.cut_marks.observe(partition, instance, at_ms);

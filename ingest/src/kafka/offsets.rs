@@ -35,11 +35,14 @@ pub async fn commit_offsets(config: &KafkaConfig, group: &str, positions: &Posit
 pub async fn read_from(config: &KafkaConfig, topic: &str, from: &BTreeMap<u32, u64>) -> Result<Vec<Record>, IngestError> {
     let (config, topic, from) = (config.clone(), config.topic(topic), from.clone());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.client().set("group.id", "egret-read-from").set("enable.auto.commit", "false").create().map_err(broker_err("creating a consumer"))?;
+        let consumer: BaseConsumer = config.client().set("group.id", "egret-read-from").set("enable.auto.commit", "false").set("auto.offset.reset", "earliest").create().map_err(broker_err("creating a consumer"))?;
         let mut list = TopicPartitionList::new();
         let mut ends = BTreeMap::new();
         for (partition, next) in &from {
-            let (_, high) = consumer.fetch_watermarks(&topic, *partition as i32, Duration::from_secs(10)).map_err(broker_err("reading the end offsets"))?;
+            let (low, high) = consumer.fetch_watermarks(&topic, *partition as i32, Duration::from_secs(10)).map_err(broker_err("reading the end offsets"))?;
+            if (low.max(0) as u64) > *next {
+                return Err(IngestError::Broker(format!("{topic}/{partition} no longer holds offset {next} (retention has removed up to {low})")));
+            }
             if high.max(0) as u64 > *next {
                 list.add_partition_offset(&topic, *partition as i32, Offset::Offset(*next as i64)).map_err(broker_err("offset list"))?;
                 ends.insert(*partition, high as u64);
@@ -87,7 +90,11 @@ pub async fn group_lag(config: &KafkaConfig, group: &str, topics: &[&str]) -> Re
         for topic in &topics {
             let broker_topic = config.topic(topic);
             let metadata = consumer.fetch_metadata(Some(&broker_topic), timeout).map_err(broker_err("reading the topic's partitions"))?;
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            // A topic that is not there (another namespace, a typo) has no lag to
+            // report, and must not read as none.
+            let found = metadata.topics().iter().find(|t| t.name() == broker_topic).filter(|t| t.error().is_none() && !t.partitions().is_empty());
+            let Some(found) = found else { return Err(IngestError::Broker(format!("topic {broker_topic} is not on the cluster"))) };
+            for partition in found.partitions() {
                 let (low, high) = consumer.fetch_watermarks(&broker_topic, partition.id(), timeout).map_err(broker_err("reading the end offsets"))?;
                 list.add_partition(&broker_topic, partition.id());
                 ends.insert((broker_topic.clone(), partition.id()), (low, high));

@@ -69,7 +69,7 @@ pub async fn run_stage2<S: Source, D: Sink, E: Sink>(
     if stop_at.is_some() && stage2.state().stopped_at() == stop_at {
         return Ok(Ended::Cut);
     }
-    stage2.set_stopped_at(None);
+    stage2.forget_cuts_but(stop_at);
     let mut marks = Marks::new(ownership.count());
     let mut speakers = Speakers::default();
     let (mut passing_over, mut told_of_passing_over) = (false, false);

@@ -137,13 +137,17 @@ pub struct Transit {
     /// What checkpoints of before kept instead: one instant for all routes. Still
     /// written, the earliest of the routes kept, so a build of before reads a
     /// checkpoint of this one (and checks some trips again, none skipped).
-    #[serde(rename = "ghost_checked_until")]
+    #[serde(rename = "ghost_checked_until", default = "long_ago")]
     ghosts_checked_until_of_all: i64,
     updated: Vec<String>,
     /// Per route, whether this instance keeps it (see `ownership`): another
     /// instance's routes report elsewhere, and their trips are not ghosts here.
     #[serde(skip)]
     owned_routes: Vec<bool>,
+}
+
+fn long_ago() -> i64 {
+    i64::MIN
 }
 
 impl Transit {
@@ -427,5 +431,12 @@ mod tests {
         let mut again_restored = again;
         again_restored.take_city_parts_from(Transit::new(&city));
         assert_eq!(again_restored.ghosts_checked_until[0], 1_795_997_000_000);
+        // Without the scalar (what the first builds with per-route checks wrote).
+        let mut saved = ciborium::Value::serialized(&again_restored).expect("a value");
+        let ciborium::Value::Map(fields) = &mut saved else { panic!("a map") };
+        fields.retain(|(name, _)| name.as_text() != Some("ghost_checked_until"));
+        let mut restored: Transit = saved.deserialized().expect("reads without the scalar");
+        restored.take_city_parts_from(Transit::new(&city));
+        assert_eq!(restored.ghosts_checked_until[0], 1_795_997_000_000);
     }
 }
