@@ -85,6 +85,9 @@ struct Cut {
 
 /// Deals the checkpoints of `options.from` instances out to `options.to`.
 pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: &RescaleOptions) -> anyhow::Result<Rescaled> {
+    // As `egret run` runs the pipeline (`commands::run`): the checkpoints'
+    // fingerprints name its settings.
+    let pipeline = &PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
     anyhow::ensure!(options.from >= 1 && options.to >= 1, "--from and --to are counts of instances: 1 or more");
     anyhow::ensure!(options.from != options.to, "the deployment already has {} instances: nothing to deal out", options.to);
     let partitions = u32::try_from(options.kafka.partitions)?;

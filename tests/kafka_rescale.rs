@@ -2,7 +2,8 @@
 //! `.ci/run`): instances of a split stopped at a cut (`egret run --stop-at`),
 //! their checkpoints dealt out to another number of instances (`egret rescale`),
 //! and the new ones going on from the cut write exactly what one instance
-//! writes; a rescale that would lose updates is refused.
+//! writes; a rescale that would lose updates is refused; and the README's
+//! commands do it as processes.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -163,5 +164,75 @@ async fn rescaling_refuses_when_an_old_instance_ran_past_the_cut() {
     let refused = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect_err("updates after the cut");
     assert!(refused.to_string().contains("sent updates after the cut"), "{refused}");
     assert!(!rescale.directory(Ownership::new(0, 3).expect("a share")).join("stage1.cbor").exists(), "a refusal writes nothing");
+    std::fs::remove_dir_all(&state).ok();
+}
+
+/// The operator's steps of the README, as processes: `egret run --stop-at` stops
+/// each instance at the cut and serves on, `egret rescale` deals them out to
+/// three, an old instance started again without the cut is refused, and the three
+/// new ones run to the end with nothing left behind (`egret lag`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rescale_commands_of_the_readme_take_a_deployment_from_two_instances_to_three() {
+    let Some(brokers) = brokers() else { return };
+    let ns = namespace("cmds");
+    let egret = env!("CARGO_BIN_EXE_egret");
+    let state = std::env::temp_dir().join(format!("egret-cmds-e2e-{}", std::process::id()));
+    let state_dir = state.to_str().expect("a path").to_owned();
+    let common = ["--namespace", ns.as_str(), "--state-dir", state_dir.as_str()];
+    let run = |args: &[&str]| std::process::Command::new(egret).args(common).args(args).output().expect("egret runs");
+    let status = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "egret {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    status(&["simulate", "--kafka", &brokers, "--seed", "12", "--duration", "4m"]);
+    let cut = (START + 2 * 60_000).to_string();
+    let mut stopped = Vec::new();
+    for k in ["1/2", "2/2"] {
+        let mut child = std::process::Command::new(egret)
+            .args(common)
+            .args(["run", "--kafka", &brokers, "--instance", k, "--stop-at", &cut, "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("egret starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (said, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                let _ = said.send(line);
+            }
+        });
+        stopped.push((child, heard));
+    }
+    for (_, heard) in &stopped {
+        let line = heard.iter().find(|l| l.contains("stopped at the cut") || l.contains("still serving")).expect("the instance says it stopped");
+        assert!(line.contains("stopped at the cut"), "{line}");
+    }
+    for (child, _) in &mut stopped {
+        assert!(child.try_wait().expect("a status").is_none(), "an instance stopped at the cut serves on");
+        child.kill().expect("stopped");
+        child.wait().expect("gone");
+    }
+    let refused = run(&["run", "--kafka", &brokers, "--instance", "1/2", "--exit-when-idle", "5s", "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--past-cut"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let printed = status(&["rescale", "--kafka", &brokers, "--from", "2", "--to", "3"]);
+    assert!(printed.contains("2 instances dealt out to 3"), "{printed}");
+    let behind = status(&["lag", "--kafka", &brokers, "--instances", "3"]);
+    assert!(behind.lines().count() == 3 && !behind.contains(" 0 input records behind"), "the three start at the cut, before the rest: {behind}");
+    // At once: stage 2 of each waits for the others' final marks.
+    let runs: Vec<_> = ["1/3", "2/3", "3/3"]
+        .into_iter()
+        .map(|k| {
+            let args = ["run", "--kafka", &brokers, "--instance", k, "--exit-when-idle", "5s", "--listen", "127.0.0.1:0"];
+            std::process::Command::new(egret).args(common).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("egret starts")
+        })
+        .collect();
+    for child in runs {
+        let out = child.wait_with_output().expect("egret runs");
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("stage 1 restored"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let behind = status(&["lag", "--kafka", &brokers, "--instances", "3"]);
+    assert_eq!(behind.matches(" 0 input records behind").count(), 3, "{behind}");
+    assert_eq!(behind.matches(" 0 updates behind").count(), 3, "{behind}");
     std::fs::remove_dir_all(&state).ok();
 }
