@@ -146,6 +146,11 @@ impl<'c> Decoder<'c> {
     }
 
     fn bus_gps(&self, e: BusGps<'_>) -> Result<GpsIn, Reject> {
+        // The topic's key: a report of no bus could be kept by no instance, and
+        // would track every such report as one bus (found by fuzzing).
+        if e.bus_id.trim().is_empty() {
+            return Err(Reject::new(Reason::InvalidField, "bus_id is empty"));
+        }
         let route = self
             .city
             .route_idx(&e.route_id)

@@ -101,6 +101,11 @@ fn every_decoder_reason_is_reachable() {
             format!(r#"{{"event_id":"g","bus_id":"b","route_id":"{route}","lat":91,"lon":118.1,"ts_ms":1795838400000}}"#),
             Reason::CoordinatesOutOfRange,
         ),
+        (
+            Topic::BusGps,
+            format!(r#"{{"event_id":"g","bus_id":" ","route_id":"{route}","lat":24.4,"lon":118.1,"ts_ms":1795838400000}}"#),
+            Reason::InvalidField,
+        ),
     ];
     for (topic, input, expected) in &cases {
         assert_eq!(reason(*topic, input), Some(*expected), "input {input:.80}");
