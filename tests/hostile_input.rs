@@ -13,6 +13,9 @@
 //! Without `EGRET_KAFKA` only the corpus check runs (the decoder's verdict on every
 //! item), except under `CI=true`, where a missing broker is a failure.
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::{START, brokers, namespace};
 #[path = "support/hostile.rs"]
 mod hostile;
 #[path = "support/final_windows.rs"]
@@ -38,25 +41,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Monday 2026-11-30 07:45 CST, the standard scenario's start.
-pub const START: i64 = 1_795_995_900_000;
 const VIOLATIONS_TOPIC: &str = "egret.violations";
-
-pub fn brokers() -> Option<String> {
-    match std::env::var("EGRET_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("EGRET_KAFKA is not set: under CI a Kafka broker is required (.ci/run starts one)"),
-        _ => {
-            eprintln!("skipping: set EGRET_KAFKA=host:port (or run .ci/run, which starts a broker)");
-            None
-        }
-    }
-}
-
-pub fn namespace(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("test-{test}-{}-{nanos}.", std::process::id())
-}
 
 /// Keeps every record sent (the simulator's output, or the violations of a run).
 #[derive(Default)]

@@ -176,54 +176,52 @@ fn drained_in(batch: &[Record]) -> Vec<(String, u32)> {
     all.filter(|(t, p)| !batch.iter().any(|r| r.partition == *p && &*r.topic == t.as_str())).collect()
 }
 
-/// Each instance's state saved as a checkpoint, read back, and dealt out to
-/// `to` instances, as `egret rescale` does with the checkpoints of a cut.
+/// `states` saved as checkpoints and read back, once for each of `to` new
+/// instances, as `egret rescale` reads the checkpoints of a cut.
+fn through_checkpoints<S: serde::Serialize + serde::de::DeserializeOwned>(name: &str, states: Vec<S>, to: u32) -> Vec<Vec<S>> {
+    let old = states.len();
+    let dir = std::env::temp_dir().join(format!("egret-{name}-{}-{old}", std::process::id()));
+    let store = DirStore::open(&dir).expect("a checkpoint directory");
+    for (i, state) in states.into_iter().enumerate() {
+        let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state };
+        checkpoint::save(&store, &format!("{name}-{i}"), &checkpoint).expect("saved");
+    }
+    let read = (0..to).map(|_| (0..old).map(|i| checkpoint::load::<S>(&store, &format!("{name}-{i}"), "").expect("readable").expect("saved").state).collect()).collect();
+    std::fs::remove_dir_all(&dir).expect("removed");
+    read
+}
+
+/// Each instance's stage 1 dealt out to `to` instances through the checkpoint format.
 fn dealt_out(city: &Arc<CityModel>, stage1s: Vec<Stage1>, to: u32, arrival: Arrival) -> Vec<Stage1> {
     let plates_before: usize = stage1s.iter().map(Stage1::plates_in_flight).sum();
-    let old = stage1s.len();
-    let dir = std::env::temp_dir().join(format!("egret-rescale-{}-{old}", std::process::id()));
-    let store = DirStore::open(&dir).expect("a checkpoint directory");
-    for (i, stage) in stage1s.into_iter().enumerate() {
-        let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state: stage.into_state() };
-        checkpoint::save(&store, &format!("stage1-{i}"), &checkpoint).expect("saved");
-    }
+    let read = through_checkpoints::<Stage1State>("stage1", stage1s.into_iter().map(Stage1::into_state).collect(), to);
     let dealt: Vec<Stage1> = (0..to)
-        .map(|k| {
+        .zip(read)
+        .map(|(k, states)| {
             let share = Ownership::new(k, to).expect("index below count");
-            let states = (0..old).map(|i| checkpoint::load::<Stage1State>(&store, &format!("stage1-{i}"), "").expect("readable").expect("saved").state).collect();
             let mut stage = Stage1::restore(city.clone(), config(), rescale::stage1(states, share).expect("states to deal"));
             stage.set_ownership(share);
             stage.set_idle_reported(arrival == Arrival::Live);
             stage
         })
         .collect();
-    std::fs::remove_dir_all(&dir).expect("removed");
     let plates_after: usize = dealt.iter().map(Stage1::plates_in_flight).sum();
     assert_eq!(plates_after, plates_before, "every plate in flight is kept by exactly one of the new instances");
     dealt
 }
 
-/// Stage 2 of each instance saved as a checkpoint, read back, and dealt out to
-/// `to` instances.
+/// Each instance's stage 2 dealt out to `to` instances through the checkpoint format.
 fn dealt_out_stage2(city: &Arc<CityModel>, stage2s: Vec<Stage2>, to: u32, partitions: u32) -> Vec<Stage2> {
-    let old = stage2s.len();
-    let dir = std::env::temp_dir().join(format!("egret-rescale2-{}-{old}", std::process::id()));
-    let store = DirStore::open(&dir).expect("a checkpoint directory");
-    for (i, stage) in stage2s.into_iter().enumerate() {
-        let checkpoint = Checkpoint { format: checkpoint::FORMAT, fingerprint: String::new(), taken_at_ms: 0, positions: Default::default(), state: stage.into_state() };
-        checkpoint::save(&store, &format!("stage2-{i}"), &checkpoint).expect("saved");
-    }
-    let dealt = (0..to)
-        .map(|k| {
+    let read = through_checkpoints::<Stage2State>("stage2", stage2s.into_iter().map(Stage2::into_state).collect(), to);
+    (0..to)
+        .zip(read)
+        .map(|(k, states)| {
             let share = Ownership::new(k, to).expect("index below count");
-            let states = (0..old).map(|i| checkpoint::load::<Stage2State>(&store, &format!("stage2-{i}"), "").expect("readable").expect("saved").state).collect();
             let mut stage = Stage2::restore(city, config(), rescale::stage2(city, config(), states, partitions, share).expect("states to deal"));
             stage.set_ownership(share, partitions);
             stage
         })
-        .collect();
-    std::fs::remove_dir_all(&dir).expect("removed");
-    dealt
+        .collect()
 }
 
 fn json<T: serde::Serialize>(output: &T) -> String {
