@@ -22,10 +22,6 @@ use std::time::Duration;
 
 pub use egret_model::time::now_ms;
 
-fn input_topics() -> Vec<&'static str> {
-    Topic::ALL.iter().map(|t| t.default_name()).collect()
-}
-
 /// `egret demo`: simulator → embedded log → pipeline → API, in one process.
 pub async fn demo(
     city: Arc<CityModel>,
@@ -57,7 +53,7 @@ pub async fn demo(
     for (list, entries) in crate::eval::hotlist_entries(&sim.hotlists()).into_iter().chain(options.saved_hotlists()?) {
         live.hotlists().put(&list, entries);
     }
-    let source = log.subscribe(&input_topics(), Duration::from_millis(200));
+    let source = log.subscribe(&Topic::default_names(), Duration::from_millis(200));
     let threads = serve::PipelineThreads::new(1)?;
     let pipe = {
         let (live, stop) = (live.clone(), stop.clone());
@@ -108,7 +104,7 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
             (sent, format!("{} (with truth.ndjson)", dir.display()))
         }
         (None, Some(config)) => {
-            let topics: Vec<(&str, bool)> = input_topics().into_iter().map(|t| (t, false)).collect();
+            let topics: Vec<(&str, bool)> = Topic::default_names().into_iter().map(|t| (t, false)).collect();
             kafka::ensure_topics(config, &topics).await?;
             let sink = KafkaSink::new(config)?;
             let sent = drive::drive(&mut sim, &sink, options, |_| {}).await?;
@@ -171,7 +167,7 @@ pub async fn run(
     let (ended, stats, corrections) = match input {
         Input::Files(dir) => {
             println!("serving http://{addr} while replaying {}", dir.display());
-            let source = NdjsonSource::open(dir, &input_topics())?;
+            let source = NdjsonSource::open(dir, &Topic::default_names())?;
             let (dead_letters, derived) = (MemorySink::new(1_000), MemorySink::new(0));
             let outputs = Outputs { dead_letters: &dead_letters, derived: &derived };
             let pipeline = Pipeline::new(city, pipeline);

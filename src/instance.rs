@@ -229,7 +229,7 @@ pub async fn run(
     let commits = if checkpoints.is_some() { Commits::OnCheckpoint } else { Commits::Periodic };
     let (mut first_checkpoints, mut second_checkpoints) = checkpoints.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let sink = Arc::new(KafkaSink::new(config)?);
-    let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let inputs = Topic::default_names();
     let idle_polls = exit_when_idle.map_or(u32::MAX, |d| (d.as_millis() / config.poll_interval.as_millis().max(1)).max(1) as u32);
     let mut stage1_source = EndWhenIdle::new(KafkaSource::subscribe_with(config, &inputs, commits).await?, idle_polls);
     let stage2_config = KafkaConfig { group_id: format!("{}-stage2", config.group_id), ..config.clone() };

@@ -29,7 +29,7 @@ impl InstanceLag {
 /// (one: the group itself).
 pub async fn lag(config: &KafkaConfig, group: &str, instances: u32) -> anyhow::Result<Vec<InstanceLag>> {
     anyhow::ensure!(instances >= 1, "--instances is a count of instances: 1 or more");
-    let inputs: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let inputs = Topic::default_names();
     let repartition = repartition_topic(group);
     let mut lags = Vec::new();
     for k in 0..instances {

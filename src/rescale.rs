@@ -124,7 +124,7 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
         let fail = |e: egret_pipeline::checkpoint::CheckpointError| anyhow::anyhow!("{e}; the new directories written so far must be removed before running again");
         let first = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, true), taken_at_ms, positions: cut.positions1.clone(), state: stage1 };
         checkpoint::save(store, STAGE1, &first).map_err(fail)?;
-        plates_in_flight += egret_pipeline::stage1::Stage1::restore(city.clone(), pipeline.clone(), first.state).plates_in_flight();
+        plates_in_flight += first.state.plates_in_flight();
         // Nothing of the new split has been applied yet: what the old instances
         // sent before the cut is all in the state, and stage 2 passes over it.
         let second = Checkpoint { format: checkpoint::FORMAT, fingerprint: fingerprint(city, pipeline, *share, false), taken_at_ms, positions: cut.positions2.clone(), state: (stage2, Applied::default()) };

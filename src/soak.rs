@@ -41,7 +41,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, options: &SoakO
     let live = Arc::new(LiveState::new(city.clone()));
     let log = EmbeddedLog::new(4, 50_000);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let topics = Topic::default_names();
     let source = log.subscribe(&topics, Duration::from_millis(200));
     let pipe = {
         let (live, stop, city) = (live.clone(), stop.clone(), city.clone());

@@ -27,6 +27,11 @@ impl Topic {
         }
     }
 
+    /// Every input topic's name, as the pipeline consumes them.
+    pub fn default_names() -> [&'static str; 4] {
+        Topic::ALL.map(Topic::default_name)
+    }
+
     /// The `"type"` tag of the same event in NDJSON ingest.
     pub fn ingest_type(self) -> &'static str {
         match self {

@@ -79,6 +79,11 @@ impl Stage1State {
         self.stopped_at
     }
 
+    /// Plates with reads in flight (the matcher's).
+    pub fn plates_in_flight(&self) -> usize {
+        self.matcher.plates_in_flight()
+    }
+
     pub(crate) fn set_stopped_at(&mut self, at_ms: Option<i64>) {
         self.stopped_at = at_ms;
     }
@@ -187,7 +192,7 @@ impl Stage1 {
     }
 
     pub fn plates_in_flight(&self) -> usize {
-        self.state.matcher.plates_in_flight()
+        self.state.plates_in_flight()
     }
 
     pub fn plates_by_reads_held(&self) -> [usize; crate::matcher::RECENT_READS] {

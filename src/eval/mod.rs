@@ -56,7 +56,7 @@ pub fn hotlist_entries(wanted: &[WantedPlate]) -> BTreeMap<String, Vec<HotlistEn
 /// Runs a scenario through simulator → embedded log → pipeline, as fast as it goes.
 pub async fn run_embedded(city: Arc<CityModel>, pipeline: PipelineConfig, config: SimConfig, progress: bool) -> anyhow::Result<Outcome> {
     let log = EmbeddedLog::new(4, 50_000);
-    let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let topics = Topic::default_names();
     let mut source = log.subscribe(&topics, Duration::from_millis(50));
     let live = LiveState::new(city.clone());
     let mut sim = Simulator::new(city.clone(), config.clone());

@@ -57,7 +57,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
     stage1.set_stopped_at(None);
     let mut cut = stop_at.map(Cut::new);
     let mut settling_at_cut = false;
-    let inputs: Vec<&str> = egret_model::Topic::ALL.iter().map(|t| t.default_name()).collect();
+    let inputs = egret_model::Topic::default_names();
     let mut marked = i64::MIN;
     let mut hotlists = BoardFollower::default();
     let mut laps = Laps::start("1");
