@@ -121,6 +121,8 @@ pub async fn simulate(city: Arc<CityModel>, config: SimConfig, out: Option<&Path
 pub enum Input<'a> {
     Files(&'a Path),
     Kafka { config: KafkaConfig, options: instance::RunOptions },
+    /// A pod of a StatefulSet of split instances, which follows the deployment's layout.
+    Pod { config: KafkaConfig, options: crate::pod::PodOptions },
 }
 
 /// `egret run`: the pipeline over recorded files or Kafka, serving the API.
@@ -156,7 +158,7 @@ pub async fn run(
     // input topics, where every instance of the group sees them.
     let ingest: Option<Arc<dyn IngestTarget>> = match &input {
         Input::Files(_) => None,
-        Input::Kafka { config, .. } => {
+        Input::Kafka { config, .. } | Input::Pod { config, .. } => {
             let sink = Arc::new(KafkaSink::new(config)?);
             Some(Arc::new(SinkTarget { inputs: sink.clone(), dead_letters: sink }))
         }
@@ -184,6 +186,11 @@ pub async fn run(
                 instance::status_line(&format!("checkpoints every {:?} in {}", c.interval, c.dir.display()));
             }
             let report = instance::run(city, pipeline, &config, live.clone(), stop.clone(), &options).await?;
+            (report.ended, report.stats, report.corrections)
+        }
+        Input::Pod { config, options } => {
+            instance::status_line(&format!("serving http://{addr} while consuming from Kafka at {} as pod {} of the deployment in {}", config.brokers, options.pod_index, options.deployment.checkpoints.display()));
+            let report = crate::pod::run(city, pipeline, &config, live.clone(), stop.clone(), &options).await?;
             (report.ended, report.stats, report.corrections)
         }
     };

@@ -2,6 +2,7 @@
 //! here computes traffic; it connects the simulator, a source, the pipeline, live
 //! state and the API, so `main.rs` stays a thin argument parser.
 
+pub mod autoscale;
 pub mod bench;
 pub mod commands;
 pub mod drive;
@@ -10,6 +11,8 @@ pub mod faults;
 pub mod follow;
 pub mod instance;
 pub mod lag;
+pub mod layout;
+pub mod pod;
 pub mod rescale;
 pub mod serve;
 pub mod soak;

@@ -175,6 +175,16 @@ enum Command {
         /// called off.
         #[arg(long, requires = "kafka")]
         past_cut: bool,
+        /// With --kafka: the parent of a deployment's checkpoint directories, whose
+        /// pods follow its layout (with --pod-index; see deploy/SCALE-OUT.md).
+        #[arg(long, requires = "pod_index")]
+        checkpoints: Option<PathBuf>,
+        /// With --kafka and --checkpoints: this pod's ordinal in its StatefulSet (the
+        /// label apps.kubernetes.io/pod-index). It runs instance (I mod N) + 1 of the
+        /// N in the layout `egret autoscale` keeps, active or standby, and stops at
+        /// the cut the layout sets.
+        #[arg(long, env = "EGRET_POD_INDEX", requires_all = ["checkpoints", "kafka"], conflicts_with_all = ["checkpoint_dir", "no_checkpoints", "stop_at", "past_cut"])]
+        pod_index: Option<u32>,
         /// Police hotlists to check every sighting against: a JSON file
         /// `{"stolen": [{"plate": "闽D12345", "reason": "...", "expires_ms": 1800000000000}]}`.
         #[arg(long)]
@@ -230,6 +240,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         instances: u32,
     },
+    /// Change the number of active instances of a deployment on Kubernetes with its
+    /// consumer lag: stop the pods at a cut, deal their checkpoints out, start the
+    /// new split there (see deploy/SCALE-OUT.md).
+    Autoscale(egret::autoscale::AutoscaleArgs),
     /// Print a bearer token for the API, signed with this deployment's key
     /// (EGRET_TOKEN_KEY, else <state-dir>/token.key).
     Token {
@@ -408,7 +422,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Rescale { group, from, to, checkpoints, kafka } => {
             let kafka = KafkaConfig { namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
-            let options = egret::rescale::RescaleOptions { checkpoints: checkpoints.unwrap_or_else(|| cli.state_dir.join("checkpoints")), namespace: cli.namespace.clone(), group, from, to, kafka };
+            let options = egret::rescale::RescaleOptions { deployment: egret::layout::Deployment { checkpoints: checkpoints.unwrap_or_else(|| cli.state_dir.join("checkpoints")), namespace: cli.namespace.clone(), group }, from, to, kafka };
             let done = egret::rescale::rescale(&city, &pipeline, &options).await?;
             println!("{from} instances dealt out to {to}: {} plates in flight kept; start `egret run --kafka ... --instance K/{to}` for K = 1..{to}", done.plates_in_flight);
             Ok(())
@@ -420,6 +434,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("instance {}: {} input records behind ({}), {} updates behind on the repartition topic", l.instance, l.input_total(), topics.join(", "), l.repartition);
             }
             Ok(())
+        }
+        Command::Autoscale(args) => {
+            let (_stop_tx, stop) = egret::serve::stop_on_ctrl_c();
+            egret::autoscale::Controller::new(city, pipeline, args, &cli.namespace)?.run(stop).await
         }
         Command::Serve { kafka, group, listen } => {
             let config = KafkaConfig { group_id: group, namespace: cli.namespace.clone(), replication: cli.replication, ..KafkaConfig::new(kafka) };
@@ -507,7 +525,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists, stop_at, past_cut } => {
+        Command::Run { input, kafka, group, instance, exit_when_idle, checkpoint_dir, checkpoint_interval, no_checkpoints, instance_id, listen, exit_at_end, hotlists, stop_at, past_cut, checkpoints, pod_index } => {
             let hotlists = match &hotlists {
                 Some(path) => commands::load_hotlists(path)?,
                 None => Vec::new(),
@@ -515,6 +533,20 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(kafka.is_some() || instance.is_whole(), "--instance {instance} splits Kafka input between active instances: it needs --kafka");
             let input = match (&input, &kafka) {
                 (Some(dir), None) => Input::Files(dir),
+                (None, Some(brokers)) if pod_index.is_some() => {
+                    anyhow::ensure!(instance.is_whole(), "--pod-index takes the instance from the deployment's layout: leave out --instance");
+                    let deployment = egret::layout::Deployment { checkpoints: checkpoints.unwrap_or_default(), namespace: cli.namespace.clone(), group: group.clone() };
+                    let options = egret::pod::PodOptions {
+                        deployment,
+                        pod_index: pod_index.unwrap_or_default(),
+                        checkpoint_interval: Duration::from_millis(checkpoint_interval.max(1) as u64),
+                        exit_when_idle: exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                    };
+                    // One id for the pods of an instance: the standby replaces the gone member at once.
+                    let instance_id = instance_id.or_else(|| Some(format!("egret-{}{group}", cli.namespace)));
+                    let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
+                    Input::Pod { config, options }
+                }
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
                     let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {

@@ -19,6 +19,7 @@
 //! refused with its path.
 
 use crate::instance::{fingerprint, group_of};
+use crate::layout::{Deployment, shares};
 use egret_ingest::kafka::KafkaConfig;
 use egret_pipeline::checkpoint::{self, Checkpoint, CheckpointStore, DirStore, Positions};
 use egret_pipeline::marks::Applied;
@@ -39,11 +40,9 @@ const STAGE2: &str = "stage2.cbor";
 /// What to rescale, and where the checkpoints are.
 #[derive(Debug, Clone)]
 pub struct RescaleOptions {
-    /// Holds one directory per instance, named as `egret run` names them by
-    /// default: `<namespace><group>.K-of-N` (`<namespace><group>` for one instance).
-    pub checkpoints: PathBuf,
-    pub namespace: String,
-    pub group: String,
+    /// Where the instances' checkpoint directories are, named as `egret run`
+    /// names them by default.
+    pub deployment: Deployment,
     pub from: u32,
     pub to: u32,
     /// The deployment's cluster: the repartition topic is checked there, and the
@@ -59,17 +58,6 @@ pub struct Rescaled {
     pub directories: Vec<PathBuf>,
     /// Plates with reads in flight, over all new instances (as over all old ones).
     pub plates_in_flight: usize,
-}
-
-impl RescaleOptions {
-    /// The checkpoint directory of instance `share`, as `egret run` names it.
-    pub fn directory(&self, share: Ownership) -> PathBuf {
-        self.checkpoints.join(format!("{}{}", self.namespace, group_of(&self.group, share)))
-    }
-}
-
-fn shares(count: u32) -> impl Iterator<Item = Ownership> {
-    (0..count).filter_map(move |k| Ownership::new(k, count))
 }
 
 /// The old instances' checkpoints, read and checked to be of one cut.
@@ -93,7 +81,7 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
     let partitions = u32::try_from(options.kafka.partitions)?;
     let old: Vec<(Ownership, DirStore)> = shares(options.from)
         .map(|share| {
-            let dir = options.directory(share);
+            let dir = options.deployment.directory(share);
             anyhow::ensure!(dir.join(STAGE1).is_file() && dir.join(STAGE2).is_file(), "no checkpoint of instance {share} in {}: give the directory they are in (--checkpoints) and the group and count they ran with", dir.display());
             let store = DirStore::open(&dir).map_err(|e| anyhow::anyhow!("instance {share}: {e} (stop every instance of the old split, and its standbys, before rescaling)"))?;
             Ok((share, store))
@@ -103,7 +91,7 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
     check_nothing_after(options, &cut).await?;
     let new: Vec<(Ownership, DirStore)> = shares(options.to)
         .map(|share| {
-            let dir = options.directory(share);
+            let dir = options.deployment.directory(share);
             let store = DirStore::open(&dir).map_err(|e| anyhow::anyhow!("instance {share} of the new split: {e}"))?;
             for name in [STAGE1, STAGE2] {
                 anyhow::ensure!(store.get(name)?.is_none(), "{} already holds a checkpoint (of an earlier run with {} instances?): remove it first, nothing is overwritten", store.describe(name), options.to);
@@ -132,12 +120,29 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
         crate::instance::status_line(&format!("wrote instance {share} to {}", store.describe("")));
     }
     for (share, _) in &new {
-        let group = group_of(&options.group, *share);
+        let group = group_of(&options.deployment.group, *share);
         egret_ingest::kafka::commit_offsets(&options.kafka, &group, &cut.positions1).await?;
         egret_ingest::kafka::commit_offsets(&options.kafka, &format!("{group}-stage2"), &cut.positions2).await?;
     }
     crate::instance::status_line(&format!("committed the offsets of the cut for the {} new consumer groups", options.to));
-    Ok(Rescaled { cut_ms: cut.at_ms, directories: new.iter().map(|(share, _)| options.directory(*share)).collect(), plates_in_flight })
+    Ok(Rescaled { cut_ms: cut.at_ms, directories: new.iter().map(|(share, _)| options.deployment.directory(*share)).collect(), plates_in_flight })
+}
+
+/// The cut instance `share`'s checkpoints in `dir` were both saved at, if they
+/// were (`run --stop-at`); `None` too while an instance holds the directory.
+pub fn stopped_at(city: &Arc<CityModel>, pipeline: &PipelineConfig, dir: &std::path::Path, share: Ownership) -> anyhow::Result<Option<i64>> {
+    let pipeline = &PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
+    let store = match DirStore::open(dir) {
+        Ok(store) => store,
+        Err(egret_pipeline::checkpoint::CheckpointError::Locked { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let first: Option<Checkpoint<Stage1State>> = checkpoint::load(&store, STAGE1, &fingerprint(city, pipeline, share, true))?;
+    let second: Option<Checkpoint<Stage2Saved>> = checkpoint::load(&store, STAGE2, &fingerprint(city, pipeline, share, false))?;
+    Ok(match (first.and_then(|c| c.state.stopped_at()), second.and_then(|c| c.state.0.stopped_at())) {
+        (Some(a), Some(b)) if a == b => Some(a),
+        _ => None,
+    })
 }
 
 /// A state copied through its serialized form (the states are not `Clone`):

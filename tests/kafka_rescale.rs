@@ -9,6 +9,7 @@
 mod broker;
 use broker::*;
 use egret::instance::{self, InstanceReport};
+use egret::layout::Deployment;
 use egret_ingest::kafka::KafkaConfig;
 use egret_model::CityModel;
 use egret_pipeline::ownership::Ownership;
@@ -56,14 +57,14 @@ async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instanc
     let before = lag(2).await;
     assert!(before.iter().all(|l| l.input_total() == sent), "nothing read yet: every instance is the whole input behind: {before:?}");
     let state = std::env::temp_dir().join(format!("egret-rescale-e2e-{}", std::process::id()));
-    let rescale = egret::rescale::RescaleOptions { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone(), from: 2, to: 3, kafka: config.clone() };
+    let rescale = egret::rescale::RescaleOptions { deployment: Deployment { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone() }, from: 2, to: 3, kafka: config.clone() };
     let whole = KafkaConfig { group_id: format!("{}-whole", config.group_id), ..config.clone() };
     let whole_dir = state.join("whole");
     let one = tokio::spawn(checkpointed(city.clone(), whole.clone(), Ownership::default(), whole_dir.clone(), Some(cut)));
     let share = |k, n| Ownership::new(k, n).expect("index below count");
     let mut runs = Vec::new();
     for k in 0..2 {
-        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 2), rescale.directory(share(k, 2)), Some(cut))));
+        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 2), rescale.deployment.directory(share(k, 2)), Some(cut))));
     }
     let mut split = Vec::new();
     for run in runs {
@@ -71,10 +72,10 @@ async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instanc
     }
     // Started again (a supervisor, a standby), an instance stopped at the cut
     // stops there at once; started without it, it refuses to run the old split on.
-    checkpointed(city.clone(), config.clone(), share(0, 2), rescale.directory(share(0, 2)), Some(cut)).await;
+    checkpointed(city.clone(), config.clone(), share(0, 2), rescale.deployment.directory(share(0, 2)), Some(cut)).await;
     let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let checkpoints = Some(instance::CheckpointOptions { dir: rescale.directory(share(1, 2)), interval: Duration::from_secs(1) });
+    let checkpoints = Some(instance::CheckpointOptions { dir: rescale.deployment.directory(share(1, 2)), interval: Duration::from_secs(1) });
     let options = instance::RunOptions { exit_when_idle: Some(Duration::from_secs(5)), checkpoints, ownership: share(1, 2), ..Default::default() };
     let refused = instance::run(city.clone(), pipeline.clone(), &config, Arc::new(LiveState::new(city.clone())), stop, &options).await.expect_err("the old split refused past its cut");
     assert!(refused.to_string().contains("stopped at the cut"), "{refused}");
@@ -85,7 +86,7 @@ async fn two_instances_stopped_at_a_cut_and_dealt_out_to_three_write_one_instanc
     assert!(refused.to_string().contains("already holds a checkpoint"), "{refused}");
     let mut runs = Vec::new();
     for k in 0..3 {
-        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 3), rescale.directory(share(k, 3)), None)));
+        runs.push(tokio::spawn(checkpointed(city.clone(), config.clone(), share(k, 3), rescale.deployment.directory(share(k, 3)), None)));
     }
     let first = one.await.expect("one instance to the cut");
     let rest = checkpointed(city.clone(), whole, Ownership::default(), whole_dir, None).await;
@@ -131,9 +132,9 @@ async fn rescaling_refuses_when_an_old_instance_ran_past_the_cut() {
     let config = config(&brokers, &namespace("pastcut"));
     publish(city.clone(), SimConfig::clean(23, START, 4 * 60_000), &config).await;
     let state = std::env::temp_dir().join(format!("egret-pastcut-e2e-{}", std::process::id()));
-    let rescale = egret::rescale::RescaleOptions { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone(), from: 2, to: 3, kafka: config.clone() };
+    let rescale = egret::rescale::RescaleOptions { deployment: Deployment { checkpoints: state.clone(), namespace: config.namespace.clone(), group: config.group_id.clone() }, from: 2, to: 3, kafka: config.clone() };
     let share = |k| Ownership::new(k, 2).expect("index below count");
-    let stops: Vec<_> = (0..2).map(|k| tokio::spawn(checkpointed(city.clone(), config.clone(), share(k), rescale.directory(share(k)), Some(cut)))).collect();
+    let stops: Vec<_> = (0..2).map(|k| tokio::spawn(checkpointed(city.clone(), config.clone(), share(k), rescale.deployment.directory(share(k)), Some(cut)))).collect();
     for stop in stops {
         stop.await.expect("stopped at the cut");
     }
@@ -146,9 +147,9 @@ async fn rescaling_refuses_when_an_old_instance_ran_past_the_cut() {
         }
     };
     for k in 0..2 {
-        copy(&rescale.directory(share(k)), &saved(k));
+        copy(&rescale.deployment.directory(share(k)), &saved(k));
     }
-    let runs: Vec<_> = (0..2).map(|k| tokio::spawn(checkpointed(city.clone(), config.clone(), share(k), rescale.directory(share(k)), None))).collect();
+    let runs: Vec<_> = (0..2).map(|k| tokio::spawn(checkpointed(city.clone(), config.clone(), share(k), rescale.deployment.directory(share(k)), None))).collect();
     for run in runs {
         run.await.expect("ran to the end");
     }
@@ -159,11 +160,11 @@ async fn rescaling_refuses_when_an_old_instance_ran_past_the_cut() {
     // but what they sent past it is on the repartition topic, after where the old
     // stage 2s stopped.
     for k in 0..2 {
-        copy(&saved(k), &rescale.directory(share(k)));
+        copy(&saved(k), &rescale.deployment.directory(share(k)));
     }
     let refused = egret::rescale::rescale(&city, &pipeline, &rescale).await.expect_err("updates after the cut");
     assert!(refused.to_string().contains("sent updates after the cut"), "{refused}");
-    assert!(!rescale.directory(Ownership::new(0, 3).expect("a share")).join("stage1.cbor").exists(), "a refusal writes nothing");
+    assert!(!rescale.deployment.directory(Ownership::new(0, 3).expect("a share")).join("stage1.cbor").exists(), "a refusal writes nothing");
     std::fs::remove_dir_all(&state).ok();
 }
 

@@ -1,0 +1,234 @@
+//! `egret autoscale` through a real Apache Kafka broker (`EGRET_KAFKA`, started by
+//! `.ci/run`) and a stand-in for the Kubernetes API: the scale subresource of a
+//! StatefulSet whose pods are `egret run --pod-index I` processes, started and
+//! stopped (SIGTERM) as the replica count says, as the StatefulSet controller
+//! would. Lag makes the controller take the deployment from one instance (an
+//! active pod and a standby) to two; the pods stop at its cut, are scaled to 0,
+//! their checkpoints are dealt out, and four pods go on. What they write is what
+//! one uninterrupted instance writes.
+
+#[path = "support/broker.rs"]
+mod broker;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use broker::*;
+use egret::instance;
+use egret::layout::{Deployment, Layout};
+use egret_ingest::kafka::KafkaConfig;
+use egret_pipeline::{ClockMode, LiveState, PipelineConfig};
+use egret_simulator::{Noise, SimConfig};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SCALE_PATH: &str = "/apis/apps/v1/namespaces/egret/statefulsets/egret-pipeline/scale";
+
+/// The StatefulSet: its pods as child processes, pod I started with `--pod-index I`.
+struct StatefulSet {
+    pod_args: Vec<String>,
+    work: PathBuf,
+    wanted: u32,
+    pods: Vec<(u32, Child)>,
+    /// The replica counts PATCHed, in order.
+    patched: Vec<u32>,
+    /// Pods that have exited, and how.
+    exited: Vec<(u32, std::process::ExitStatus)>,
+    generation: u32,
+    /// Pods to start wait (as pods pending a node or an image would) until this is cleared.
+    pending: bool,
+}
+
+impl StatefulSet {
+    /// Pods exited are dropped (a real StatefulSet would start them again; here
+    /// an exit is the end of a pod's input, or a failure the test reports).
+    fn reap(&mut self) {
+        let mut running = Vec::new();
+        for (index, mut child) in self.pods.drain(..) {
+            match child.try_wait().expect("a status") {
+                Some(status) => self.exited.push((index, status)),
+                None => running.push((index, child)),
+            }
+        }
+        self.pods = running;
+    }
+
+    /// Stops pods above the count (newest first, as a StatefulSet does) and starts
+    /// the missing ones.
+    fn reconcile(&mut self) {
+        self.reap();
+        self.pods.sort_by_key(|(i, _)| *i);
+        while self.pods.iter().any(|(i, _)| *i >= self.wanted) {
+            let (_, child) = self.pods.last().expect("a pod");
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+            let (index, mut child) = self.pods.pop().expect("a pod");
+            self.exited.push((index, child.wait().expect("the pod stops")));
+        }
+        if self.pending {
+            return;
+        }
+        self.generation += 1;
+        for index in 0..self.wanted {
+            if self.pods.iter().all(|(i, _)| *i != index) {
+                let log = std::fs::File::create(self.work.join(format!("pod-{index}.gen-{}.log", self.generation))).expect("log file");
+                let state = self.work.join(format!("pod-{index}"));
+                let child = Command::new(env!("CARGO_BIN_EXE_egret"))
+                    .args(&self.pod_args)
+                    .args(["--pod-index", &index.to_string(), "--state-dir", state.to_str().expect("a path")])
+                    .stdout(Stdio::from(log.try_clone().expect("log file")))
+                    .stderr(Stdio::from(log))
+                    .spawn()
+                    .expect("egret starts");
+                self.pods.push((index, child));
+            }
+        }
+    }
+}
+
+type Shared = Arc<Mutex<StatefulSet>>;
+
+async fn get_scale(State(set): State<Shared>) -> axum::Json<serde_json::Value> {
+    let mut set = set.lock().expect("the set");
+    set.reap();
+    axum::Json(serde_json::json!({ "kind": "Scale", "apiVersion": "autoscaling/v1", "spec": { "replicas": set.wanted }, "status": { "replicas": set.pods.len() } }))
+}
+
+async fn patch_scale(State(set): State<Shared>, headers: HeaderMap, body: String) -> Result<axum::Json<serde_json::Value>, (StatusCode, String)> {
+    // What the API server accepts for a merge patch.
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/merge-patch+json") {
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "a merge patch, please".into()));
+    }
+    let patch: serde_json::Value = serde_json::from_str(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let replicas = patch["spec"]["replicas"].as_u64().ok_or((StatusCode::UNPROCESSABLE_ENTITY, "spec.replicas".into()))? as u32;
+    let set = set.clone();
+    // Stopping pods waits for them: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        let mut set = set.lock().expect("the set");
+        set.wanted = replicas;
+        set.patched.push(replicas);
+        set.reconcile();
+        axum::Json(serde_json::json!({ "spec": { "replicas": replicas } }))
+    })
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Final windows (segment, start, samples, mean, median) and ticket ids, read
+/// back from a namespace's derived topics.
+async fn derived(config: &KafkaConfig) -> (BTreeSet<(String, i64, u64, String, String)>, BTreeSet<String>) {
+    let reader = KafkaConfig { group_id: format!("{}reader", config.namespace), ..config.clone() };
+    let mut windows = BTreeSet::new();
+    for record in instance::read_topic(&reader, "egret.segment-speeds").await.expect("windows read") {
+        let w: serde_json::Value = serde_json::from_slice(&record.payload).expect("a window");
+        if w["is_final"] == true {
+            let text = |k: &str| w[k].to_string();
+            windows.insert((text("segment_id"), w["window_start_ms"].as_i64().expect("start"), w["sample_count"].as_u64().expect("count"), text("mean_speed_kmh"), text("median_speed_kmh")));
+        }
+    }
+    let tickets = instance::read_topic(&reader, "egret.violations").await.expect("tickets read").iter().map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()).collect();
+    (windows, tickets)
+}
+
+fn logs(work: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            all.push_str(&format!("--- {}\n{}\n", entry.path().display(), std::fs::read_to_string(entry.path()).unwrap_or_default()));
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_one_instances_output() {
+    let Some(brokers) = brokers() else { return };
+    let city = egret::load_city(None).expect("city");
+    let (config, reference) = (config(&brokers, &namespace("autoscale")), config(&brokers, &namespace("autoscale-ref")));
+    let scenario = |seed, start| SimConfig { noise: Noise { misread: 0.2, ..Noise::noisy() }, ..SimConfig::clean(seed, start, 4 * 60_000) };
+    for target in [&config, &reference] {
+        publish(city.clone(), scenario(31, START), target).await;
+    }
+    let work = std::env::temp_dir().join(format!("egret-autoscale-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    let checkpoints = work.join("checkpoints");
+    let (ns, group) = (config.namespace.clone(), config.group_id.clone());
+    let common = |more: &[&str]| -> Vec<String> { ["--namespace", &ns].iter().chain(more).map(|s| s.to_string()).collect() };
+    let pod_args = common(&["run", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--checkpoint-interval", "1s", "--exit-when-idle", "15s", "--listen", "127.0.0.1:0"]);
+    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 2, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, pending: false }));
+    set.lock().expect("the set").reconcile();
+    set.lock().expect("the set").pending = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let api = format!("http://{}", listener.local_addr().expect("an address"));
+    let router = axum::Router::new().route(SCALE_PATH, get(get_scale).patch(patch_scale)).with_state(set.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let controller_log = std::fs::File::create(work.join("autoscale.log")).expect("log file");
+    let args = common(&[
+        "autoscale", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--kube-api", &api,
+        "--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h",
+        "--cut-ahead", "30s", "--every", "1s",
+    ]);
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_egret")).args(args).stdout(Stdio::from(controller_log.try_clone().expect("log"))).stderr(Stdio::from(controller_log)).spawn().expect("egret autoscale starts");
+    let deployment = Deployment { checkpoints: checkpoints.clone(), namespace: ns.clone(), group: group.clone() };
+    let rescaled = Layout { instances: 2, stop_at: None, rescaling_to: None };
+    let start = Instant::now();
+    while deployment.layout().ok() != Some(rescaled) {
+        assert!(start.elapsed() < Duration::from_secs(240) && controller.try_wait().expect("a status").is_none(), "not rescaled to two instances:\n{}", logs(&work));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Input that only the new split reads, waiting for it when its pods start:
+    // split instances write exactly one instance's output when they read the
+    // same records in the same order, which the aligner makes sure of for a
+    // backlog; live, each takes them in its own arrival order (deploy/SCALE-OUT.md,
+    // "Live agreement").
+    // Stamped after the cut (at most 30 s past the first half's end), as
+    // records that arrive after it are (`egret_pipeline::cut`).
+    for target in [&config, &reference] {
+        publish(city.clone(), scenario(32, START + 5 * 60_000), target).await;
+    }
+    {
+        let mut set = set.lock().expect("the set");
+        set.pending = false;
+        set.reconcile();
+    }
+    // Each active pod ends once its input has been idle, then its standby takes
+    // over from the last checkpoint and ends the same way.
+    wait_for("the pods of the new split end", Duration::from_secs(240), || {
+        let mut set = set.lock().expect("the set");
+        set.reap();
+        set.pods.is_empty()
+    })
+    .await;
+    controller.kill().expect("the controller stops");
+    controller.wait().expect("gone");
+    let set = set.lock().expect("the set");
+    assert_eq!(set.patched, [0, 4], "the controller scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
+    assert!(set.exited.iter().all(|(_, status)| status.success()), "every pod stopped cleanly: {:?}\n{}", set.exited, logs(&work));
+    let retired: Vec<String> = std::fs::read_dir(checkpoints.join("retired")).expect("retired").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(retired.len() == 1 && retired[0].starts_with(&format!("{ns}{group}.cut-")), "the one instance's directory is kept aside: {retired:?}");
+
+    let live = Arc::new(LiveState::new(city.clone()));
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let pipeline = PipelineConfig { clock: ClockMode::Event, ..PipelineConfig::default() };
+    let once = instance::RunOptions { exit_when_idle: Some(Duration::from_secs(5)), ..Default::default() };
+    instance::run(city.clone(), pipeline, &reference, live, stop, &once).await.expect("the reference runs");
+    let (windows, tickets) = derived(&config).await;
+    let (one_windows, one_tickets) = derived(&reference).await;
+    assert!(!one_tickets.is_empty() && one_windows.len() > 100, "the scenario issues tickets and closes windows");
+    assert_eq!(tickets, one_tickets, "the autoscaled pods issue exactly one instance's tickets");
+    let differ: Vec<_> = windows.symmetric_difference(&one_windows).take(5).collect();
+    assert!(differ.is_empty(), "final windows differ from one instance's ({} against {}), first: {differ:?}", windows.len(), one_windows.len());
+    let lag = egret::lag::lag(&config, &group, 2).await.expect("lag read");
+    assert!(lag.iter().all(|l| l.input_total() == 0 && l.repartition == 0), "every input record read by both instances: {lag:?}");
+    std::fs::remove_dir_all(&work).ok();
+}
