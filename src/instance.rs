@@ -67,6 +67,10 @@ pub struct RunOptions {
     /// Go on from a checkpoint saved at a cut, as this split, instead of refusing
     /// it (it was saved for a rescale).
     pub past_cut: bool,
+    /// Run only if the deployment's layout is still this one once the instance
+    /// holds its directory (`pod`): a standby can take a directory over in the
+    /// moment between a change of the layout and its noticing it.
+    pub layout: Option<crate::layout::Expected>,
 }
 
 /// The consumer group of instance `ownership` in `group`: its own when active
@@ -191,20 +195,26 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     options: &RunOptions,
 ) -> anyhow::Result<InstanceReport> {
-    let RunOptions { exit_when_idle, ref checkpoints, ownership, stop_at, past_cut } = *options;
+    let RunOptions { exit_when_idle, ref checkpoints, ownership, stop_at, past_cut, ref layout } = *options;
     anyhow::ensure!(stop_at.is_none() || checkpoints.is_some(), "stopping at a cut is for rescaling: it needs checkpoints to save the state in");
     anyhow::ensure!(stop_at.is_none() || exit_when_idle.is_none(), "stop at a cut or at the end of the input, not both");
     check_group(&config.group_id)?;
     let repartition = repartition_topic(&config.group_id);
     let base = config;
     let config = &KafkaConfig { group_id: group_of(&config.group_id, ownership), ..config.clone() };
+    let stopped = || InstanceReport { ended: Ended::Shutdown, stats: Stats::default(), corrections: 0 };
     let store = match checkpoints {
         Some(options) => match take_over(&options.dir, stop.clone()).await? {
             Some(store) => Some((options, store)),
-            None => return Ok(InstanceReport { ended: Ended::Shutdown, stats: Stats::default(), corrections: 0 }),
+            None => return Ok(stopped()),
         },
         None => None,
     };
+    if let Some(expected) = layout
+        && !expected.holds()?
+    {
+        return Ok(stopped());
+    }
     ensure_all_topics(base).await?;
     let Stages { mut stage1, mut stage2, mut applied, checkpoints } = restore(&city, &pipeline, ownership, store)?;
     // Stage 1 ran on past a cut (`--past-cut`) and the process stopped before

@@ -28,16 +28,29 @@ pub struct Layout {
     /// controller restarted part way through carries it on.
     #[serde(default)]
     pub rescaling_to: Option<u32>,
+    /// When the cut was set (wall clock): a rescale whose instances have not all
+    /// stopped some minutes after is called off, whichever controller set it.
+    #[serde(default)]
+    pub cut_set_ms: Option<i64>,
+    /// The directories of a split into this many instances are dealt out to this
+    /// one and are to be moved aside (`retired/`).
+    #[serde(default)]
+    pub retire_from: Option<u32>,
 }
 
 impl Default for Layout {
     /// A deployment that has never been rescaled: one instance (and its standbys).
     fn default() -> Self {
-        Layout { instances: 1, stop_at: None, rescaling_to: None }
+        Layout { instances: 1, stop_at: None, rescaling_to: None, cut_set_ms: None, retire_from: None }
     }
 }
 
 impl Layout {
+    /// `instances` active instances, no rescale under way.
+    pub fn steady(instances: u32) -> Self {
+        Layout { instances, ..Layout::default() }
+    }
+
     /// The instance that pod `index` of the StatefulSet is: pods I and I + N are the
     /// active and the standby of one directory.
     pub fn share_of_pod(&self, index: u32) -> anyhow::Result<Ownership> {
@@ -87,19 +100,34 @@ impl Deployment {
     }
 }
 
+/// The layout an instance was started for (`pod`): it runs only while it holds.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub deployment: Deployment,
+    pub layout: Layout,
+}
+
+impl Expected {
+    pub fn holds(&self) -> anyhow::Result<bool> {
+        Ok(self.deployment.layout()? == self.layout)
+    }
+}
+
 /// How far an instance has got, written into its checkpoint directory while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// Its live state's watermark (record time, ms since the epoch).
-    pub as_of_ms: i64,
+    /// The newest record time (ms since the epoch) its stage 1 has processed.
+    pub read_up_to_ms: i64,
     /// The wall clock when it wrote this.
     pub written_ms: i64,
 }
 
 impl Progress {
     /// Written by pod `pod_index`: an active pod and its standby, which once was
-    /// active, each have a file, and the newest is the one that runs.
+    /// active, each have a file, and the newest is the one that runs. Only into
+    /// a directory there is: one moved aside by a rescale is not made again.
     pub fn write(&self, dir: &Path, pod_index: u32) -> anyhow::Result<()> {
+        anyhow::ensure!(dir.is_dir(), "{} is gone", dir.display());
         write_atomically(&dir.join(format!("progress.{pod_index}.json")), &serde_json::to_vec(self)?)
     }
 
@@ -110,7 +138,7 @@ impl Progress {
             let name = name.to_string_lossy();
             name.starts_with("progress.") && name.ends_with(".json")
         });
-        said.filter_map(|e| serde_json::from_slice::<Progress>(&std::fs::read(e.path()).ok()?).ok()).max_by_key(|p| p.as_of_ms)
+        said.filter_map(|e| serde_json::from_slice::<Progress>(&std::fs::read(e.path()).ok()?).ok()).max_by_key(|p| p.read_up_to_ms)
     }
 }
 
@@ -125,7 +153,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = std::fs::File::create(&temporary).map_err(context)?;
     file.write_all(bytes).map_err(context)?;
     file.sync_all().map_err(context)?;
-    std::fs::rename(&temporary, path).map_err(context)
+    std::fs::rename(&temporary, path).map_err(context)?;
+    sync_directory(path.parent())
+}
+
+/// Makes a rename in `dir` durable (the new name is in the directory's own data).
+pub fn sync_directory(dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = dir.filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| anyhow::anyhow!("syncing {}: {e}", dir.display()))
 }
 
 #[cfg(test)]
@@ -145,16 +180,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("egret-layout-{}", std::process::id()));
         let deployment = Deployment { checkpoints: dir.clone(), namespace: "t.".into(), group: "egret".into() };
         assert_eq!(deployment.layout().expect("no layout yet"), Layout::default());
-        let layout = Layout { instances: 2, stop_at: Some(1_000), rescaling_to: Some(3) };
+        let layout = Layout { instances: 2, stop_at: Some(1_000), rescaling_to: Some(3), cut_set_ms: Some(5), retire_from: None };
         deployment.set_layout(&layout).expect("written");
         assert_eq!(deployment.layout().expect("read"), layout);
         assert_eq!(deployment.directory(Ownership::new(1, 2).expect("a share")), dir.join("t.egret.2-of-2"));
         let instance = deployment.directory(Ownership::new(0, 2).expect("a share"));
         assert_eq!(Progress::newest(&instance), None);
-        for (pod, as_of_ms) in [(0, 5_000), (2, 7_000)] {
-            Progress { as_of_ms, written_ms: 1 }.write(&instance, pod).expect("written");
+        assert!(Progress { read_up_to_ms: 1, written_ms: 1 }.write(&instance, 0).is_err(), "a directory moved aside is not made again");
+        std::fs::create_dir_all(&instance).expect("made");
+        for (pod, read_up_to_ms) in [(0, 5_000), (2, 7_000)] {
+            Progress { read_up_to_ms, written_ms: 1 }.write(&instance, pod).expect("written");
         }
-        assert_eq!(Progress::newest(&instance).map(|p| p.as_of_ms), Some(7_000), "the active pod's, whichever it is");
+        assert_eq!(Progress::newest(&instance).map(|p| p.read_up_to_ms), Some(7_000), "the active pod's, whichever it is");
         std::fs::write(dir.join("t.egret.layout.json"), b"{\"instances\": \"two\"}").expect("written");
         let refused = deployment.layout().expect_err("not a layout").to_string();
         assert!(refused.contains("t.egret.layout.json"), "the error names the file: {refused}");

@@ -180,10 +180,10 @@ enum Command {
         #[arg(long, requires = "pod_index")]
         checkpoints: Option<PathBuf>,
         /// With --kafka and --checkpoints: this pod's ordinal in its StatefulSet (the
-        /// label apps.kubernetes.io/pod-index). It runs instance (I mod N) + 1 of the
+        /// label apps.kubernetes.io/pod-index: `--pod-index $(POD_INDEX)`). It runs instance (I mod N) + 1 of the
         /// N in the layout `egret autoscale` keeps, active or standby, and stops at
         /// the cut the layout sets.
-        #[arg(long, env = "EGRET_POD_INDEX", requires_all = ["checkpoints", "kafka"], conflicts_with_all = ["checkpoint_dir", "no_checkpoints", "stop_at", "past_cut"])]
+        #[arg(long, requires_all = ["checkpoints", "kafka"], conflicts_with_all = ["checkpoint_dir", "no_checkpoints", "stop_at", "past_cut"])]
         pod_index: Option<u32>,
         /// Police hotlists to check every sighting against: a JSON file
         /// `{"stolen": [{"plate": "闽D12345", "reason": "...", "expires_ms": 1800000000000}]}`.
@@ -555,7 +555,7 @@ async fn main() -> anyhow::Result<()> {
                     });
                     let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));
                     let config = KafkaConfig { group_id: group.clone(), namespace: cli.namespace.clone(), replication: cli.replication, instance_id, ..KafkaConfig::new(brokers) };
-                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance, stop_at, past_cut } }
+                    Input::Kafka { config, options: egret::instance::RunOptions { exit_when_idle, checkpoints, ownership: instance, stop_at, past_cut, layout: None } }
                 }
                 _ => anyhow::bail!("give exactly one of --input DIR or --kafka BROKERS"),
             };

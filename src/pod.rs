@@ -13,7 +13,7 @@
 //! changes which instance it is while it runs.
 
 use crate::instance::{self, CheckpointOptions, InstanceReport, RunOptions, status_line};
-use crate::layout::{Deployment, Layout, Progress};
+use crate::layout::{Deployment, Expected, Layout, Progress};
 use egret_ingest::kafka::KafkaConfig;
 use egret_model::CityModel;
 use egret_pipeline::runner::Ended;
@@ -62,6 +62,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, config: &KafkaC
             stop_at: layout.stop_at,
             // A layout without a cut after one with it: the rescale was called off.
             past_cut: layout.stop_at.is_none(),
+            layout: Some(Expected { deployment: options.deployment.clone(), layout }),
         };
         let (let_go, instance_stop) = watch::channel(false);
         let follower = tokio::spawn(follow(options.clone(), layout, dir, live.clone(), stop.clone(), let_go));
@@ -75,12 +76,15 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, config: &KafkaC
         let let_go = *instance_stop.borrow();
         if report.ended == Ended::Cut {
             status_line("stopped at the cut, the state saved there; waiting for the deployment's layout to change (egret autoscale rescales it)");
-        } else if !let_go {
+        } else if !let_go && report.ended != Ended::Shutdown {
             follower.abort();
             return Ok(report);
         }
+        // Stopped for a new layout (by the follower, or by the instance itself,
+        // having found the layout changed once it took its directory over).
         match follower.await? {
-            Followed::Stopped => return Ok(report),
+            // What stopped it now is the process stopping, not the cut.
+            Followed::Stopped => return Ok(InstanceReport { ended: Ended::Shutdown, ..report }),
             Followed::Changed(next) => {
                 status_line(&format!("the deployment's layout changed ({} instances, cut {:?}): starting again as it says", next.instances, next.stop_at));
                 layout = next;
@@ -116,12 +120,12 @@ async fn follow(options: PodOptions, running: Layout, dir: PathBuf, live: Arc<Li
             }
             Err(_) => {}
         }
-        // A standby's live state has no watermark yet: it has nothing to say.
-        let as_of_ms = live.as_of_ms();
-        if as_of_ms > 0
-            && let Err(e) = (Progress { as_of_ms, written_ms: egret_model::time::now_ms() }).write(&dir, options.pod_index)
+        // A standby has read nothing yet: it has nothing to say.
+        let read_up_to_ms = live.newest_read_ms();
+        if read_up_to_ms > 0
+            && let Err(e) = (Progress { read_up_to_ms, written_ms: egret_model::time::now_ms() }).write(&dir, options.pod_index)
         {
-            tracing::warn!("progress not written: {e}");
+            tracing::debug!("progress not written: {e}");
         }
     }
 }

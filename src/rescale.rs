@@ -132,6 +132,8 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
 /// were (`run --stop-at`); `None` too while an instance holds the directory.
 pub fn stopped_at(city: &Arc<CityModel>, pipeline: &PipelineConfig, dir: &std::path::Path, share: Ownership) -> anyhow::Result<Option<i64>> {
     let pipeline = &PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
+    // Opening makes a directory: one that is gone must stay gone.
+    anyhow::ensure!(dir.is_dir(), "{} is gone", dir.display());
     let store = match DirStore::open(dir) {
         Ok(store) => store,
         Err(egret_pipeline::checkpoint::CheckpointError::Locked { .. }) => return Ok(None),

@@ -62,6 +62,7 @@ fn cli(command: &str) -> (serde_json::Map<String, Value>, Vec<String>) {
 fn expectations() -> Value {
     let (run_flags, run_env) = cli("run");
     let (serve_flags, serve_env) = cli("serve");
+    let (autoscale_flags, autoscale_env) = cli("autoscale");
     json!({
         "topics": {
             "inputs": Topic::ALL.iter().map(|t| t.default_name()).collect::<Vec<_>>(),
@@ -75,7 +76,8 @@ fn expectations() -> Value {
         // Pipeline instances run `egret run`, API instances `egret serve`.
         "run_flags": run_flags,
         "serve_flags": serve_flags,
-        "run_env": run_env.into_iter().chain(serve_env).collect::<std::collections::BTreeSet<_>>(),
+        "autoscale_flags": autoscale_flags,
+        "run_env": run_env.into_iter().chain(serve_env).chain(autoscale_env).collect::<std::collections::BTreeSet<_>>(),
         "key_env": [egret_api::keys::TOKEN_KEY_ENV, egret_api::keys::PSEUDONYM_KEY_ENV],
         "min_secret_bytes": egret_api::keys::MIN_SECRET_BYTES,
     })
@@ -158,7 +160,7 @@ fn the_checker_finds_mistakes_put_into_a_copy() {
     let root = scratch.join("repo");
     copy_repo(&root);
     // Each mistake, and words of the problem the checker must report for it.
-    let mistakes: [(&str, &str, &str, &str); 9] = [
+    let mistakes: [(&str, &str, &str, &str); 10] = [
         ("deploy/compose/topics.conf", "egret.internal.stage2.egret   4 ", "egret.internal.stage2.egret   8 ", "egret.internal.stage2.egret has 8 partitions"),
         ("deploy/k8s/topics.yaml", "cleanup.policy: compact", "cleanup.policy: delete", "egret.segment-speeds: cleanup.policy=delete"),
         ("deploy/compose/compose.yaml", "    - --group\n    - egret\n", "    - --groups\n    - egret\n", "--groups is not a flag"),
@@ -167,6 +169,7 @@ fn the_checker_finds_mistakes_put_into_a_copy() {
         // pipeline-1's checkpoint directory on its own state volume instead of the shared one.
         ("deploy/compose/compose.yaml", "      - pipeline-checkpoints:/var/lib/egret-checkpoints\n", "      - pipeline-1-state:/var/lib/egret-checkpoints\n", "pipeline-1: --checkpoint-dir /var/lib/egret-checkpoints/egret lies on its own state volume"),
         ("deploy/k8s/pipeline.yaml", "accessModes: [\"ReadWriteMany\"]", "accessModes: [\"ReadWriteOnce\"]", "egret-checkpoints, whose accessModes ['ReadWriteOnce'] lack ReadWriteMany"),
+        ("deploy/k8s/autoscale.yaml", r#"verbs: ["get", "patch"]"#, r#"verbs: ["get"]"#, "may not patch statefulsets/scale of egret-pipeline"),
         ("deploy/grafana/egret-dashboard.json", "egret_consumer_lag{", "egret_consumer_lags{", "'egret_consumer_lags' is not a metric"),
         ("deploy/prometheus/alerts.yaml", r#"rate(egret_dead_letters_total{job="egret"}[10m])) > 1"#, r#"rate(egret_consumer_lag{job="egret"}[10m])) > 1"#, "rate() of egret_consumer_lag"),
     ];

@@ -37,8 +37,10 @@ struct StatefulSet {
     /// Pods that have exited, and how.
     exited: Vec<(u32, std::process::ExitStatus)>,
     generation: u32,
-    /// Pods to start wait (as pods pending a node or an image would) until this is cleared.
-    pending: bool,
+    started: usize,
+    /// Once this many pods have been started, the next wait (as pods pending a
+    /// node or an image would) until this is cleared.
+    hold_after: Option<usize>,
 }
 
 impl StatefulSet {
@@ -66,12 +68,10 @@ impl StatefulSet {
             let (index, mut child) = self.pods.pop().expect("a pod");
             self.exited.push((index, child.wait().expect("the pod stops")));
         }
-        if self.pending {
-            return;
-        }
         self.generation += 1;
         for index in 0..self.wanted {
-            if self.pods.iter().all(|(i, _)| *i != index) {
+            if self.pods.iter().all(|(i, _)| *i != index) && self.hold_after.is_none_or(|n| self.started < n) {
+                self.started += 1;
                 let log = std::fs::File::create(self.work.join(format!("pod-{index}.gen-{}.log", self.generation))).expect("log file");
                 let state = self.work.join(format!("pod-{index}"));
                 let child = Command::new(env!("CARGO_BIN_EXE_egret"))
@@ -163,10 +163,8 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     let checkpoints = work.join("checkpoints");
     let (ns, group) = (config.namespace.clone(), config.group_id.clone());
     let common = |more: &[&str]| -> Vec<String> { ["--namespace", &ns].iter().chain(more).map(|s| s.to_string()).collect() };
-    let pod_args = common(&["run", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--checkpoint-interval", "1s", "--exit-when-idle", "15s", "--listen", "127.0.0.1:0"]);
-    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 2, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, pending: false }));
-    set.lock().expect("the set").reconcile();
-    set.lock().expect("the set").pending = true;
+    let pod_args = common(&["run", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--checkpoint-interval", "1s", "--exit-when-idle", "10s", "--listen", "127.0.0.1:0"]);
+    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 0, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, started: 0, hold_after: Some(2) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let api = format!("http://{}", listener.local_addr().expect("an address"));
     let router = axum::Router::new().route(SCALE_PATH, get(get_scale).patch(patch_scale)).with_state(set.clone());
@@ -178,27 +176,52 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
         "--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h",
         "--cut-ahead", "30s", "--every", "1s",
     ]);
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_egret")).args(args).stdout(Stdio::from(controller_log.try_clone().expect("log"))).stderr(Stdio::from(controller_log)).spawn().expect("egret autoscale starts");
+    let start_controller = || Command::new(env!("CARGO_BIN_EXE_egret")).args(&args).stdout(Stdio::from(controller_log.try_clone().expect("log"))).stderr(Stdio::from(controller_log.try_clone().expect("log"))).spawn().expect("egret autoscale starts");
+    let mut controller = start_controller();
     let deployment = Deployment { checkpoints: checkpoints.clone(), namespace: ns.clone(), group: group.clone() };
-    let rescaled = Layout { instances: 2, stop_at: None, rescaling_to: None };
     let start = Instant::now();
-    while deployment.layout().ok() != Some(rescaled) {
+    let mut restarted = BTreeSet::new();
+    let mut cut = None;
+    loop {
+        let layout = deployment.layout().ok();
+        cut = cut.or(layout.and_then(|l| l.stop_at));
+        if layout == Some(Layout::steady(2)) {
+            break;
+        }
+        // Killed part way through the rescale (kill -9), a controller started
+        // again carries it on from the layout and the directories.
+        let step = match layout {
+            Some(Layout { rescaling_to: Some(_), .. }) if set.lock().expect("the set").wanted == 0 => "scaled the pods to 0",
+            Some(Layout { rescaling_to: Some(_), .. }) => "set the cut",
+            _ => "",
+        };
+        if !step.is_empty() && restarted.insert(step) {
+            controller.kill().expect("killed");
+            controller.wait().expect("gone");
+            eprintln!("killed the controller once it had {step}, and started it again");
+            controller = start_controller();
+        }
         assert!(start.elapsed() < Duration::from_secs(240) && controller.try_wait().expect("a status").is_none(), "not rescaled to two instances:\n{}", logs(&work));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    assert_eq!(restarted.len(), 2, "the controller was killed at both steps: {restarted:?}");
+    let second_half = START + 6 * 60_000;
+    assert!(cut.is_some_and(|at| at < second_half), "the cut at {cut:?} is before the second half's records: its records arrive after the cut, and are stamped after it");
+    eprintln!("rescaled to two instances {:?} after the controller started", start.elapsed());
     // Input that only the new split reads, waiting for it when its pods start:
     // split instances write exactly one instance's output when they read the
     // same records in the same order, which the aligner makes sure of for a
     // backlog; live, each takes them in its own arrival order (deploy/SCALE-OUT.md,
     // "Live agreement").
-    // Stamped after the cut (at most 30 s past the first half's end), as
-    // records that arrive after it are (`egret_pipeline::cut`).
+    // Stamped after the cut, as records that arrive after it are
+    // (`egret_pipeline::cut`): a record stamped before it and arriving after
+    // would be late for the new split, and not for one instance.
     for target in [&config, &reference] {
-        publish(city.clone(), scenario(32, START + 5 * 60_000), target).await;
+        publish(city.clone(), scenario(32, second_half), target).await;
     }
     {
         let mut set = set.lock().expect("the set");
-        set.pending = false;
+        set.hold_after = None;
         set.reconcile();
     }
     // Each active pod ends once its input has been idle, then its standby takes
@@ -209,13 +232,14 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
         set.pods.is_empty()
     })
     .await;
+    eprintln!("the new split's pods ended {:?} after the controller started", start.elapsed());
     controller.kill().expect("the controller stops");
     controller.wait().expect("gone");
     let set = set.lock().expect("the set");
-    assert_eq!(set.patched, [0, 4], "the controller scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
+    assert_eq!(set.patched, [2, 0, 4], "the controller started one instance and its standby, scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
     assert!(set.exited.iter().all(|(_, status)| status.success()), "every pod stopped cleanly: {:?}\n{}", set.exited, logs(&work));
     let retired: Vec<String> = std::fs::read_dir(checkpoints.join("retired")).expect("retired").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert!(retired.len() == 1 && retired[0].starts_with(&format!("{ns}{group}.cut-")), "the one instance's directory is kept aside: {retired:?}");
+    assert!(retired.len() == 1 && retired[0].starts_with(&format!("{ns}{group}.dealt-")), "the one instance's directory is kept aside: {retired:?}");
 
     let live = Arc::new(LiveState::new(city.clone()));
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -230,5 +254,7 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     assert!(differ.is_empty(), "final windows differ from one instance's ({} against {}), first: {differ:?}", windows.len(), one_windows.len());
     let lag = egret::lag::lag(&config, &group, 2).await.expect("lag read");
     assert!(lag.iter().all(|l| l.input_total() == 0 && l.repartition == 0), "every input record read by both instances: {lag:?}");
-    std::fs::remove_dir_all(&work).ok();
+    if std::env::var_os("EGRET_KEEP_WORK").is_none() {
+        std::fs::remove_dir_all(&work).ok();
+    }
 }

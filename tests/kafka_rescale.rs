@@ -28,7 +28,7 @@ async fn checkpointed(city: Arc<CityModel>, config: KafkaConfig, share: Ownershi
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let checkpoints = Some(instance::CheckpointOptions { dir, interval: Duration::from_secs(1) });
     // Without a cut to stop at, the one instance goes on from its own cut.
-    let options = instance::RunOptions { exit_when_idle: stop_at.is_none().then_some(Duration::from_secs(5)), checkpoints, ownership: share, stop_at, past_cut: stop_at.is_none() };
+    let options = instance::RunOptions { exit_when_idle: stop_at.is_none().then_some(Duration::from_secs(5)), checkpoints, ownership: share, stop_at, past_cut: stop_at.is_none(), layout: None };
     let report = instance::run(city, pipeline, &config, live.clone(), stop, &options).await.expect("instance runs");
     assert_eq!(report.ended, if stop_at.is_some() { Ended::Cut } else { Ended::InputEnd }, "instance {share}");
     (live, report)

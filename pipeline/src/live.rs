@@ -75,6 +75,8 @@ pub struct LiveState {
     changes: tokio::sync::watch::Sender<u64>,
     archive: RwLock<Option<Arc<dyn Archive>>>,
     hotlists: crate::hotlist_board::HotlistBoard,
+    /// The newest record time (the records' timestamps) stage 1 has processed.
+    newest_read_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Where every batch's output is also kept for later (Parquet history). It must
@@ -89,6 +91,7 @@ impl LiveState {
         LiveState {
             current: RwLock::new(Snapshot { as_of_ms: 0, latest: vec![None; n], lots: vec![None; city.lots.len()] }),
             history: RwLock::new(vec![VecDeque::new(); n]),
+            newest_read_ms: std::sync::atomic::AtomicI64::new(0),
             tickets: RwLock::new(Tickets::default()),
             incidents: RwLock::new(Incidents::default()),
             transit: RwLock::new(Transit::default()),
@@ -277,6 +280,17 @@ impl LiveState {
 
     pub fn snapshot(&self) -> Snapshot {
         self.current.read().clone()
+    }
+
+    /// Stage 1 has processed a record stamped `ms` (its arrival time).
+    pub fn note_read(&self, ms: i64) {
+        self.newest_read_ms.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The newest record time stage 1 has processed (0 before any): how far
+    /// this instance has read, on the clock a cut is placed by (`cut`).
+    pub fn newest_read_ms(&self) -> i64 {
+        self.newest_read_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The snapshot's `as_of_ms`, without copying the snapshot.

@@ -8,17 +8,22 @@
 //! step is a change of the layout or of the replica count, made again from what
 //! it reads each round, so a controller restarted at any point carries on:
 //!
+//! 0. the StatefulSet's replica count is kept at N × pods per instance;
 //! 1. lag above (below) the policy's bound long enough: the layout gets a cut
 //!    just ahead of the most advanced instance's progress and `rescaling_to`;
 //!    every pod stops there (a standby taking over stops at once);
 //! 2. once every old instance's checkpoints are saved at the cut: replicas 0;
 //! 3. once no pod is left: `rescale::rescale` from N to M (directories a rescale
-//!    cut short left are moved aside first), the old directories moved to
-//!    `retired/`, the layout set to M with no cut, replicas M × pods per instance.
+//!    cut short left are moved aside first); the layout set to M, with the old
+//!    directories still to be moved to `retired/`; they are; replicas M × pods per
+//!    instance.
 //!
-//! A cut the instances do not reach in time, or a rescale refused (the
-//! instances stopped at different positions), calls the rescale off: the layout
-//! goes back to N with no cut, and the old pods go on past it.
+//! A cut the instances do not reach in time (counted from when it was set, in
+//! the layout), or a rescale that fails (refused: the instances stopped at
+//! different positions; or the broker out of reach), calls the rescale off: the
+//! layout goes back to N with no cut, and the old pods go on past it. That only
+//! while every old directory holds its checkpoint: nothing is moved aside before
+//! the dealt state is written and the layout names the new split.
 
 pub mod k8s;
 pub mod policy;
@@ -95,8 +100,6 @@ pub struct Controller {
     statefulset: k8s::StatefulSet,
     policy: Policy,
     trend: Trend,
-    /// When this controller first saw the cut under way (for its timeout).
-    cut_seen_at: Option<(i64, i64)>,
 }
 
 impl Controller {
@@ -114,7 +117,7 @@ impl Controller {
             min: args.min_instances,
             max: args.max_instances,
         };
-        Ok(Controller { city, pipeline, args, deployment, kafka, statefulset, policy, trend: Trend::default(), cut_seen_at: None })
+        Ok(Controller { city, pipeline, args, deployment, kafka, statefulset, policy, trend: Trend::default() })
     }
 
     /// Rounds until `stop` flips; a round that fails is reported and tried again.
@@ -135,51 +138,57 @@ impl Controller {
     /// One look at the deployment, and the step it calls for.
     pub async fn round(&mut self) -> anyhow::Result<()> {
         let layout = self.deployment.layout()?;
-        match (layout.rescaling_to, layout.stop_at) {
-            (Some(to), Some(at)) => self.carry_on(layout.instances, to, at).await,
+        match layout {
+            Layout { retire_from: Some(from), .. } => self.retire_old(from, layout.instances).await,
+            Layout { rescaling_to: Some(to), stop_at: Some(at), .. } => self.carry_on(layout, to, at).await,
             _ => self.watch_lag(layout).await,
         }
     }
 
     async fn watch_lag(&mut self, layout: Layout) -> anyhow::Result<()> {
+        // The replica count is the controller's: set at the start (the manifests
+        // leave it out) and after anyone changed it.
+        let pods = layout.instances * self.args.pods_per_instance;
+        if self.statefulset.scale().await?.wanted != pods {
+            status_line(&format!("autoscale: {} instances and their standbys are {pods} pods: scaling {} to that", layout.instances, self.args.statefulset));
+            self.statefulset.set_replicas(pods).await?;
+        }
         let lags = crate::lag::lag(&self.kafka, &self.args.group, layout.instances).await?;
         let worst = lags.iter().map(|l| l.input_total() + l.repartition).max().unwrap_or(0);
         let now = egret_model::time::now_ms();
         let Some(to) = self.trend.observe(&self.policy, now, layout.instances, worst) else { return Ok(()) };
         // Ahead of the most advanced instance: every one can still stop there.
-        let newest = shares(layout.instances).filter_map(|s| Progress::newest(&self.deployment.directory(s))).map(|p| p.as_of_ms).max();
+        let newest = shares(layout.instances).filter_map(|s| Progress::newest(&self.deployment.directory(s))).map(|p| p.read_up_to_ms).max();
         let Some(newest) = newest else {
             status_line(&format!("autoscale: {worst} records behind calls for {to} instances, but no instance has written its progress yet"));
             return Ok(());
         };
         let at = newest + self.args.cut_ahead;
         status_line(&format!("autoscale: {worst} records behind: rescaling from {} to {to} instances at the cut at {at} ms", layout.instances));
-        self.deployment.set_layout(&Layout { instances: layout.instances, stop_at: Some(at), rescaling_to: Some(to) })?;
+        self.deployment.set_layout(&Layout { stop_at: Some(at), rescaling_to: Some(to), cut_set_ms: Some(now), ..layout })?;
         self.trend.reset();
         Ok(())
     }
 
-    /// The rescale from `from` to `to` at the cut at `at`, from wherever it stands.
-    async fn carry_on(&mut self, from: u32, to: u32, at: i64) -> anyhow::Result<()> {
+    /// The rescale from `layout.instances` to `to` at the cut at `at`, from
+    /// wherever it stands: nothing of it is written until every old instance's
+    /// directory has been dealt out, so until then it can start over or be called off.
+    async fn carry_on(&mut self, layout: Layout, to: u32, at: i64) -> anyhow::Result<()> {
+        let from = layout.instances;
         let old: Vec<_> = shares(from).map(|s| (s, self.deployment.directory(s))).collect();
-        let new: Vec<PathBuf> = shares(to).map(|s| self.deployment.directory(s)).collect();
-        if old.iter().all(|(_, d)| !d.exists()) && new.iter().all(|d| has_checkpoint(d)) {
-            // Dealt out and moved aside; the controller stopped before the layout.
-            return self.finish(to).await;
-        }
         let mut waiting = Vec::new();
         for (share, dir) in &old {
-            if rescale::stopped_at(&self.city, &self.pipeline, dir, *share)? != Some(at) {
-                waiting.push(share.to_string());
+            match rescale::stopped_at(&self.city, &self.pipeline, dir, *share) {
+                Ok(Some(stopped)) if stopped == at => {}
+                Ok(_) => waiting.push(share.to_string()),
+                // A checkpoint this controller cannot read (other settings than the
+                // pods', say) never comes right: the timeout calls the rescale off.
+                Err(e) => waiting.push(format!("{share} ({e:#})")),
             }
         }
         if !waiting.is_empty() {
-            let now = egret_model::time::now_ms();
-            if self.cut_seen_at.is_none_or(|(seen, _)| seen != at) {
-                self.cut_seen_at = Some((at, now));
-            }
-            let since = self.cut_seen_at.map_or(now, |(_, since)| since);
-            if now - since > self.args.cut_timeout {
+            let waited = egret_model::time::now_ms() - layout.cut_set_ms.unwrap_or(i64::MAX);
+            if waited > self.args.cut_timeout {
                 status_line(&format!("autoscale: instances {} did not stop at the cut at {at} ms in {} s: calling the rescale off", waiting.join(", "), self.args.cut_timeout / 1000));
                 return self.call_off(from).await;
             }
@@ -196,38 +205,53 @@ impl Controller {
             status_line(&format!("autoscale: waiting for {} pods to go", scale.running));
             return Ok(());
         }
-        for dir in new.iter().filter(|d| d.exists()) {
-            retire(&self.deployment.checkpoints, dir, &format!("partial-{}", egret_model::time::now_ms()))?;
+        // Left by a rescale cut short: the old directories are whole, it starts over.
+        for dir in shares(to).map(|s| self.deployment.directory(s)).filter(|d| d.exists()) {
+            retire(&self.deployment.checkpoints, &dir, "partial")?;
         }
         let options = RescaleOptions { deployment: self.deployment.clone(), from, to, kafka: self.kafka.clone() };
         match rescale::rescale(&self.city, &self.pipeline, &options).await {
             Ok(done) => status_line(&format!("autoscale: dealt {from} instances out to {to} at the cut at {at} ms, {} plates in flight", done.plates_in_flight)),
+            // Refused, or the broker could not be reached for its checks and
+            // commits: the old directories are whole, and the old split goes on.
             Err(e) => {
-                status_line(&format!("autoscale: the rescale was refused: {e:#}; calling it off"));
+                status_line(&format!("autoscale: the rescale failed: {e:#}; calling it off"));
                 return self.call_off(from).await;
             }
         }
-        for (_, dir) in &old {
-            retire(&self.deployment.checkpoints, dir, &format!("cut-{at}"))?;
-        }
-        self.finish(to).await
+        // From here the new split is the deployment: its layout first, then the
+        // old directories out of the way.
+        self.deployment.set_layout(&Layout { retire_from: Some(from), ..Layout::steady(to) })?;
+        self.retire_old(from, to).await
     }
 
-    async fn finish(&mut self, to: u32) -> anyhow::Result<()> {
-        self.deployment.set_layout(&Layout { instances: to, stop_at: None, rescaling_to: None })?;
-        self.statefulset.set_replicas(to * self.args.pods_per_instance).await?;
+    /// Moves the directories of the split into `from` out of the way, then starts
+    /// the `to` instances' pods.
+    async fn retire_old(&mut self, from: u32, to: u32) -> anyhow::Result<()> {
+        for dir in shares(from).map(|s| self.deployment.directory(s)).filter(|d| d.exists()) {
+            retire(&self.deployment.checkpoints, &dir, "dealt")?;
+        }
+        self.deployment.set_layout(&Layout::steady(to))?;
         self.trend.reset();
-        self.cut_seen_at = None;
-        status_line(&format!("autoscale: {to} instances now, {} pods", to * self.args.pods_per_instance));
+        let pods = to * self.args.pods_per_instance;
+        self.statefulset.set_replicas(pods).await?;
+        status_line(&format!("autoscale: {to} instances now, {pods} pods"));
         Ok(())
     }
 
-    /// The old split goes on past the cut (its pods see the layout without one).
+    /// The old split goes on past the cut (its pods see the layout without one):
+    /// only while every one of its directories holds its state.
     async fn call_off(&mut self, from: u32) -> anyhow::Result<()> {
-        self.deployment.set_layout(&Layout { instances: from, stop_at: None, rescaling_to: None })?;
+        let gone: Vec<String> = shares(from).map(|s| self.deployment.directory(s)).filter(|d| !has_checkpoint(d)).map(|d| d.display().to_string()).collect();
+        anyhow::ensure!(
+            gone.is_empty(),
+            "not calling the rescale off: {} no longer hold a checkpoint, and their instances would start empty. Look in {} for them",
+            gone.join(", "),
+            self.deployment.checkpoints.join("retired").display()
+        );
+        self.deployment.set_layout(&Layout::steady(from))?;
         self.statefulset.set_replicas(from * self.args.pods_per_instance).await?;
         self.trend.reset();
-        self.cut_seen_at = None;
         Ok(())
     }
 }
@@ -242,8 +266,9 @@ fn retire(checkpoints: &Path, dir: &Path, why: &str) -> anyhow::Result<()> {
     let retired = checkpoints.join("retired");
     std::fs::create_dir_all(&retired)?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let to = retired.join(format!("{name}.{why}"));
+    let to = retired.join(format!("{name}.{why}-{}", egret_model::time::now_ms()));
     std::fs::rename(dir, &to).map_err(|e| anyhow::anyhow!("moving {} to {}: {e}", dir.display(), to.display()))?;
+    crate::layout::sync_directory(Some(checkpoints))?;
     status_line(&format!("autoscale: moved {} to {}", dir.display(), to.display()));
     Ok(())
 }

@@ -1,8 +1,10 @@
 """deploy/k8s: built-in objects against the Kubernetes OpenAPI schemas
 (kubernetes-validate, strict), the Strimzi resources against the structure Egret
 relies on, the references between everything against each other and the code
-(topics, CLI flags, consumer groups, keys), and the pipeline's active/standby setup
-(a shared ReadWriteMany checkpoint directory, one static membership id, 2 replicas)."""
+(topics, CLI flags, consumer groups, keys), the pipeline's active/standby setup
+(a shared ReadWriteMany checkpoint volume, one static membership id, pods that know
+their ordinal), and the autoscaler's (one controller, on the same volume, allowed to
+scale the pipeline's StatefulSet and nothing else, through a kubectl proxy)."""
 
 import re
 import shutil
@@ -56,6 +58,19 @@ def check_kubectl_kustomize(report, base, objects):
 
 def pod_spec(o):
     return (o.get("spec", {}).get("template") or {}).get("spec") if o.get("kind") in ("Deployment", "StatefulSet") else None
+
+
+def egret_containers(o):
+    return [c for c in (pod_spec(o) or {}).get("containers", []) if c.get("image") == "egret"]
+
+
+def role_of(o):
+    """What a workload's egret runs: `run` (the pipeline StatefulSet), `serve` (API)
+    or `autoscale`, from its first argument."""
+    if o.get("kind") == "StatefulSet":
+        return "run"
+    firsts = [str(c.get("args", [""])[0]) for c in egret_containers(o) if c.get("args")]
+    return firsts[0] if firsts else None
 
 
 def pod_labels(o):
@@ -174,9 +189,14 @@ def check_k8s(report, repo, expect, compose_topics):
                          f"secret template: the placeholder of {key} is a usable key ({len(value)} bytes); keep it under {expect['min_secret_bytes']} so egret refuses it")
     workloads = {kn(o): o for o in objs if pod_spec(o)}
     report.check(S, {o["kind"] for o in workloads.values()} == {"StatefulSet", "Deployment"}, "a pipeline StatefulSet and an API Deployment")
+    autoscaled = set()
+    for o in workloads.values():
+        if role_of(o) == "autoscale":
+            args = [str(a) for c in egret_containers(o) for a in c.get("args", [])]
+            autoscaled.add(args[args.index("--statefulset") + 1] if "--statefulset" in args[:-1] else "egret-pipeline")
     groups = set()
     for w, o in workloads.items():
-        groups |= check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect)
+        groups |= check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect, autoscaled, kust.get("namespace"))
     report.check(S, len(groups) == 1, f"every workload in one consumer group, found {groups}")
     for svc in by_kind.get("Service", {}).values():
         sel = svc["spec"].get("selector", {})
@@ -189,24 +209,30 @@ def check_k8s(report, repo, expect, compose_topics):
         sel = pdb["spec"].get("selector", {}).get("matchLabels", {})
         report.check(S, any(matches(sel, pod_labels(o)) for o in workloads.values()), f"{kn(pdb)}: selects no workload's pods")
     for w, o in workloads.items():
+        if role_of(o) == "autoscale":
+            continue  # one controller: an eviction only pauses it, and it carries on
         covered = any(matches(p["spec"].get("selector", {}).get("matchLabels", {}), pod_labels(o)) for p in by_kind.get("PodDisruptionBudget", {}).values())
         report.check(S, covered, f"{w}: no PodDisruptionBudget")
-    deploy = list(by_kind.get("Deployment", {}).values())
+    deploy = [d for d in by_kind.get("Deployment", {}).values() if role_of(d) == "serve"]
     report.check(S, all(d["spec"].get("replicas", 1) >= 2 for d in deploy), "the API Deployment runs at least 2 replicas")
     report.check(S, any(matches(s["spec"].get("selector", {}), pod_labels(d)) and s["spec"].get("clusterIP") != "None"
                         for d in deploy for s in by_kind.get("Service", {}).values()), "the API Deployment is behind a (non-headless) Service")
 
 
-def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect):
+def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect, autoscaled, namespace):
     spec, pod = o["spec"], pod_spec(o)
+    role = role_of(o)
     report.check(S, matches(spec.get("selector", {}).get("matchLabels", {}), pod_labels(o)), f"{w}: selector does not match its pod labels")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     claims = {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
     groups = set()
     for c in pod.get("containers", []):
         where = f"{w}/{c['name']}"
+        if c.get("image") != "egret":
+            report.check(S, role == "autoscale" and c.get("args", [])[:1] == ["proxy"], f"{where}: the only other container is the autoscaler's kubectl proxy")
+            continue
         # The API Deployment serves from the derived topics; the StatefulSet runs the pipeline.
-        command = "serve" if o.get("kind") == "Deployment" else "run"
+        command = "run" if o.get("kind") == "StatefulSet" else "autoscale" if role == "autoscale" else "serve"
         values = check_egret_command(report, S, where, [str(a) for a in c.get("args", [])], expect, bootstrap, command)
         groups.add(values.get("--group", "egret"))
         env = {e["name"]: e for e in c.get("env", [])}
@@ -216,9 +242,12 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
             if report.check(S, name in configmaps, f"{where}: envFrom ConfigMap {name} does not exist"):
                 cm_env.update(configmaps[name].get("data", {}))
         # A variable of the pod's own, used only to build another's value ($(NAME)).
-        helpers = [n for n in env if any(f"$({n})" in str(e.get("value", "")) for e in env.values())]
+        helpers = [n for n in env if any(f"$({n})" in str(v) for v in [e.get("value", "") for e in env.values()] + c.get("args", []))]
         check_allowed_env(report, S, where, list(env) + list(cm_env), expect, extra=helpers)
         settings = {**cm_env, **{n: str(e["value"]) for n, e in env.items() if "value" in e}}
+        if command == "autoscale":
+            check_autoscaler(report, w, o, c, values, env, by_kind, namespace)
+            continue
         for key in expect["key_env"]:
             ref = ((env.get(key) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
             report.check(S, ref.get("name") in secrets and ref.get("key") in secrets.get(ref.get("name"), {}).get("stringData", {}),
@@ -248,27 +277,41 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
             cm = (volumes.get(mounts.get(folder), {}).get("configMap") or {}).get("name")
             report.check(S, cm in configmaps and file in configmaps[cm].get("data", {}), f"{where}: --hotlists {values['--hotlists']} is not a ConfigMap key mounted there")
         if command == "run":
-            check_pipeline_failover(report, where, values, settings, mounts, volumes, claims, by_kind)
+            check_pipeline_failover(report, where, values, settings, env, mounts, volumes, claims, by_kind)
     if o["kind"] == "StatefulSet":
         svc = by_kind.get("Service", {}).get(spec.get("serviceName"))
         report.check(S, svc is not None and svc["spec"].get("clusterIP") == "None", f"{w}: serviceName must name a headless Service")
         report.check(S, spec.get("podManagementPolicy") == "Parallel", f"{w}: Parallel pod management (OrderedReady waits on readiness)")
-        replicas = spec.get("replicas", 1)
-        report.check(S, isinstance(replicas, int) and replicas >= 2, f"{w}: replicas {replicas}, at least 2 (one active pipeline pod, one standby)")
+        replicas = spec.get("replicas")
+        if replicas is None:
+            report.check(S, o["metadata"]["name"] in autoscaled, f"{w}: no replicas, and no `egret autoscale` sets them (it would run 1 pod, no standby)")
+        else:
+            report.check(S, isinstance(replicas, int) and replicas >= 2, f"{w}: replicas {replicas}, at least 2 (one active pipeline pod, one standby)")
     report.check(S, pod.get("terminationGracePeriodSeconds", 30) >= 45, f"{w}: give egret time to flush and commit (>= 45 s)")
     return groups
 
 
-def check_pipeline_failover(report, where, values, settings, mounts, volumes, claims, by_kind):
-    """The pipeline container's part in active/standby: its --checkpoint-dir on a
-    volume every pod shares (a persistentVolumeClaim volume naming a ReadWriteMany
-    PVC, not a volumeClaimTemplate, which is one volume per pod), and one
-    --instance-id for every pod."""
-    checkpoint = values.get("--checkpoint-dir") or settings.get("EGRET_CHECKPOINT_DIR")
+def pod_index_from_label(values, env):
+    """--pod-index $(NAME), NAME the pod's variable from the StatefulSet's pod-index label."""
+    m = re.fullmatch(r"\$\((\w+)\)", str(values.get("--pod-index", "")))
+    field = (((env.get(m.group(1)) or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") if m else None
+    return field == "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
+def check_pipeline_failover(report, where, values, settings, env, mounts, volumes, claims, by_kind):
+    """The pipeline container's part in active/standby: its checkpoints (--checkpoints,
+    the parent of every instance's directory, with the pod's ordinal; or one
+    --checkpoint-dir) on a volume every pod shares (a persistentVolumeClaim volume
+    naming a ReadWriteMany PVC, not a volumeClaimTemplate, which is one volume per
+    pod), and one --instance-id for every pod."""
+    if "--checkpoints" in values:
+        report.check(S, pod_index_from_label(values, env),
+                     f"{where}: --checkpoints needs the pod's ordinal: --pod-index $(NAME), NAME from the label apps.kubernetes.io/pod-index (fieldRef)")
+    checkpoint = values.get("--checkpoint-dir") or settings.get("EGRET_CHECKPOINT_DIR") or values.get("--checkpoints")
     instance_id = values.get("--instance-id") or settings.get("EGRET_INSTANCE_ID")
     report.check(S, bool(instance_id) and "$(" not in str(instance_id),
                  f"{where}: must pass one --instance-id for every pod (static membership: the standby replaces the gone member at once), has {instance_id!r}")
-    if not report.check(S, bool(checkpoint), f"{where}: must pass --checkpoint-dir (a directory shared by every pod: its lock makes one active, the others standbys)"):
+    if not report.check(S, bool(checkpoint), f"{where}: must pass --checkpoints (or --checkpoint-dir): a directory shared by every pod, whose locks make one active, the others standbys"):
         return
     target, _ = holding_mount(checkpoint, mounts)
     name = mounts.get(target)
@@ -287,3 +330,52 @@ def check_pipeline_failover(report, where, values, settings, mounts, volumes, cl
     modes = pvc.get("spec", {}).get("accessModes", [])
     report.check(S, "ReadWriteMany" in modes,
                  f"{where}: --checkpoint-dir is on PVC {claim}, whose accessModes {modes} lack ReadWriteMany (every pipeline pod mounts it, on any node)")
+
+
+def claim_holding(workload, container, path):
+    """The PersistentVolumeClaim that `path` lies on in a container, if any."""
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    target, _ = holding_mount(path, mounts)
+    volume = next((v for v in pod_spec(workload).get("volumes", []) if v["name"] == mounts.get(target)), {})
+    return (volume.get("persistentVolumeClaim") or {}).get("claimName")
+
+
+def check_autoscaler(report, w, o, c, values, env, by_kind, namespace):
+    """`egret autoscale`: one at a time, on the pipeline's checkpoint claim, the
+    StatefulSet it scales running pods that follow the layout, allowed to get and
+    patch that StatefulSet's scale and reaching the API through a kubectl proxy in
+    its pod."""
+    spec, pod = o["spec"], pod_spec(o)
+    report.check(S, spec.get("replicas", 1) == 1 and (spec.get("strategy") or {}).get("type") == "Recreate",
+                 f"{w}: one controller at a time (replicas 1, strategy Recreate)")
+    name = values.get("--statefulset", "egret-pipeline")
+    sts = by_kind.get("StatefulSet", {}).get(name)
+    if not report.check(S, sts is not None, f"{w}: --statefulset {name} is not a StatefulSet here"):
+        return
+    pipeline = egret_containers(sts)
+    pargs = [str(a) for p in pipeline for a in p.get("args", [])]
+    parent = pargs[pargs.index("--checkpoints") + 1] if "--checkpoints" in pargs[:-1] else None
+    report.check(S, parent is not None and values.get("--checkpoints") == parent,
+                 f"{w}: --checkpoints {values.get('--checkpoints')} must be the pipeline pods' --checkpoints ({parent})")
+    if parent and pipeline:
+        mine, theirs = claim_holding(o, c, values.get("--checkpoints", "")), claim_holding(sts, pipeline[0], parent)
+        report.check(S, mine is not None and mine == theirs, f"{w}: --checkpoints is on claim {mine}, the pipeline's on {theirs}: they must share one")
+    kube_ns = values.get("--kube-namespace")
+    from_field = (((env.get("EGRET_KUBE_NAMESPACE") or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.namespace"
+    report.check(S, from_field or kube_ns == namespace, f"{w}: the StatefulSet's namespace: EGRET_KUBE_NAMESPACE from metadata.namespace, or --kube-namespace {namespace}")
+    api = values.get("--kube-api", "http://127.0.0.1:8001")
+    port = api.rsplit(":", 1)[-1]
+    proxies = [p for p in pod.get("containers", []) if p.get("args", [])[:1] == ["proxy"]]
+    report.check(S, api.startswith("http://127.0.0.1:") and any(f"--port={port}" in p.get("args", []) and "--address=127.0.0.1" in p.get("args", []) for p in proxies),
+                 f"{w}: --kube-api {api} must be a kubectl proxy in the pod, listening on 127.0.0.1:{port}")
+    account = pod.get("serviceAccountName")
+    report.check(S, account in by_kind.get("ServiceAccount", {}), f"{w}: serviceAccountName {account} is not a ServiceAccount here")
+    allowed = set()
+    for binding in by_kind.get("RoleBinding", {}).values():
+        if any(s.get("kind") == "ServiceAccount" and s.get("name") == account for s in binding.get("subjects", [])):
+            role = by_kind.get("Role", {}).get(binding.get("roleRef", {}).get("name"), {})
+            for rule in role.get("rules", []):
+                if "apps" in rule.get("apiGroups", []) and "statefulsets/scale" in rule.get("resources", []) and name in rule.get("resourceNames", [name]):
+                    allowed |= set(rule.get("verbs", []))
+    for verb in ("get", "patch"):
+        report.check(S, verb in allowed, f"{w}: its service account may not {verb} statefulsets/scale of {name}")

@@ -84,6 +84,9 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
                 if let Some(cut) = &mut cut {
                     cut.hold_back(&mut records);
                 }
+                if let Some(newest) = records.iter().filter_map(|r| r.timestamp_ms).max() {
+                    live.note_read(newest);
+                }
                 (crate::runner::off_the_runtime(|| stage1.process(&records, now)), records)
             }
             Poll::Idle => (stage1.tick(now), Vec::new()),
