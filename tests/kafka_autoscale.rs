@@ -235,9 +235,12 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     eprintln!("the new split's pods ended {:?} after the controller started", start.elapsed());
     controller.kill().expect("the controller stops");
     controller.wait().expect("gone");
-    let set = set.lock().expect("the set");
-    assert_eq!(set.patched, [2, 0, 4], "the controller started one instance and its standby, scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
-    assert!(set.exited.iter().all(|(_, status)| status.success()), "every pod stopped cleanly: {:?}\n{}", set.exited, logs(&work));
+    let (patched, exited) = {
+        let set = set.lock().expect("the set");
+        (set.patched.clone(), set.exited.clone())
+    };
+    assert_eq!(patched, [2, 0, 4], "the controller started one instance and its standby, scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
+    assert!(exited.iter().all(|(_, status)| status.success()), "every pod stopped cleanly: {exited:?}\n{}", logs(&work));
     let retired: Vec<String> = std::fs::read_dir(checkpoints.join("retired")).expect("retired").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(retired.len() == 1 && retired[0].starts_with(&format!("{ns}{group}.dealt-")), "the one instance's directory is kept aside: {retired:?}");
 
