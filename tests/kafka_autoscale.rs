@@ -174,7 +174,7 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     let args = common(&[
         "autoscale", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--kube-api", &api,
         "--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h",
-        "--cut-ahead", "30s", "--every", "1s",
+        "--cut-ahead", "30s", "--every", "1s", "--listen", "127.0.0.1:0",
     ]);
     let start_controller = || Command::new(env!("CARGO_BIN_EXE_egret")).args(&args).stdout(Stdio::from(controller_log.try_clone().expect("log"))).stderr(Stdio::from(controller_log.try_clone().expect("log"))).spawn().expect("egret autoscale starts");
     let mut controller = start_controller();
@@ -233,6 +233,15 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     })
     .await;
     eprintln!("the new split's pods ended {:?} after the controller started", start.elapsed());
+    // What Prometheus scrapes from the controller that finished the rescale.
+    let log = std::fs::read_to_string(work.join("autoscale.log")).expect("the controller's log");
+    let endpoint = log.lines().rev().find_map(|l| l.split_once("metrics on ")).map(|(_, url)| url.trim().to_owned()).expect("the controller says where its metrics are");
+    let scraped = reqwest::get(&endpoint).await.expect("metrics served").text().await.expect("metrics text");
+    for line in ["egret_autoscale_instances 2", "egret_autoscale_rescaling 0", r#"egret_autoscale_rescales_total{outcome="done"} 1"#] {
+        assert!(scraped.lines().any(|l| l == line), "{line} not in the controller's metrics:\n{scraped}");
+    }
+    let healthz = endpoint.replace("/metrics", "/healthz");
+    assert_eq!(reqwest::get(&healthz).await.expect("healthz served").status(), 200);
     controller.kill().expect("the controller stops");
     controller.wait().expect("gone");
     let (patched, exited) = {

@@ -27,6 +27,7 @@
 
 pub mod k8s;
 pub mod policy;
+mod serve;
 
 use crate::instance::status_line;
 use crate::layout::{Deployment, Layout, Progress, shares};
@@ -88,6 +89,10 @@ pub struct AutoscaleArgs {
     /// How often to look at the lag and the rescale under way.
     #[arg(long, default_value = "15s", value_parser = crate::parse_duration_ms)]
     pub every: i64,
+    /// Where to serve /metrics and /healthz (unhealthy once no round has finished
+    /// for ten rounds and at least five minutes).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "EGRET_LISTEN")]
+    pub listen: String,
 }
 
 /// The controller between its rounds.
@@ -122,12 +127,18 @@ impl Controller {
 
     /// Rounds until `stop` flips; a round that fails is reported and tried again.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-        status_line(&format!("autoscaling {} of the group {} from the lag, {} to {} instances", self.args.statefulset, self.args.group, self.policy.min, self.policy.max));
+        let heartbeat = serve::Heartbeat::default();
+        heartbeat.beat();
+        let stale_after_ms = (self.args.every * 10).max(300_000);
+        let addr = serve::start(&self.args.listen, crate::serve::install_metrics(), heartbeat.clone(), stale_after_ms, stop.clone()).await?;
+        status_line(&format!("autoscaling {} of the group {} from the lag, {} to {} instances; metrics on http://{addr}/metrics", self.args.statefulset, self.args.group, self.policy.min, self.policy.max));
         let every = std::time::Duration::from_millis(self.args.every.max(100) as u64);
         loop {
             if let Err(e) = self.round().await {
+                metrics::counter!("egret_autoscale_round_errors_total").increment(1);
                 status_line(&format!("autoscale: {e:#}; trying again in {every:?}"));
             }
+            heartbeat.beat();
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -138,6 +149,8 @@ impl Controller {
     /// One look at the deployment, and the step it calls for.
     pub async fn round(&mut self) -> anyhow::Result<()> {
         let layout = self.deployment.layout()?;
+        metrics::gauge!("egret_autoscale_instances").set(f64::from(layout.instances));
+        metrics::gauge!("egret_autoscale_rescaling").set(if layout.rescaling_to.is_some() || layout.retire_from.is_some() { 1.0 } else { 0.0 });
         match layout {
             Layout { retire_from: Some(from), .. } => self.retire_old(from, layout.instances).await,
             Layout { rescaling_to: Some(to), stop_at: Some(at), .. } => self.carry_on(layout, to, at).await,
@@ -155,6 +168,7 @@ impl Controller {
         }
         let lags = crate::lag::lag(&self.kafka, &self.args.group, layout.instances).await?;
         let worst = lags.iter().map(|l| l.input_total() + l.repartition).max().unwrap_or(0);
+        metrics::gauge!("egret_autoscale_worst_lag_records").set(worst as f64);
         let now = egret_model::time::now_ms();
         let Some(to) = self.trend.observe(&self.policy, now, layout.instances, worst) else { return Ok(()) };
         // Ahead of the most advanced instance: every one can still stop there.
@@ -233,6 +247,7 @@ impl Controller {
         }
         self.deployment.set_layout(&Layout::steady(to))?;
         self.trend.reset();
+        metrics::counter!("egret_autoscale_rescales_total", "outcome" => "done").increment(1);
         let pods = to * self.args.pods_per_instance;
         self.statefulset.set_replicas(pods).await?;
         status_line(&format!("autoscale: {to} instances now, {pods} pods"));
@@ -250,6 +265,7 @@ impl Controller {
             self.deployment.checkpoints.join("retired").display()
         );
         self.deployment.set_layout(&Layout::steady(from))?;
+        metrics::counter!("egret_autoscale_rescales_total", "outcome" => "called_off").increment(1);
         self.statefulset.set_replicas(from * self.args.pods_per_instance).await?;
         self.trend.reset();
         Ok(())
