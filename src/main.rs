@@ -331,49 +331,7 @@ enum Command {
     },
     /// The performance figures of targets.md, measured here and printed beside
     /// their targets (build with --release: the dev profile is far slower).
-    Bench {
-        /// Simulated events through the in-process pipeline.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Trip starts per simulated minute (the demo's default is 400).
-        #[arg(long, default_value_t = 2_000.0)]
-        demand: f64,
-        /// Distinct plates in flight for the memory figure.
-        #[arg(long, default_value_t = 3_000_000)]
-        plates: u64,
-        /// An Apache Kafka cluster for the Kafka figure (e.g. 127.0.0.1:9092).
-        #[arg(long)]
-        kafka: Option<String>,
-        /// Events produced to Kafka for the Kafka figure.
-        #[arg(long, default_value_t = 300_000)]
-        kafka_events: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Seconds of each phase of the API figure (ingest alone, then with
-        /// requests); 0 skips it.
-        #[arg(long, default_value_t = 10)]
-        api_seconds: u64,
-        /// Pace of the `egret demo` the API figure loads (with --api-demand, it
-        /// sets the ingest rate: about 7 events/s per 400 trips/min at real time, so
-        /// x30 at 45,000 trips/min is about 20,000 events/s).
-        #[arg(long, default_value = "x30")]
-        api_pace: String,
-        #[arg(long, default_value_t = 45_000.0)]
-        api_demand: f64,
-        /// Concurrent HTTP connections of the API figure.
-        #[arg(long, default_value_t = 32)]
-        api_connections: usize,
-        /// Events per second written to Kafka for the latency figure.
-        #[arg(long, default_value_t = 20_000.0)]
-        latency_rate: f64,
-        /// Seconds of traffic for the latency figure; 0 skips it.
-        #[arg(long, default_value_t = 30)]
-        latency_seconds: u64,
-        /// Runs of the in-process figure: it prints their median and spread, the
-        /// noise a rerun must stay within.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-        repeat: u32,
-    },
+    Bench(egret::bench::BenchOptions),
 }
 
 impl Scenario {
@@ -480,24 +438,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { events, demand, plates, kafka, kafka_events, seed, api_seconds, api_pace, api_demand, api_connections, latency_rate, latency_seconds, repeat } => {
-            let options = egret::bench::BenchOptions {
-                events,
-                demand_per_min: demand,
-                plates,
-                kafka,
-                kafka_events,
-                seed,
-                api_seconds,
-                api_pace,
-                api_demand,
-                api_connections,
-                latency_rate,
-                latency_seconds,
-                repeat,
-            };
-            egret::bench::run(city, pipeline, &options).await
-        }
+        Command::Bench(options) => egret::bench::run(city, pipeline, &options).await,
         Command::Soak { rate, duration, sample_every, warmup, demand, seed } => {
             let ms = |v: i64| Duration::from_millis(v.max(1) as u64);
             let options = egret::soak::SoakOptions { rate, duration: ms(duration), sample_every: ms(sample_every), warmup: ms(warmup), demand, seed };

@@ -22,29 +22,51 @@ use std::time::Instant;
 /// default demand, under targets.md's 100K rows.
 const SQL_EVENTS: usize = 500_000;
 
+/// `egret bench`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Simulated events for the in-process and Kafka figures.
+    /// Simulated events through the in-process pipeline.
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
-    /// Trip starts per minute of the simulated traffic.
+    /// Trip starts per simulated minute (the demo's default is 400).
+    #[arg(long = "demand", default_value_t = 2_000.0)]
     pub demand_per_min: f64,
     /// Distinct plates in flight for the memory figure.
+    #[arg(long, default_value_t = 3_000_000)]
     pub plates: u64,
-    /// A broker for the Kafka figure; without one it is not measured.
+    /// An Apache Kafka cluster for the Kafka figure (e.g. 127.0.0.1:9092); without
+    /// one it is not measured.
+    #[arg(long)]
     pub kafka: Option<String>,
-    /// Records for the Kafka figure (fewer than `events`: the broker shares the cores).
+    /// Events produced to Kafka for the Kafka figure (fewer than --events: the
+    /// broker shares the cores).
+    #[arg(long, default_value_t = 300_000)]
     pub kafka_events: usize,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Seconds of each phase of the API figure (0 skips it).
+    /// Seconds of each phase of the API figure (ingest alone, then with
+    /// requests); 0 skips it.
+    #[arg(long, default_value_t = 10)]
     pub api_seconds: u64,
-    /// `egret demo`'s pace and demand for the API figure: together they set the
-    /// ingest rate (about 75 events/s per 400 trips/min at real time).
+    /// Pace of the `egret demo` the API figure loads (with --api-demand, it
+    /// sets the ingest rate: about 7 events/s per 400 trips/min at real time, so
+    /// x30 at 45,000 trips/min is about 20,000 events/s).
+    #[arg(long, default_value = "x30")]
     pub api_pace: String,
+    #[arg(long, default_value_t = 45_000.0)]
     pub api_demand: f64,
+    /// Concurrent HTTP connections of the API figure.
+    #[arg(long, default_value_t = 32)]
     pub api_connections: usize,
-    /// Events per second and seconds of the latency figure (needs --kafka).
+    /// Events per second written to Kafka for the latency figure.
+    #[arg(long, default_value_t = 20_000.0)]
     pub latency_rate: f64,
+    /// Seconds of traffic for the latency figure (needs --kafka); 0 skips it.
+    #[arg(long, default_value_t = 30)]
     pub latency_seconds: u64,
-    /// Runs of the in-process figure (median and spread printed).
+    /// Runs of the in-process figure: it prints their median and spread, the
+    /// noise a rerun must stay within.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
 }
 
