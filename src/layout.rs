@@ -96,6 +96,7 @@ impl Deployment {
     /// Replaces the layout whole: a reader sees the old one or the new one.
     pub fn set_layout(&self, layout: &Layout) -> anyhow::Result<()> {
         anyhow::ensure!(layout.instances >= 1, "a layout of {} instances", layout.instances);
+        std::fs::create_dir_all(&self.checkpoints).map_err(|e| anyhow::anyhow!("making {}: {e}", self.checkpoints.display()))?;
         write_atomically(&self.layout_path(), &serde_json::to_vec_pretty(layout)?)
     }
 }
@@ -143,12 +144,10 @@ impl Progress {
 }
 
 /// Written beside, then renamed over: a crash leaves the old file or the new one.
+/// Into a directory there is (none is made: one moved aside must stay so).
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let context = |e: std::io::Error| anyhow::anyhow!("writing {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(context)?;
-    }
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary).map_err(context)?;
     file.write_all(bytes).map_err(context)?;

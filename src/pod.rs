@@ -96,7 +96,7 @@ pub async fn run(city: Arc<CityModel>, pipeline: PipelineConfig, config: &KafkaC
 /// Watches the layout and `stop` while the instance runs (and after it stopped at
 /// a cut), writing the pod's progress; lets the instance go on either.
 async fn follow(options: PodOptions, running: Layout, dir: PathBuf, live: Arc<LiveState>, mut stop: watch::Receiver<bool>, let_go: watch::Sender<bool>) -> Followed {
-    let mut unreadable = false;
+    let (mut unreadable, mut unwritten) = (false, false);
     let mut interval = tokio::time::interval(FOLLOW_EVERY);
     loop {
         tokio::select! {
@@ -122,10 +122,16 @@ async fn follow(options: PodOptions, running: Layout, dir: PathBuf, live: Arc<Li
         }
         // A standby has read nothing yet: it has nothing to say.
         let read_up_to_ms = live.newest_read_ms();
-        if read_up_to_ms > 0
-            && let Err(e) = (Progress { read_up_to_ms, written_ms: egret_model::time::now_ms() }).write(&dir, options.pod_index)
-        {
-            tracing::debug!("progress not written: {e}");
+        if read_up_to_ms > 0 {
+            // Warned once: without it the controller places its cuts on what it read before.
+            match (Progress { read_up_to_ms, written_ms: egret_model::time::now_ms() }).write(&dir, options.pod_index) {
+                Err(e) if !unwritten => {
+                    unwritten = true;
+                    tracing::warn!("progress not written: {e}");
+                }
+                Err(_) => {}
+                Ok(()) => unwritten = false,
+            }
         }
     }
 }

@@ -105,7 +105,20 @@ pub struct Controller {
     statefulset: k8s::StatefulSet,
     policy: Policy,
     trend: Trend,
+    /// Each instance's progress at the previous round, to tell how fast they read.
+    last_progress: Vec<Option<Progress>>,
+    /// Rescales called off in a row, and until when no new one starts.
+    called_off: u32,
+    quiet_until_ms: i64,
 }
+
+/// How long an instance may take, once a cut is written, to see it (half a
+/// second), stop and start again with it: the cut must lie further ahead than
+/// it reads in that time.
+const RESTART_BUDGET_MS: i64 = 15_000;
+
+/// The longest wait after rescales called off in a row.
+const MAX_QUIET_MS: i64 = 6 * 3_600_000;
 
 impl Controller {
     pub fn new(city: Arc<CityModel>, pipeline: PipelineConfig, args: AutoscaleArgs, namespace: &str) -> anyhow::Result<Self> {
@@ -122,7 +135,7 @@ impl Controller {
             min: args.min_instances,
             max: args.max_instances,
         };
-        Ok(Controller { city, pipeline, args, deployment, kafka, statefulset, policy, trend: Trend::default() })
+        Ok(Controller { city, pipeline, args, deployment, kafka, statefulset, policy, trend: Trend::default(), last_progress: Vec::new(), called_off: 0, quiet_until_ms: i64::MIN })
     }
 
     /// Rounds until `stop` flips; a round that fails is reported and tried again.
@@ -131,6 +144,12 @@ impl Controller {
         heartbeat.beat();
         let stale_after_ms = (self.args.every * 10).max(300_000);
         let addr = serve::start(&self.args.listen, crate::serve::install_metrics(), heartbeat.clone(), stale_after_ms, stop.clone()).await?;
+        // Every series from the start, so that the first rescale or failure shows
+        // as an increase.
+        for outcome in ["done", "called_off"] {
+            metrics::counter!("egret_autoscale_rescales_total", "outcome" => outcome).increment(0);
+        }
+        metrics::counter!("egret_autoscale_round_errors_total").increment(0);
         status_line(&format!("autoscaling {} of the group {} from the lag, {} to {} instances; metrics on http://{addr}/metrics", self.args.statefulset, self.args.group, self.policy.min, self.policy.max));
         let every = std::time::Duration::from_millis(self.args.every.max(100) as u64);
         loop {
@@ -170,15 +189,22 @@ impl Controller {
         let worst = lags.iter().map(|l| l.input_total() + l.repartition).max().unwrap_or(0);
         metrics::gauge!("egret_autoscale_worst_lag_records").set(worst as f64);
         let now = egret_model::time::now_ms();
+        let progress: Vec<Option<Progress>> = shares(layout.instances).map(|s| Progress::newest(&self.deployment.directory(s))).collect();
+        let reading = std::mem::replace(&mut self.last_progress, progress.clone());
         let Some(to) = self.trend.observe(&self.policy, now, layout.instances, worst) else { return Ok(()) };
-        // Ahead of the most advanced instance: every one can still stop there.
-        let newest = shares(layout.instances).filter_map(|s| Progress::newest(&self.deployment.directory(s))).map(|p| p.read_up_to_ms).max();
-        let Some(newest) = newest else {
+        if now < self.quiet_until_ms {
+            return Ok(());
+        }
+        // Ahead of the most advanced instance, by more than any reads while it
+        // restarts with the cut: every one can still stop there.
+        let Some(newest) = progress.iter().flatten().map(|p| p.read_up_to_ms).max() else {
             status_line(&format!("autoscale: {worst} records behind calls for {to} instances, but no instance has written its progress yet"));
             return Ok(());
         };
-        let at = newest + self.args.cut_ahead;
-        status_line(&format!("autoscale: {worst} records behind: rescaling from {} to {to} instances at the cut at {at} ms", layout.instances));
+        let pace = progress.iter().zip(reading.iter().chain(std::iter::repeat(&None))).filter_map(|(now, then)| read_pace(now.as_ref()?, then.as_ref()?)).fold(0.0, f64::max);
+        let ahead = self.args.cut_ahead.max((pace * RESTART_BUDGET_MS as f64).ceil() as i64);
+        let at = newest + ahead;
+        status_line(&format!("autoscale: {worst} records behind: rescaling from {} to {to} instances at the cut at {at} ms ({} s of record time ahead)", layout.instances, ahead / 1000));
         self.deployment.set_layout(&Layout { stop_at: Some(at), rescaling_to: Some(to), cut_set_ms: Some(now), ..layout })?;
         self.trend.reset();
         Ok(())
@@ -201,8 +227,14 @@ impl Controller {
             }
         }
         if !waiting.is_empty() {
-            let waited = egret_model::time::now_ms() - layout.cut_set_ms.unwrap_or(i64::MAX);
-            if waited > self.args.cut_timeout {
+            let now = egret_model::time::now_ms();
+            let Some(set_ms) = layout.cut_set_ms else {
+                // A layout written without it (by hand): its timeout starts now.
+                return self.deployment.set_layout(&Layout { cut_set_ms: Some(now), ..layout });
+            };
+            // Once the pods are scaled away every instance had stopped: a lock held
+            // for a moment is no reason to call it off.
+            if now - set_ms > self.args.cut_timeout && self.statefulset.scale().await?.wanted != 0 {
                 status_line(&format!("autoscale: instances {} did not stop at the cut at {at} ms in {} s: calling the rescale off", waiting.join(", "), self.args.cut_timeout / 1000));
                 return self.call_off(from).await;
             }
@@ -247,6 +279,7 @@ impl Controller {
         }
         self.deployment.set_layout(&Layout::steady(to))?;
         self.trend.reset();
+        self.called_off = 0;
         metrics::counter!("egret_autoscale_rescales_total", "outcome" => "done").increment(1);
         let pods = to * self.args.pods_per_instance;
         self.statefulset.set_replicas(pods).await?;
@@ -269,8 +302,21 @@ impl Controller {
         metrics::counter!("egret_autoscale_rescales_total", "outcome" => "called_off").increment(1);
         self.statefulset.set_replicas(from * self.args.pods_per_instance).await?;
         self.trend.reset();
+        // Instances that reached the cut issued nothing while the others did not:
+        // the next try waits, twice as long after each call-off in a row.
+        self.called_off += 1;
+        let quiet = self.args.cut_timeout.saturating_mul(1 << self.called_off.min(16)).min(MAX_QUIET_MS);
+        self.quiet_until_ms = egret_model::time::now_ms() + quiet;
+        status_line(&format!("autoscale: the old split goes on past the cut; no new rescale for {} min", quiet / 60_000));
         Ok(())
     }
+}
+
+/// Record time read per wall-clock millisecond between two progress reports
+/// of one instance (1 when it keeps up with live input).
+fn read_pace(now: &Progress, then: &Progress) -> Option<f64> {
+    let wall = now.written_ms - then.written_ms;
+    (wall > 0).then(|| (now.read_up_to_ms - then.read_up_to_ms).max(0) as f64 / wall as f64)
 }
 
 /// Moves a checkpoint directory out of the deployment's way into `retired/`,

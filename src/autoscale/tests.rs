@@ -84,7 +84,7 @@ async fn a_cut_not_reached_in_time_is_called_off_and_the_old_split_goes_on() {
 #[tokio::test]
 async fn no_call_off_while_an_old_directory_is_gone() {
     let dir = scratch("gone");
-    let (api, scale) = stand_in(0).await;
+    let (api, scale) = stand_in(4).await;
     let mut controller = controller(&api, &dir);
     let deployment = controller.deployment.clone();
     let under_way = Layout { stop_at: Some(CUT), rescaling_to: Some(1), cut_set_ms: Some(0), ..Layout::steady(2) };
@@ -93,7 +93,7 @@ async fn no_call_off_while_an_old_directory_is_gone() {
     let refused = controller.round().await.expect_err("instance 2/2's directory is gone").to_string();
     assert!(refused.contains("not calling the rescale off") && refused.contains("2-of-2"), "{refused}");
     assert_eq!(deployment.layout().expect("read"), under_way, "the layout is left for an operator");
-    assert!(scale.lock().expect("scale").patched.is_empty(), "no pod started to run an instance from nothing");
+    assert!(scale.lock().expect("scale").patched.is_empty(), "the replica count left as it is");
     assert!(!deployment.directory(egret_pipeline::ownership::Ownership::new(1, 2).expect("a share")).exists(), "the missing directory is not made again");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -115,4 +115,11 @@ async fn a_controller_stopped_after_the_dealing_moves_the_old_directories_aside_
     let retired: Vec<PathBuf> = std::fs::read_dir(dir.join("retired")).expect("retired").flatten().map(|e| e.path()).collect();
     assert!(retired.len() == 1 && std::fs::read(retired[0].join("stage1.cbor")).expect("kept") == b"the old state", "kept, not deleted: {retired:?}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_read_pace_is_record_time_per_wall_time_and_none_without_time_between() {
+    let at = |read_up_to_ms, written_ms| Progress { read_up_to_ms, written_ms };
+    assert_eq!(read_pace(&at(130_000, 11_000), &at(100_000, 1_000)), Some(3.0), "30 s of records in 10 s: three times real time");
+    assert_eq!(read_pace(&at(100_000, 1_000), &at(100_000, 1_000)), None);
 }

@@ -229,7 +229,8 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
     for c in pod.get("containers", []):
         where = f"{w}/{c['name']}"
         if c.get("image") != "egret":
-            report.check(S, role == "autoscale" and c.get("args", [])[:1] == ["proxy"], f"{where}: the only other container is the autoscaler's kubectl proxy")
+            report.check(S, role == "autoscale" and c.get("args", [])[:1] == ["proxy"] and str(c.get("image", "")).startswith("registry.k8s.io/kubectl:"),
+                         f"{where}: the only other container is the autoscaler's kubectl proxy (registry.k8s.io/kubectl)")
             continue
         # The API Deployment serves from the derived topics; the StatefulSet runs the pipeline.
         command = "run" if o.get("kind") == "StatefulSet" else "autoscale" if role == "autoscale" else "serve"
@@ -245,24 +246,14 @@ def check_workload(report, w, o, by_kind, configmaps, secrets, bootstrap, expect
         helpers = [n for n in env if any(f"$({n})" in str(v) for v in [e.get("value", "") for e in env.values()] + c.get("args", []))]
         check_allowed_env(report, S, where, list(env) + list(cm_env), expect, extra=helpers)
         settings = {**cm_env, **{n: str(e["value"]) for n, e in env.items() if "value" in e}}
-        if command == "autoscale":
-            check_autoscaler(report, w, o, c, values, env, by_kind, namespace)
-            continue
-        for key in expect["key_env"]:
+        for key in expect["key_env"] if command != "autoscale" else []:
             ref = ((env.get(key) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
             report.check(S, ref.get("name") in secrets and ref.get("key") in secrets.get(ref.get("name"), {}).get("stringData", {}),
                          f"{where}: {key} must come from the Secret template's key (secretKeyRef)")
-        port = settings.get("EGRET_LISTEN", "127.0.0.1:8080").rsplit(":", 1)[1]
-        ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
-        report.check(S, str(ports.get("http")) == port, f"{where}: containerPort http {ports.get('http')} is not EGRET_LISTEN's {port}")
-        report.check(S, settings.get("EGRET_LISTEN", "").startswith("0.0.0.0:"), f"{where}: must listen on 0.0.0.0")
-        for probe in ("livenessProbe", "readinessProbe"):
-            get = (c.get(probe) or {}).get("httpGet") or {}
-            report.check(S, get.get("path") in ("/healthz", "/readyz") and get.get("port") in ports, f"{where}: {probe} must GET /healthz or /readyz on a named port")
-        report.check(S, ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path") == "/healthz", f"{where}: liveness is /healthz (/readyz waits for data)")
-        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
-        for path, name in mounts.items():
-            report.check(S, name in volumes or name in claims, f"{where}: mounts unknown volume {name}")
+        mounts = check_http_and_mounts(report, where, c, settings, volumes, claims, ("livenessProbe",) if command == "autoscale" else ("livenessProbe", "readinessProbe"))
+        if command == "autoscale":
+            check_autoscaler(report, w, o, c, values, env, by_kind, namespace)
+            continue
         state = settings.get("EGRET_STATE_DIR", "egret-state")
         # The mount holding the state dir: the longest mount path it lies under.
         under = [p for p in mounts if state == p or state.startswith(p.rstrip("/") + "/")]
@@ -296,6 +287,24 @@ def pod_index_from_label(values, env):
     m = re.fullmatch(r"\$\((\w+)\)", str(values.get("--pod-index", "")))
     field = (((env.get(m.group(1)) or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") if m else None
     return field == "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
+def check_http_and_mounts(report, where, c, settings, volumes, claims, probes):
+    """The container's HTTP port is EGRET_LISTEN's, on every address; its probes
+    GET /healthz or /readyz on it (liveness /healthz); its mounts name volumes.
+    Returns the mounts (path: volume)."""
+    port = settings.get("EGRET_LISTEN", "127.0.0.1:8080").rsplit(":", 1)[1]
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+    report.check(S, str(ports.get("http")) == port, f"{where}: containerPort http {ports.get('http')} is not EGRET_LISTEN's {port}")
+    report.check(S, settings.get("EGRET_LISTEN", "").startswith("0.0.0.0:"), f"{where}: must listen on 0.0.0.0")
+    for probe in probes:
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        report.check(S, get.get("path") in ("/healthz", "/readyz") and get.get("port") in ports, f"{where}: {probe} must GET /healthz or /readyz on a named port")
+    report.check(S, ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path") == "/healthz", f"{where}: liveness is /healthz (/readyz waits for data)")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    for path, name in mounts.items():
+        report.check(S, name in volumes or name in claims, f"{where}: mounts unknown volume {name}")
+    return mounts
 
 
 def check_pipeline_failover(report, where, values, settings, env, mounts, volumes, claims, by_kind):
