@@ -3,9 +3,9 @@
 //! StatefulSet whose pods are `egret run --pod-index I` processes, started and
 //! stopped (SIGTERM) as the replica count says, as the StatefulSet controller
 //! would. Lag makes the controller take the deployment from one instance (an
-//! active pod and a standby) to two; the pods stop at its cut, are scaled to 0,
-//! their checkpoints are dealt out, and four pods go on. What they write is what
-//! one uninterrupted instance writes.
+//! active pod and a standby) to two, and a quiet input from two to one; the pods
+//! stop at its cut, are scaled to 0, their checkpoints are dealt out, and the new
+//! split's pods go on. What they write is what one uninterrupted instance writes.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -149,43 +149,68 @@ fn logs(work: &Path) -> String {
     all
 }
 
+/// One rescale at a time: each runs a broker's worth of pods on the two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Lag above a bound takes one instance (an active pod and a standby) to two,
+/// the controller killed (kill -9) twice on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_one_instances_output() {
+    let policy = ["--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h"];
+    rescaled_by_the_controller(1, 2, &policy, true).await;
+}
+
+/// A quiet input takes two instances (the four pods of a split) to one: both
+/// stop at one cut and are dealt into one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_input_takes_a_split_of_two_to_one_instance_and_it_writes_one_instances_output() {
+    let policy = ["--min-instances", "1", "--max-instances", "2", "--scale-up-lag", "1000000000000", "--scale-down-lag", "100000000000", "--scale-down-after", "0s"];
+    rescaled_by_the_controller(2, 1, &policy, false).await;
+}
+
+/// `from` instances, their pods started by the controller, rescaled to `to` by
+/// the `policy` arguments; the first half of the input before the cut, the second
+/// after it. With `kill`, the controller is killed after it set the cut and after
+/// it scaled the pods to 0, and started again.
+async fn rescaled_by_the_controller(from: u32, to: u32, policy: &[&str], kill: bool) {
     let Some(brokers) = brokers() else { return };
+    let _alone = ONE_AT_A_TIME.lock().await;
     let city = egret::load_city(None).expect("city");
     let (config, reference) = (config(&brokers, &namespace("autoscale")), config(&brokers, &namespace("autoscale-ref")));
     let scenario = |seed, start| SimConfig { noise: Noise { misread: 0.2, ..Noise::noisy() }, ..SimConfig::clean(seed, start, 4 * 60_000) };
     for target in [&config, &reference] {
         publish(city.clone(), scenario(31, START), target).await;
     }
-    let work = std::env::temp_dir().join(format!("egret-autoscale-e2e-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!("egret-autoscale-e2e-{}-{from}-{to}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
     let checkpoints = work.join("checkpoints");
     let (ns, group) = (config.namespace.clone(), config.group_id.clone());
     let common = |more: &[&str]| -> Vec<String> { ["--namespace", &ns].iter().chain(more).map(|s| s.to_string()).collect() };
     let pod_args = common(&["run", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--checkpoint-interval", "1s", "--exit-when-idle", "10s", "--listen", "127.0.0.1:0"]);
-    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 0, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, started: 0, hold_after: Some(2) }));
+    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 0, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, started: 0, hold_after: Some(from as usize * 2) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let api = format!("http://{}", listener.local_addr().expect("an address"));
     let router = axum::Router::new().route(SCALE_PATH, get(get_scale).patch(patch_scale)).with_state(set.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let controller_log = std::fs::File::create(work.join("autoscale.log")).expect("log file");
-    let args = common(&[
-        "autoscale", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--kube-api", &api,
-        "--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h",
-        "--cut-ahead", "30s", "--every", "1s", "--listen", "127.0.0.1:0",
-    ]);
+    let mut args = common(&["autoscale", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--kube-api", &api]);
+    args.extend(["--cut-ahead", "30s", "--every", "1s", "--listen", "127.0.0.1:0"].iter().chain(policy).map(|a| a.to_string()));
     let start_controller = || Command::new(env!("CARGO_BIN_EXE_egret")).args(&args).stdout(Stdio::from(controller_log.try_clone().expect("log"))).stderr(Stdio::from(controller_log.try_clone().expect("log"))).spawn().expect("egret autoscale starts");
-    let mut controller = start_controller();
     let deployment = Deployment { checkpoints: checkpoints.clone(), namespace: ns.clone(), group: group.clone() };
+    // A split from the start: its pods begin with no checkpoints, as the first
+    // pods of any deployment do.
+    if from > 1 {
+        deployment.set_layout(&Layout::steady(from)).expect("the layout");
+    }
+    let mut controller = start_controller();
     let start = Instant::now();
     let mut restarted = BTreeSet::new();
     let mut cut = None;
     loop {
         let layout = deployment.layout().ok();
         cut = cut.or(layout.and_then(|l| l.stop_at));
-        if layout == Some(Layout::steady(2)) {
+        if layout == Some(Layout::steady(to)) {
             break;
         }
         // Killed part way through the rescale (kill -9), a controller started
@@ -195,19 +220,19 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
             Some(Layout { rescaling_to: Some(_), .. }) => "set the cut",
             _ => "",
         };
-        if !step.is_empty() && restarted.insert(step) {
+        if kill && !step.is_empty() && restarted.insert(step) {
             controller.kill().expect("killed");
             controller.wait().expect("gone");
             eprintln!("killed the controller once it had {step}, and started it again");
             controller = start_controller();
         }
-        assert!(start.elapsed() < Duration::from_secs(240) && controller.try_wait().expect("a status").is_none(), "not rescaled to two instances:\n{}", logs(&work));
+        assert!(start.elapsed() < Duration::from_secs(240) && controller.try_wait().expect("a status").is_none(), "not rescaled to {to} instances:\n{}", logs(&work));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(restarted.len(), 2, "the controller was killed at both steps: {restarted:?}");
+    assert_eq!(restarted.len(), if kill { 2 } else { 0 }, "the controller was killed at both steps: {restarted:?}");
     let second_half = START + 6 * 60_000;
     assert!(cut.is_some_and(|at| at < second_half), "the cut at {cut:?} is before the second half's records: its records arrive after the cut, and are stamped after it");
-    eprintln!("rescaled to two instances {:?} after the controller started", start.elapsed());
+    eprintln!("rescaled from {from} to {to} instances {:?} after the controller started", start.elapsed());
     // Input that only the new split reads, waiting for it when its pods start:
     // split instances write exactly one instance's output when they read the
     // same records in the same order, which the aligner makes sure of for a
@@ -237,7 +262,7 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     let log = std::fs::read_to_string(work.join("autoscale.log")).expect("the controller's log");
     let endpoint = log.lines().rev().find_map(|l| l.split_once("metrics on ")).map(|(_, url)| url.trim().to_owned()).expect("the controller says where its metrics are");
     let scraped = reqwest::get(&endpoint).await.expect("metrics served").text().await.expect("metrics text");
-    for line in ["egret_autoscale_instances 2", "egret_autoscale_rescaling 0", r#"egret_autoscale_rescales_total{outcome="done"} 1"#] {
+    for line in [format!("egret_autoscale_instances {to}"), "egret_autoscale_rescaling 0".into(), r#"egret_autoscale_rescales_total{outcome="done"} 1"#.into()] {
         assert!(scraped.lines().any(|l| l == line), "{line} not in the controller's metrics:\n{scraped}");
     }
     let healthz = endpoint.replace("/metrics", "/healthz");
@@ -248,10 +273,10 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
         let set = set.lock().expect("the set");
         (set.patched.clone(), set.exited.clone())
     };
-    assert_eq!(patched, [2, 0, 4], "the controller started one instance and its standby, scaled the pods away for the rescale, then to two instances and their standbys:\n{}", logs(&work));
+    assert_eq!(patched, [from * 2, 0, to * 2], "the controller started each instance and its standby, scaled the pods away for the rescale, then to the new instances and their standbys:\n{}", logs(&work));
     assert!(exited.iter().all(|(_, status)| status.success()), "every pod stopped cleanly: {exited:?}\n{}", logs(&work));
     let retired: Vec<String> = std::fs::read_dir(checkpoints.join("retired")).expect("retired").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert!(retired.len() == 1 && retired[0].starts_with(&format!("{ns}{group}.dealt-")), "the one instance's directory is kept aside: {retired:?}");
+    assert!(retired.len() == from as usize && retired.iter().all(|r| r.starts_with(&format!("{ns}{group}")) && r.contains(".dealt-")), "every old instance's directory is kept aside: {retired:?}");
 
     let live = Arc::new(LiveState::new(city.clone()));
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -264,7 +289,7 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
     assert_eq!(tickets, one_tickets, "the autoscaled pods issue exactly one instance's tickets");
     let differ: Vec<_> = windows.symmetric_difference(&one_windows).take(5).collect();
     assert!(differ.is_empty(), "final windows differ from one instance's ({} against {}), first: {differ:?}", windows.len(), one_windows.len());
-    let lag = egret::lag::lag(&config, &group, 2).await.expect("lag read");
+    let lag = egret::lag::lag(&config, &group, to).await.expect("lag read");
     assert!(lag.iter().all(|l| l.input_total() == 0 && l.repartition == 0), "every input record read by both instances: {lag:?}");
     if std::env::var_os("EGRET_KEEP_WORK").is_none() {
         std::fs::remove_dir_all(&work).ok();
