@@ -25,6 +25,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// past the cut: the broker's append, replication and a fetch take far less.
 pub const SETTLE_MS: i64 = 5_000;
 
+/// How long a partition must stay drained, once settled, before it counts: the
+/// consumer asks the broker for more every 10 ms (`fetch.wait.max.ms`), so a
+/// record that had reached the broker when the partition was first seen drained
+/// past the settle time has been fetched by then. Without it a notice of the end
+/// fetched a moment before such a record could stop two instances at different
+/// offsets.
+pub const CONFIRM_MS: i64 = 500;
+
 /// Stage 1's side: which partitions have reached the cut.
 #[derive(Debug)]
 pub struct Cut {
@@ -32,11 +40,14 @@ pub struct Cut {
     /// Partitions whose first record past the cut has come: it and all after it
     /// are held back (not processed, not committed).
     reached: BTreeSet<(String, u32)>,
+    /// Since when every partition has been past the cut without interruption,
+    /// some of them by being drained (see `CONFIRM_MS`).
+    drained_since: Option<i64>,
 }
 
 impl Cut {
     pub fn new(at_ms: i64) -> Self {
-        Cut { at_ms, reached: BTreeSet::new() }
+        Cut { at_ms, reached: BTreeSet::new(), drained_since: None }
     }
 
     pub fn at_ms(&self) -> i64 {
@@ -59,11 +70,19 @@ impl Cut {
 
     /// Whether every partition of `assignment` (which must hold each of the
     /// `topics`) is past the cut: reached, or drained with the wall clock
-    /// `SETTLE_MS` past it.
-    pub fn is_reached(&self, topics: &[&str], assignment: &[(String, u32)], drained: &[(String, u32)], now_ms: i64) -> bool {
+    /// `SETTLE_MS` past it and every check of the last `CONFIRM_MS` saying so.
+    pub fn is_reached(&mut self, topics: &[&str], assignment: &[(String, u32)], drained: &[(String, u32)], now_ms: i64) -> bool {
         let settled = now_ms >= self.at_ms.saturating_add(SETTLE_MS);
-        topics.iter().all(|t| assignment.iter().any(|(a, _)| a == t))
-            && assignment.iter().all(|key| self.reached.contains(key) || (settled && drained.contains(key)))
+        let past = topics.iter().all(|t| assignment.iter().any(|(a, _)| a == t))
+            && assignment.iter().all(|key| self.reached.contains(key) || (settled && drained.contains(key)));
+        if !past {
+            self.drained_since = None;
+            return false;
+        }
+        if assignment.iter().all(|key| self.reached.contains(key)) {
+            return true;
+        }
+        now_ms - *self.drained_since.get_or_insert(now_ms) >= CONFIRM_MS
     }
 }
 
@@ -119,9 +138,17 @@ mod tests {
         cut.hold_back(&mut second);
         assert_eq!(second.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(), vec![(1, 1)]);
         let assignment = vec![("a".to_owned(), 0), ("a".to_owned(), 1)];
-        assert!(!cut.is_reached(&["a"], &assignment, &[("a".to_owned(), 1)], 100 + SETTLE_MS - 1), "partition 1 drained, but not yet settled");
-        assert!(cut.is_reached(&["a"], &assignment, &[("a".to_owned(), 1)], 100 + SETTLE_MS));
-        assert!(!cut.is_reached(&["a", "b"], &assignment, &[("a".to_owned(), 1)], 100 + SETTLE_MS), "topic b is not assigned yet");
+        let drained = [("a".to_owned(), 1)];
+        assert!(!cut.is_reached(&["a"], &assignment, &drained, 100 + SETTLE_MS - 1), "partition 1 drained, but not yet settled");
+        assert!(!cut.is_reached(&["a"], &assignment, &drained, 100 + SETTLE_MS), "settled, drained at this check only");
+        assert!(!cut.is_reached(&["a"], &assignment, &[], 100 + SETTLE_MS + 200), "a record came: the end seen before was stale");
+        assert!(!cut.is_reached(&["a"], &assignment, &drained, 100 + SETTLE_MS + 300));
+        assert!(!cut.is_reached(&["a"], &assignment, &drained, 100 + SETTLE_MS + 300 + CONFIRM_MS - 1));
+        assert!(cut.is_reached(&["a"], &assignment, &drained, 100 + SETTLE_MS + 300 + CONFIRM_MS), "drained at every check for CONFIRM_MS");
+        assert!(!cut.is_reached(&["a", "b"], &assignment, &drained, 100 + SETTLE_MS + 300 + CONFIRM_MS), "topic b is not assigned yet");
+        let mut every = Cut::new(100);
+        every.hold_back(&mut vec![record("a", 0, 0, 101), record("a", 1, 0, 101)]);
+        assert!(every.is_reached(&["a"], &assignment, &[], 0), "every partition reached by a record past the cut: at once, whatever the clock");
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub async fn run_stage1<S: Source, K: Sink, D: Sink>(
         if idle { in_flight.settle_all(source).await? } else { in_flight.settle(source).await? }
         checkpoint_if_due(source, &mut in_flight, checkpoints.as_deref_mut(), stage1.state(), false).await?;
         laps.lap("commit");
-        if !settling_at_cut && let Some(cut) = &cut {
+        if !settling_at_cut && let Some(cut) = &mut cut {
             settling_at_cut = cut.is_reached(&inputs, &source.assignment(), &source.drained_partitions(), egret_model::time::now_ms());
         } else if let Some(cut) = &cut {
             // Saved first: a restart with the same cut finds every partition past
