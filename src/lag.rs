@@ -32,8 +32,7 @@ pub async fn lag(config: &KafkaConfig, group: &str, instances: u32) -> anyhow::R
     let inputs = Topic::default_names();
     let repartition = repartition_topic(group);
     let mut lags = Vec::new();
-    for k in 0..instances {
-        let instance = Ownership::new(k, instances).ok_or_else(|| anyhow::anyhow!("--instances must be 1 or more"))?;
+    for instance in crate::layout::shares(instances) {
         let stage1 = group_of(group, instance);
         let input = egret_ingest::kafka::group_lag(config, &stage1, &inputs).await?;
         let stage2 = egret_ingest::kafka::group_lag(config, &format!("{stage1}-stage2"), &[repartition.as_str()]).await?;

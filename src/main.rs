@@ -491,7 +491,7 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(brokers)) => {
                     let exit_when_idle = exit_when_idle.map(|ms| Duration::from_millis(ms.max(0) as u64));
                     let checkpoints = (!no_checkpoints).then(|| egret::instance::CheckpointOptions {
-                        dir: checkpoint_dir.unwrap_or_else(|| cli.state_dir.join("checkpoints").join(format!("{}{}", cli.namespace, egret::instance::group_of(&group, instance)))),
+                        dir: checkpoint_dir.unwrap_or_else(|| egret::layout::Deployment { checkpoints: cli.state_dir.join("checkpoints"), namespace: cli.namespace.clone(), group: group.clone() }.directory(instance)),
                         interval: Duration::from_millis(checkpoint_interval.max(1) as u64),
                     });
                     let instance_id = instance_id.or_else(|| checkpoints.as_ref().map(|c| egret::instance::default_instance_id(&c.dir)));

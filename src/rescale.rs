@@ -131,7 +131,6 @@ pub async fn rescale(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: 
 /// The cut instance `share`'s checkpoints in `dir` were both saved at, if they
 /// were (`run --stop-at`); `None` too while an instance holds the directory.
 pub fn stopped_at(city: &Arc<CityModel>, pipeline: &PipelineConfig, dir: &std::path::Path, share: Ownership) -> anyhow::Result<Option<i64>> {
-    let pipeline = &PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
     // Opening makes a directory: one that is gone must stay gone.
     anyhow::ensure!(dir.is_dir(), "{} is gone", dir.display());
     let store = match DirStore::open(dir) {
@@ -139,12 +138,22 @@ pub fn stopped_at(city: &Arc<CityModel>, pipeline: &PipelineConfig, dir: &std::p
         Err(egret_pipeline::checkpoint::CheckpointError::Locked { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let first: Option<Checkpoint<Stage1State>> = checkpoint::load(&store, STAGE1, &fingerprint(city, pipeline, share, true))?;
-    let second: Option<Checkpoint<Stage2Saved>> = checkpoint::load(&store, STAGE2, &fingerprint(city, pipeline, share, false))?;
+    let (first, second) = load_both(city, pipeline, &store, share)?;
     Ok(match (first.and_then(|c| c.state.stopped_at()), second.and_then(|c| c.state.0.stopped_at())) {
         (Some(a), Some(b)) if a == b => Some(a),
         _ => None,
     })
+}
+
+/// Stage 1's and stage 2's checkpoints of one instance, where there are some.
+type BothStages = (Option<Checkpoint<Stage1State>>, Option<Checkpoint<Stage2Saved>>);
+
+/// Instance `share`'s two checkpoints in `store`, read with the fingerprints
+/// `egret run` saves them under (it runs the pipeline on the event clock,
+/// `commands::run`).
+fn load_both(city: &Arc<CityModel>, pipeline: &PipelineConfig, store: &DirStore, share: Ownership) -> anyhow::Result<BothStages> {
+    let pipeline = &PipelineConfig { clock: egret_pipeline::ClockMode::Event, ..pipeline.clone() };
+    Ok((checkpoint::load(store, STAGE1, &fingerprint(city, pipeline, share, true))?, checkpoint::load(store, STAGE2, &fingerprint(city, pipeline, share, false))?))
 }
 
 /// A state copied through its serialized form (the states are not `Clone`):
@@ -160,8 +169,8 @@ fn read_cut(city: &Arc<CityModel>, pipeline: &PipelineConfig, options: &RescaleO
     let mut cut: Option<Cut> = None;
     for (share, store) in old {
         let missing = |name: &str| anyhow::anyhow!("{} is gone", store.describe(name));
-        let first: Checkpoint<Stage1State> = checkpoint::load(store, STAGE1, &fingerprint(city, pipeline, *share, true))?.ok_or_else(|| missing(STAGE1))?;
-        let second: Checkpoint<Stage2Saved> = checkpoint::load(store, STAGE2, &fingerprint(city, pipeline, *share, false))?.ok_or_else(|| missing(STAGE2))?;
+        let (first, second) = load_both(city, pipeline, store, *share)?;
+        let (first, second) = (first.ok_or_else(|| missing(STAGE1))?, second.ok_or_else(|| missing(STAGE2))?);
         let (Some(at), Some(at2)) = (first.state.stopped_at(), second.state.0.stopped_at()) else {
             anyhow::bail!("the checkpoint of instance {share} was not saved at a cut: stop every instance of the split with `egret run ... --stop-at T` (one T for all) first");
         };
