@@ -17,7 +17,10 @@ use std::time::Duration;
 /// The pipeline allocates and frees many small blocks per record (records,
 /// keys, payloads, evidence); mimalloc serves them from thread-local pages
 /// where glibc's malloc spent 12–20% of the pipeline thread (BENCHMARKS.md,
-/// session 15).
+/// session 15). Built without transparent huge pages (`no_thp`): mimalloc
+/// advises them on its arenas and gives freed ranges back, and each page faulted
+/// in again was a 2 MiB page zeroed, 13–17% of the bench's CPU in the kernel
+/// (BENCHMARKS.md, session 21).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

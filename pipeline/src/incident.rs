@@ -182,8 +182,12 @@ impl IncidentDetector {
     /// A vehicle entered `segment` at `ts_ms`.
     pub fn entered(&mut self, segment: u32, ts_ms: i64) {
         let Some(s) = self.segments.get_mut(segment as usize) else { return };
-        let at = s.entries.partition_point(|(e, _)| *e <= ts_ms);
-        s.entries.insert(at, (ts_ms, false));
+        if s.entries.back().is_none_or(|(e, _)| *e <= ts_ms) {
+            s.entries.push_back((ts_ms, false));
+        } else {
+            let at = s.entries.partition_point(|(e, _)| *e <= ts_ms);
+            s.entries.insert(at, (ts_ms, false));
+        }
         if s.entries.len() > ENTRIES_KEPT {
             s.entries.pop_front();
         }
@@ -218,8 +222,12 @@ impl IncidentDetector {
             s.last_exit_ms = exit_ms;
             s.last_exit_entry_ms = enter_ms;
         }
-        let at = s.speeds.partition_point(|(t, _)| *t <= exit_ms);
-        s.speeds.insert(at, (exit_ms, speed_kmh));
+        if s.speeds.back().is_none_or(|(t, _)| *t <= exit_ms) {
+            s.speeds.push_back((exit_ms, speed_kmh));
+        } else {
+            let at = s.speeds.partition_point(|(t, _)| *t <= exit_ms);
+            s.speeds.insert(at, (exit_ms, speed_kmh));
+        }
         if s.speeds.len() > SPEEDS_KEPT {
             s.speeds.pop_front();
         }
@@ -248,8 +256,10 @@ impl IncidentDetector {
             }
             if s.open.is_none() {
                 let (slow_ms, _) = s.travel_times(self.lengths[i], self.free_flow[i]);
-                for (e, counted) in s.entries.iter_mut() {
-                    if !*counted && *e < s.last_exit_entry_ms && e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms {
+                // Entries are in entry order: those overtaken and overdue come first.
+                let overtaken_and_overdue = |e: &i64| *e < s.last_exit_entry_ms && e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms;
+                for (_, counted) in s.entries.iter_mut().take_while(|(e, _)| overtaken_and_overdue(e)) {
+                    if !*counted {
                         *counted = true;
                         s.gone_elsewhere += 1;
                         self.gone_elsewhere += 1;
@@ -269,15 +279,16 @@ impl IncidentDetector {
             match &mut s.open {
                 None => {
                     let overdue_at = |e: i64| e.saturating_add(slow_ms + MIN_GRACE_MS) < watermark_ms;
-                    let overdue = s.entries.iter().filter(|(e, _)| *e > s.last_exit_entry_ms && overdue_at(*e)).count();
+                    // In entry order: those after the last one out, up to the last overdue.
+                    let after_last_out = s.entries.partition_point(|(e, _)| *e <= s.last_exit_entry_ms);
+                    let overdue = s.entries.partition_point(|(e, _)| overdue_at(*e)).saturating_sub(after_last_out);
                     // As many in a row as would happen by chance less than `CHANCE`.
                     let pooled = (self.gone_elsewhere as f64 + 1.0) / ((self.came_out + self.gone_elsewhere) as f64 + 5.0);
                     let gone_share = (f64::from(s.gone_elsewhere) + PRIOR_WEIGHT * pooled) / (f64::from(s.came_out + s.gone_elsewhere) + PRIOR_WEIGHT);
                     let needed = ((CHANCE).ln() / gone_share.ln()).ceil().clamp(MIN_OVERDUE as f64, 12.0) as usize;
                     let silence = MIN_SILENCE_MS.max(longest_pause * 3 / 2);
                     let silent = s.last_exit_ms > 0 && watermark_ms.saturating_sub(s.last_exit_ms) >= silence;
-                    let recent: Vec<f64> = s.speeds.iter().rev().take(3).map(|(_, v)| *v).collect();
-                    let collapsed = recent.len() == 3 && recent.iter().all(|v| *v < COLLAPSED * free_flow);
+                    let collapsed = s.speeds.len() >= 3 && s.speeds.iter().rev().take(3).all(|(_, v)| *v < COLLAPSED * free_flow);
                     tracing::trace!(segment = %self.ids[i], watermark_ms, overdue, needed, gone_share, silent, last_exit_ms = s.last_exit_ms, slow_ms, "incident check");
                     // Detected when the evidence was complete (the needed-th vehicle
                     // overdue and the silence long enough; the third slow exit), not

@@ -167,14 +167,20 @@ impl PlateState {
 }
 
 fn insert(state: &mut PlateState, at: usize, read: Read) {
-    let old = &state.reads;
+    let old = &mut state.reads;
     // Full: the oldest read makes room, or the new one is older than all it would keep.
     let from = usize::from(old.len() >= RECENT_READS);
     if at < from {
         return;
     }
-    let mut reads = Vec::with_capacity(old.len() + 1 - from);
-    reads.extend_from_slice(&old[from..at]);
+    if from == 1 {
+        // In place: the block keeps its size.
+        old[..at].rotate_left(1);
+        old[at - 1] = read;
+        return;
+    }
+    let mut reads = Vec::with_capacity(old.len() + 1);
+    reads.extend_from_slice(&old[..at]);
     reads.push(read);
     reads.extend_from_slice(&old[at..]);
     state.reads = reads.into_boxed_slice();

@@ -116,6 +116,26 @@ fn end_of_window(ts_ms: i64, window_ms: i64) -> i64 {
 }
 
 
+/// A read of `plate` at `ts_ms` that completed `traversals`: if it came out of the
+/// segment it was last seen `entered`, that entry is done; any other read after the
+/// entry means it is not stuck on that segment (`Update::Left`). An entry older than
+/// `horizon_ms` counts as gone (a sweep would have forgotten it). One probe of the
+/// map: it is looked up for every read.
+fn seen_after_entering(entered: &mut FastMap<egret_model::Plate, (u32, i64)>, horizon_ms: i64, plate: egret_model::Plate, ts_ms: i64, traversals: &[Traversal], updates: &mut Vec<Update>) {
+    let std::collections::hash_map::Entry::Occupied(entry) = entered.entry(plate) else { return };
+    let (segment, enter_ms) = *entry.get();
+    if enter_ms < horizon_ms {
+        return;
+    }
+    let came_out = traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms);
+    if came_out || ts_ms > enter_ms {
+        entry.remove();
+    }
+    if !came_out && ts_ms > enter_ms {
+        updates.push(Update::Left { segment, enter_ms });
+    }
+}
+
 impl Stage1 {
     pub fn new(city: Arc<CityModel>, config: PipelineConfig) -> Self {
         let state = Stage1State {
@@ -333,23 +353,6 @@ impl Stage1 {
         (event, DeviceTime { device: Some(device), device_ts_ms, uncertainty_ms })
     }
 
-    /// A read of `plate` after it entered a segment, other than leaving that segment:
-    /// it is not stuck on it.
-    fn seen_elsewhere(&mut self, plate: egret_model::Plate, ts_ms: i64, updates: &mut Vec<Update>) {
-        if let Some((segment, enter_ms)) = self.entered(&plate)
-            && ts_ms > enter_ms
-        {
-            self.state.entered.remove(&plate);
-            updates.push(Update::Left { segment, enter_ms });
-        }
-    }
-
-    /// The segment `plate` was last seen entering and when, unless a sweep at the
-    /// current horizon would have forgotten it.
-    fn entered(&self, plate: &egret_model::Plate) -> Option<(u32, i64)> {
-        self.state.entered.get(plate).copied().filter(|(_, ts)| *ts >= self.plate_horizon_ms())
-    }
-
     /// Per-plate state older than this is forgotten: the sweep removes it, and
     /// until it runs, lookups act as if it had.
     fn plate_horizon_ms(&self) -> i64 {
@@ -446,7 +449,8 @@ impl Stage1 {
             return;
         }
         if let Some((lot, entering)) = gate {
-            self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
+            let horizon = self.plate_horizon_ms();
+            seen_after_entering(&mut self.state.entered, horizon, read.plate, read.ts_ms, &[], &mut out.updates);
             self.state.enforcer.on_gate_read(city, read.plate, &kept, &mut out.tickets);
             return out.updates.push(Update::Gate { lot, entering, ts_ms: read.ts_ms });
         }
@@ -459,12 +463,8 @@ impl Stage1 {
         }
 
         // Out of the segment it entered as expected, or seen somewhere else.
-        if let Some((segment, enter_ms)) = self.entered(&read.plate)
-            && self.traversals.iter().any(|t| t.segment.0 == segment && t.enter_ms == enter_ms)
-        {
-            self.state.entered.remove(&read.plate);
-        }
-        self.seen_elsewhere(read.plate, read.ts_ms, &mut out.updates);
+        let horizon = self.plate_horizon_ms();
+        seen_after_entering(&mut self.state.entered, horizon, read.plate, read.ts_ms, &self.traversals, &mut out.updates);
         let recent = self.state.matcher.recent(&read.plate).map_or(&[][..], |(_, reads)| reads);
         self.state.enforcer.on_read(city, read.plate, read.class, &kept, &self.traversals, recent, &mut out.tickets);
         // Buses dwell at stops: their times are not the traffic's. A bridged drive

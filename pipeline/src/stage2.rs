@@ -23,6 +23,8 @@ pub struct Stage2 {
     partitions: u32,
     /// Stop at the cut at this instant (`cut`).
     stop_at: Option<i64>,
+    /// Reused by every sliding median (`SlidingMedian::median`).
+    scratch: Vec<f64>,
 }
 
 /// Everything stage 2 remembers between batches: what a checkpoint saves.
@@ -120,7 +122,7 @@ impl Stage2 {
             stopped_at: None,
             cut_marks: Default::default(),
         };
-        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default(), partitions: 1, stop_at: None }
+        Stage2 { city: city.clone(), lengths: city.segments.iter().map(|s| s.length_m).collect(), config, state, ownership: Default::default(), partitions: 1, stop_at: None, scratch: Vec::new() }
     }
 
     /// Keep only the segments, lots and routes of the repartition partitions
@@ -230,7 +232,7 @@ impl Stage2 {
         let mut windows = self.state.windows.changed();
         for w in &mut windows {
             self.state.live_kmh[w.segment.0 as usize] = Some(w.mean_speed_kmh);
-            w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms);
+            w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms, &mut self.scratch);
         }
         let mut out = Stage2Output {
             windows,
@@ -261,8 +263,8 @@ impl Stage2 {
         self.state.watermark
     }
 
-    fn with_sliding_median(&self, mut w: SegmentWindow) -> SegmentWindow {
-        w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms);
+    fn with_sliding_median(&mut self, mut w: SegmentWindow) -> SegmentWindow {
+        w.median_5min_kmh = self.state.sliding.median(w.segment, w.window_end_ms, &mut self.scratch);
         w
     }
 

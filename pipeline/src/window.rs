@@ -88,7 +88,10 @@ impl Windows {
         if start + self.window_ms <= watermark {
             self.corrections += 1;
         }
-        acc.speeds.push(t.speed_kmh);
+        // Kept sorted: each provisional snapshot (after every batch that changed
+        // the window) then reads its median and sorted sum without a sort.
+        let at = acc.speeds.partition_point(|v| v.total_cmp(&t.speed_kmh).is_le());
+        acc.speeds.insert(at, t.speed_kmh);
         acc.travel_ms_sum += t.exit_ms - t.enter_ms;
         acc.dirty = true;
         Ok(())
@@ -144,9 +147,17 @@ impl Windows {
 
 fn snapshot(segment: SegmentIdx, start: i64, window_ms: i64, acc: &Acc, is_final: bool) -> SegmentWindow {
     let n = acc.speeds.len();
-    // Sum in sorted order so the result never depends on arrival order.
-    let mut sorted = acc.speeds.clone();
-    sorted.sort_by(f64::total_cmp);
+    // Sum in sorted order so the result never depends on arrival order. `add`
+    // keeps them sorted; a checkpoint from before it did may hold them unsorted.
+    let resorted;
+    let sorted = if acc.speeds.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+        &acc.speeds
+    } else {
+        let mut speeds = acc.speeds.clone();
+        speeds.sort_by(f64::total_cmp);
+        resorted = speeds;
+        &resorted
+    };
     let median = match n {
         0 => 0.0,
         _ if n % 2 == 1 => sorted[n / 2],
@@ -256,8 +267,22 @@ mod tests {
             span_speeds.sort_by(f64::total_cmp);
             let n = span_speeds.len();
             let expected = (n > 0).then(|| if n % 2 == 1 { span_speeds[n / 2] } else { (span_speeds[n / 2 - 1] + span_speeds[n / 2]) / 2.0 });
-            prop_assert_eq!(sliding.median(SegmentIdx(0), end), expected);
+            prop_assert_eq!(sliding.median(SegmentIdx(0), end, &mut Vec::new()), expected);
         }
+    }
+
+    /// Checkpoints from before `add` kept a window's speeds sorted hold them in
+    /// arrival order: the snapshot is the same either way.
+    #[test]
+    fn a_window_restored_with_unsorted_speeds_reads_as_a_sorted_one() {
+        let speeds = [70.0, 30.5, 52.25, 30.5, 99.0, 12.0];
+        let mut w = Windows::new(60_000, 30_000);
+        for v in speeds {
+            w.add(&traversal(0, 10_000, v), 0).expect("on time");
+        }
+        let acc = Acc { speeds: speeds.to_vec(), travel_ms_sum: 6 * 60_000, published: 0, dirty: true };
+        let restored = snapshot(SegmentIdx(0), 0, 60_000, &acc, false);
+        assert_eq!(w.changed(), [restored]);
     }
 
     #[test]
@@ -298,8 +323,13 @@ impl SlidingMedian {
 
     pub fn add(&mut self, segment: SegmentIdx, exit_ms: i64, speed_kmh: f64) {
         let Some(s) = self.samples.get_mut(segment.0 as usize) else { return };
-        let at = s.partition_point(|(t, _)| *t <= exit_ms);
-        s.insert(at, (exit_ms, speed_kmh));
+        // Nearly every sample is the segment's newest: appended without a search.
+        if s.back().is_none_or(|(t, _)| *t <= exit_ms) {
+            s.push_back((exit_ms, speed_kmh));
+        } else {
+            let at = s.partition_point(|(t, _)| *t <= exit_ms);
+            s.insert(at, (exit_ms, speed_kmh));
+        }
         // Keep what a late window could still ask for, and no more than a busy hour.
         while s.len() > 2_000 || s.front().is_some_and(|(t, _)| *t < exit_ms.saturating_sub(4 * self.span_ms)) {
             s.pop_front();
@@ -307,13 +337,17 @@ impl SlidingMedian {
     }
 
     /// The median of the samples that ended in `(end - span, end]`.
-    pub fn median(&self, segment: SegmentIdx, end_ms: i64) -> Option<f64> {
+    /// `scratch` is reused between calls: this runs for every changed window after
+    /// every batch.
+    pub fn median(&self, segment: SegmentIdx, end_ms: i64, scratch: &mut Vec<f64>) -> Option<f64> {
         let s = self.samples.get(segment.0 as usize)?;
         // Kept in exit-time order, so the span is one run of them, found by bisection;
         // it is asked for after every batch, and holds a quarter of what is kept.
         let from = s.partition_point(|(t, _)| *t <= end_ms - self.span_ms);
         let to = s.partition_point(|(t, _)| *t <= end_ms).max(from);
-        let mut v: Vec<f64> = s.range(from..to).map(|(_, v)| *v).collect();
+        scratch.clear();
+        scratch.extend(s.range(from..to).map(|(_, v)| *v));
+        let v = scratch;
         let n = v.len();
         if n == 0 {
             return None;

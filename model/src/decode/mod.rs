@@ -99,6 +99,16 @@ impl Decoded {
     }
 }
 
+/// `bytes` as text. The check runs over every byte of every message, so it is
+/// vectorised (simdutf8: 3 to 4% of the pipeline's time with the standard
+/// library's); only a message that fails it is checked again, for where it fails.
+fn utf8(bytes: &[u8]) -> Result<&str, Reject> {
+    simdutf8::basic::from_utf8(bytes).map_err(|_| {
+        let valid_up_to = std::str::from_utf8(bytes).err().map_or(bytes.len(), |e| e.valid_up_to());
+        Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {valid_up_to}"))
+    })
+}
+
 /// Decodes messages of any input topic against one city model.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoder<'c> {
@@ -120,7 +130,7 @@ impl<'c> Decoder<'c> {
         if bytes.len() > self.max_bytes {
             return Err(Reject::new(Reason::Oversized, format!("{} bytes, limit {}", bytes.len(), self.max_bytes)));
         }
-        let text = std::str::from_utf8(bytes).map_err(|e| Reject::new(Reason::InvalidUtf8, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+        let text = utf8(bytes)?;
         match topic {
             // Nearly every read has the flat shape `flat` reads without serde.
             Topic::PlateReads => self.plate_read(flat::plate_read(text).map_or_else(|| parse(text), Ok)?).map(Decoded::PlateRead),

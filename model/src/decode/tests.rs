@@ -111,7 +111,9 @@ fn every_decoder_reason_is_reachable() {
         assert_eq!(reason(*topic, input), Some(*expected), "input {input:.80}");
     }
     let invalid_utf8 = Decoder::new(city()).decode(Topic::PlateReads, b"{\"plate\":\"\xff\xfe\"}");
-    assert_eq!(invalid_utf8.err().map(|r| r.reason), Some(Reason::InvalidUtf8));
+    let reject = invalid_utf8.err();
+    assert_eq!(reject.as_ref().map(|r| r.reason), Some(Reason::InvalidUtf8));
+    assert!(reject.is_some_and(|r| r.detail.contains("at byte 10")), "the dead letter says where the bad byte is");
 }
 
 /// Found by the hostile-input corpus (tests/hostile): both were accepted, the first

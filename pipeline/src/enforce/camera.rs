@@ -247,7 +247,8 @@ impl GantryLog {
         // an offence at least 6 minutes behind the watermark.
         // A tag read twice in one pass is one sighting, as the matcher counts it: the
         // repeat would only push out older reads (it follows within a few reads).
-        let same_pass = |(p, _, r): &(Plate, VehicleClass, Read)| *p == plate && r.tag == read.tag && (r.ts_ms - read.ts_ms).abs() < crate::matcher::SAME_PASSAGE_MS;
+        // The tag is compared first: one integer, and it tells vehicles apart.
+        let same_pass = |(p, _, r): &(Plate, VehicleClass, Read)| r.tag == read.tag && *p == plate && (r.ts_ms - read.ts_ms).abs() < crate::matcher::SAME_PASSAGE_MS;
         if log.iter().rev().take(SAME_PASS_LOOKBACK).any(same_pass) {
             return;
         }

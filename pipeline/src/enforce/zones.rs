@@ -155,12 +155,14 @@ impl ZoneRules {
             return;
         }
         let horizon = self.tags_horizon;
-        if let Some((other, _)) = self.tag_plates.get(&read.tag).filter(|(p, ts)| *p != plate && horizon.keeps(*ts)) {
-            let other = *other;
+        // One probe of a large map, which the lookup and the update share.
+        let last = self.tag_plates.entry(read.tag).or_insert((plate, read.ts_ms));
+        let other = Some(*last).filter(|(p, ts)| *p != plate && horizon.keeps(*ts));
+        *last = (plate, read.ts_ms);
+        if let Some((other, _)) = other {
             self.take_held(other, |h| h.tag == read.tag);
             self.doubtful_tags.insert(read.tag, read.ts_ms);
         }
-        self.tag_plates.insert(read.tag, (plate, read.ts_ms));
     }
 
     /// A read of a plate this instance owns, once `observe_tag` has seen it: checks
