@@ -168,6 +168,19 @@ async fn rescaling_refuses_when_an_old_instance_ran_past_the_cut() {
     std::fs::remove_dir_all(&state).ok();
 }
 
+/// An `egret` process killed if the test fails while it runs: left behind, it would
+/// hold the test's output open and keep its consumer group busy.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The operator's steps of the README, as processes: `egret run --stop-at` stops
 /// each instance at the cut and serves on, `egret rescale` deals them out to
 /// three, an old instance started again without the cut is refused, and the three
@@ -197,6 +210,7 @@ async fn the_rescale_commands_of_the_readme_take_a_deployment_from_two_instances
             .spawn()
             .expect("egret starts");
         let stdout = child.stdout.take().expect("stdout");
+        let child = KillOnDrop(Some(child));
         let (said, heard) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
@@ -210,6 +224,7 @@ async fn the_rescale_commands_of_the_readme_take_a_deployment_from_two_instances
         assert!(line.contains("stopped at the cut"), "{line}");
     }
     for (child, _) in &mut stopped {
+        let mut child = child.0.take().expect("running");
         assert!(child.try_wait().expect("a status").is_none(), "an instance stopped at the cut serves on");
         child.kill().expect("stopped");
         child.wait().expect("gone");
@@ -225,11 +240,11 @@ async fn the_rescale_commands_of_the_readme_take_a_deployment_from_two_instances
         .into_iter()
         .map(|k| {
             let args = ["run", "--kafka", &brokers, "--instance", k, "--exit-when-idle", "5s", "--listen", "127.0.0.1:0"];
-            std::process::Command::new(egret).args(common).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("egret starts")
+            KillOnDrop(Some(std::process::Command::new(egret).args(common).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("egret starts")))
         })
         .collect();
-    for child in runs {
-        let out = child.wait_with_output().expect("egret runs");
+    for mut child in runs {
+        let out = child.0.take().expect("running").wait_with_output().expect("egret runs");
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("stage 1 restored"), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let behind = status(&["lag", "--kafka", &brokers, "--instances", "3"]);

@@ -29,8 +29,16 @@ pub fn load_or_create(env: &str, state_dir: &Path, file: &str) -> std::io::Resul
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for a new key: {e}")))?;
             let secret = hex::encode(bytes);
-            write_private(&path, secret.as_bytes())?;
-            Ok(secret.into_bytes())
+            match create_private(&path, secret.as_bytes()) {
+                Ok(()) => Ok(secret.into_bytes()),
+                // Another process (an instance started beside this one) created it
+                // first: its secret is the deployment's.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
+                    check_length(text.trim().as_bytes().to_vec(), &path.display().to_string())
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))),
     }
@@ -44,6 +52,22 @@ fn check_length(secret: Vec<u8>, from: &str) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(secret)
+}
+
+/// Creates `path` holding `bytes`, whole or not at all: written to a file of its
+/// own first, then linked into place, which fails if `path` exists. Two instances
+/// starting at once in one state directory once raced here: one read the file the
+/// other had created but not yet written, and refused a secret of 0 bytes.
+fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(format!("no randomness for a file name: {e}")))?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let staged = path.with_file_name(name);
+    write_private(&staged, bytes)?;
+    let linked = std::fs::hard_link(&staged, path);
+    let _ = std::fs::remove_file(&staged);
+    linked.map_err(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { e } else { std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display())) })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -105,6 +129,32 @@ mod tests {
         std::fs::write(dir.join("short.key"), "too short").expect("write");
         assert!(load_or_create("EGRET_TEST_UNSET_KEY", &dir, "short.key").is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Instances started together in one state directory all get the one secret
+    /// that ends up on disk, and none reads a file half written.
+    #[test]
+    fn instances_creating_a_key_at_once_agree_on_it() {
+        for round in 0..20 {
+            let dir = std::env::temp_dir().join(format!("egret-keys-race-{}-{round}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let starts: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, barrier) = (dir.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        load_or_create("EGRET_TEST_UNSET_KEY", &dir, "pseudonym.key")
+                    })
+                })
+                .collect();
+            let secrets: Vec<Vec<u8>> = starts.into_iter().map(|t| t.join().expect("no panic").expect("every instance gets the key")).collect();
+            let on_disk = std::fs::read(dir.join("pseudonym.key")).expect("the key file");
+            assert!(secrets.iter().all(|s| *s == on_disk), "round {round}: an instance holds a secret other than the file's");
+            let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").filter_map(Result::ok).map(|e| e.file_name()).collect();
+            assert_eq!(left.len(), 1, "round {round}: staged files left behind: {left:?}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
