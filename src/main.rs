@@ -19,8 +19,9 @@ use std::time::Duration;
 /// where glibc's malloc spent 12–20% of the pipeline thread (BENCHMARKS.md,
 /// session 15). Built without transparent huge pages (`no_thp`): mimalloc
 /// advises them on its arenas and gives freed ranges back, and each page faulted
-/// in again was a 2 MiB page zeroed, 13–17% of the bench's CPU in the kernel
-/// (BENCHMARKS.md, session 21).
+/// in again was a 2 MiB page zeroed: 12–19% of the bench's samples, and its
+/// system time fell from 3.5–5.3 s to 0.9–1.4 s without them (BENCHMARKS.md,
+/// sessions 20 and 21).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

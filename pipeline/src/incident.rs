@@ -182,12 +182,7 @@ impl IncidentDetector {
     /// A vehicle entered `segment` at `ts_ms`.
     pub fn entered(&mut self, segment: u32, ts_ms: i64) {
         let Some(s) = self.segments.get_mut(segment as usize) else { return };
-        if s.entries.back().is_none_or(|(e, _)| *e <= ts_ms) {
-            s.entries.push_back((ts_ms, false));
-        } else {
-            let at = s.entries.partition_point(|(e, _)| *e <= ts_ms);
-            s.entries.insert(at, (ts_ms, false));
-        }
+        crate::window::insert_by_time(&mut s.entries, ts_ms, false);
         if s.entries.len() > ENTRIES_KEPT {
             s.entries.pop_front();
         }
@@ -222,12 +217,7 @@ impl IncidentDetector {
             s.last_exit_ms = exit_ms;
             s.last_exit_entry_ms = enter_ms;
         }
-        if s.speeds.back().is_none_or(|(t, _)| *t <= exit_ms) {
-            s.speeds.push_back((exit_ms, speed_kmh));
-        } else {
-            let at = s.speeds.partition_point(|(t, _)| *t <= exit_ms);
-            s.speeds.insert(at, (exit_ms, speed_kmh));
-        }
+        crate::window::insert_by_time(&mut s.speeds, exit_ms, speed_kmh);
         if s.speeds.len() > SPEEDS_KEPT {
             s.speeds.pop_front();
         }

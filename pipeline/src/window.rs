@@ -304,6 +304,17 @@ mod tests {
     }
 }
 
+/// Inserts `(at_ms, value)` into `deque`, kept in time order (equal times in
+/// arrival order). Nearly every sample is the newest: it is appended without a search.
+pub(crate) fn insert_by_time<T>(deque: &mut std::collections::VecDeque<(i64, T)>, at_ms: i64, value: T) {
+    if deque.back().is_none_or(|(t, _)| *t <= at_ms) {
+        deque.push_back((at_ms, value));
+    } else {
+        let at = deque.partition_point(|(t, _)| *t <= at_ms);
+        deque.insert(at, (at_ms, value));
+    }
+}
+
 /// The five-minute sliding median of each segment's traversal speeds (by exit time).
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct SlidingMedian {
@@ -323,13 +334,7 @@ impl SlidingMedian {
 
     pub fn add(&mut self, segment: SegmentIdx, exit_ms: i64, speed_kmh: f64) {
         let Some(s) = self.samples.get_mut(segment.0 as usize) else { return };
-        // Nearly every sample is the segment's newest: appended without a search.
-        if s.back().is_none_or(|(t, _)| *t <= exit_ms) {
-            s.push_back((exit_ms, speed_kmh));
-        } else {
-            let at = s.partition_point(|(t, _)| *t <= exit_ms);
-            s.insert(at, (exit_ms, speed_kmh));
-        }
+        insert_by_time(s, exit_ms, speed_kmh);
         // Keep what a late window could still ask for, and no more than a busy hour.
         while s.len() > 2_000 || s.front().is_some_and(|(t, _)| *t < exit_ms.saturating_sub(4 * self.span_ms)) {
             s.pop_front();
