@@ -41,6 +41,8 @@ struct StatefulSet {
     /// Once this many pods have been started, the next wait (as pods pending a
     /// node or an image would) until this is cleared.
     hold_after: Option<usize>,
+    /// The pods run on a CPU limit (`throttle`) until the new split's start.
+    cpu_limited: bool,
 }
 
 impl StatefulSet {
@@ -64,7 +66,10 @@ impl StatefulSet {
         self.pods.sort_by_key(|(i, _)| *i);
         while self.pods.iter().any(|(i, _)| *i >= self.wanted) {
             let (_, child) = self.pods.last().expect("a pod");
-            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+            // Woken too, if the CPU limit holds it stopped: else it never sees the TERM.
+            for signal in ["-TERM", "-CONT"] {
+                Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
+            }
             let (index, mut child) = self.pods.pop().expect("a pod");
             self.exited.push((index, child.wait().expect("the pod stops")));
         }
@@ -88,6 +93,32 @@ impl StatefulSet {
 }
 
 type Shared = Arc<Mutex<StatefulSet>>;
+
+/// A CPU limit of 5% of a core on the pods while `cpu_limited`, as the kernel
+/// enforces a container's (its CFS quota: the pod runs for its share of each
+/// period, then is stopped for the rest). The pods of the first split read the
+/// first half at this pace, so its lag lasts until the controller has seen it
+/// beside their progress; unlimited, they read it all within a round or two of
+/// the controller's, and there is no lag left to scale on.
+async fn throttle(set: Shared) {
+    let signal = |set: &StatefulSet, signal: &str| {
+        let pids: Vec<String> = set.pods.iter().map(|(_, child)| child.id().to_string()).collect();
+        if !pids.is_empty() {
+            Command::new("kill").arg(signal).args(&pids).status().expect("kill runs");
+        }
+    };
+    loop {
+        signal(&set.lock().expect("the set"), "-CONT");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        {
+            let set = set.lock().expect("the set");
+            if set.cpu_limited {
+                signal(&set, "-STOP");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(190)).await;
+    }
+}
 
 async fn get_scale(State(set): State<Shared>) -> axum::Json<serde_json::Value> {
     let mut set = set.lock().expect("the set");
@@ -157,7 +188,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_one_instances_output() {
     let policy = ["--max-instances", "2", "--scale-up-lag", "1000", "--scale-up-after", "0s", "--scale-down-lag", "1", "--scale-down-after", "1h"];
-    rescaled_by_the_controller(1, 2, &policy, true).await;
+    rescaled_by_the_controller(1, 2, &policy, true, true).await;
 }
 
 /// A quiet input takes two instances (the four pods of a split) to one: both
@@ -165,14 +196,15 @@ async fn lag_takes_a_deployment_of_pods_from_one_instance_to_two_and_they_write_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_input_takes_a_split_of_two_to_one_instance_and_it_writes_one_instances_output() {
     let policy = ["--min-instances", "1", "--max-instances", "2", "--scale-up-lag", "1000000000000", "--scale-down-lag", "100000000000", "--scale-down-after", "0s"];
-    rescaled_by_the_controller(2, 1, &policy, false).await;
+    rescaled_by_the_controller(2, 1, &policy, false, false).await;
 }
 
 /// `from` instances, their pods started by the controller, rescaled to `to` by
 /// the `policy` arguments; the first half of the input before the cut, the second
 /// after it. With `kill`, the controller is killed after it set the cut and after
-/// it scaled the pods to 0, and started again.
-async fn rescaled_by_the_controller(from: u32, to: u32, policy: &[&str], kill: bool) {
+/// it scaled the pods to 0, and started again. With `cpu_limited`, the first
+/// split's pods run on a CPU limit (`throttle`).
+async fn rescaled_by_the_controller(from: u32, to: u32, policy: &[&str], kill: bool, cpu_limited: bool) {
     let Some(brokers) = brokers() else { return };
     let _alone = ONE_AT_A_TIME.lock().await;
     let city = egret::load_city(None).expect("city");
@@ -187,7 +219,8 @@ async fn rescaled_by_the_controller(from: u32, to: u32, policy: &[&str], kill: b
     let (ns, group) = (config.namespace.clone(), config.group_id.clone());
     let common = |more: &[&str]| -> Vec<String> { ["--namespace", &ns].iter().chain(more).map(|s| s.to_string()).collect() };
     let pod_args = common(&["run", "--kafka", &brokers, "--group", &group, "--checkpoints", checkpoints.to_str().expect("a path"), "--checkpoint-interval", "1s", "--exit-when-idle", "10s", "--listen", "127.0.0.1:0"]);
-    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 0, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, started: 0, hold_after: Some(from as usize * 2) }));
+    let set: Shared = Arc::new(Mutex::new(StatefulSet { pod_args, work: work.clone(), wanted: 0, pods: Vec::new(), patched: Vec::new(), exited: Vec::new(), generation: 0, started: 0, hold_after: Some(from as usize * 2), cpu_limited }));
+    tokio::spawn(throttle(set.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let api = format!("http://{}", listener.local_addr().expect("an address"));
     let router = axum::Router::new().route(SCALE_PATH, get(get_scale).patch(patch_scale)).with_state(set.clone());
@@ -247,6 +280,7 @@ async fn rescaled_by_the_controller(from: u32, to: u32, policy: &[&str], kill: b
     {
         let mut set = set.lock().expect("the set");
         set.hold_after = None;
+        set.cpu_limited = false;
         set.reconcile();
     }
     // Each active pod ends once its input has been idle, then its standby takes
